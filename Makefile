@@ -1,0 +1,51 @@
+# Two commands for a fresh clone: `make synth` and `make test`. Both install what they need.
+# Python deps are locked in uv.lock, the CDK CLI in package-lock.json; uv itself is pinned here.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: install synth test lint lock bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras --python $(PYTHON) --quiet
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.synced node_modules/.installed
+
+## Synthesize the default app into cdk.out/ with the pinned CDK CLI, cfn-lint every template, summarize.
+synth: install
+	$(PY) tools/synth_report.py
+
+## The whole test suite (unit, constructs, policy proofs, moto, CLI, client faults).
+test: install
+	$(PY) -m pytest -n 2 --dist loadgroup -q
+
+lint: install
+	$(VENV)/bin/ruff check telemetry_shunt tests bench tools app.py
+
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf cdk.out .pytest_cache

@@ -1,0 +1,3 @@
+from telemetry_shunt.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""The ``shunt`` command line: ``shunt <noun> <verb>``.
+
+Each noun lives in its own module and registers a click group here; commands are thin wrappers over
+functions that are unit-tested without the CLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from telemetry_shunt import __version__
+
+# (module, attribute) of each noun's click group; a module whose extra is not installed is skipped
+# with a hint instead of breaking the other commands.
+_COMMAND_GROUPS: list[tuple[str, str]] = [
+    ("telemetry_shunt.cli.policy", "policy"),
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(__version__, prog_name="shunt")
+def cli(debug: bool) -> None:
+    """telemetry-shunt: isolated telemetry network, staged agent rollouts, kill switch."""
+
+
+def _register() -> None:
+    for module_name, attr in _COMMAND_GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            missing = exc.name or str(exc)
+
+            @cli.command(name=attr, context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def _unavailable(args: tuple[str, ...], _missing: str = missing, _name: str = attr) -> None:
+                raise click.ClickException(
+                    f"'shunt {_name}' needs {_missing}: pip install 'telemetry-shunt[all]'"
+                )
+
+            continue
+        cli.add_command(getattr(module, attr))
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="shunt")

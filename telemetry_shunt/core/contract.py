@@ -1,0 +1,42 @@
+"""Names shared between the pieces that must agree: constructs, rollout engine, host agents, client.
+
+Change a value here and every side follows; nothing else spells these strings.
+"""
+
+from __future__ import annotations
+
+# --- Kill switch (AWS AppConfig feature flags) -------------------------------------------------
+APPCONFIG_APPLICATION = "telemetry-shunt"
+APPCONFIG_ENVIRONMENT = "production"
+APPCONFIG_PROFILE = "kill-switch"
+# Global flag: telemetry is on only while this flag is enabled.
+GLOBAL_FLAG = "telemetry"
+# Per-AZ flag: f"{GLOBAL_FLAG}-{az}", e.g. "telemetry-us-east-1a". Absent means "follow the global flag".
+AZ_FLAG_PREFIX = GLOBAL_FLAG + "-"
+# AppConfig agent on every host (its default port); polling no faster than every 15 s.
+APPCONFIG_AGENT_URL = "http://localhost:2772"
+APPCONFIG_MIN_POLL_SECONDS = 15
+
+# --- Agent fleet -------------------------------------------------------------------------------
+# EC2 tag that marks hosts whose agent this project rolls out; the value is the fleet name.
+FLEET_TAG_KEY = "telemetry-shunt:fleet"
+# Heartbeats published by every host (see core/hostside): one datapoint with {AvailabilityZone}
+# (what the per-AZ alarms watch) and one with {InstanceId, AgentVersion} (the bake's evidence).
+HEARTBEAT_NAMESPACE = "TelemetryShunt/Agent"
+HEARTBEAT_METRIC = "Heartbeat"
+HEARTBEAT_PERIOD_SECONDS = 60
+
+# --- Rollout state (DynamoDB) ------------------------------------------------------------------
+STATE_TABLE_PARTITION_KEY = "pk"
+STATE_TABLE_SORT_KEY = "sk"
+STATE_TABLE_TTL_ATTRIBUTE = "expires_at"
+
+# --- Gateway wire format -----------------------------------------------------------------------
+# POST /metrics carries newline-delimited JSON records, optionally gzip-encoded:
+#   {"name": str, "value": float, "timestamp": float (unix seconds), "attributes": {str: str}}
+METRICS_PATH = "/metrics"
+METRICS_CONTENT_TYPE = "application/x-ndjson"
+OTLP_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
+# SigV4 signing name for VPC Lattice; Lattice does not sign payloads.
+LATTICE_SIGNING_NAME = "vpc-lattice-svcs"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
