@@ -40,3 +40,33 @@ OTLP_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
 # SigV4 signing name for VPC Lattice; Lattice does not sign payloads.
 LATTICE_SIGNING_NAME = "vpc-lattice-svcs"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+
+# --- Agent rollout resources (created by AgentRolloutSupport, used by the rollout engine) -------
+# SSM documents, one per action; the engine finds them by these names (prefix configurable).
+AGENT_ACTIONS = ("install", "upgrade", "rollback", "stop", "start")
+DEFAULT_RESOURCE_PREFIX = "TelemetryShunt"
+
+
+def agent_document_name(action: str, prefix: str = DEFAULT_RESOURCE_PREFIX) -> str:
+    """SSM document name for an agent action, e.g. ``TelemetryShunt-Agent-Upgrade``."""
+    if action not in AGENT_ACTIONS:
+        raise ValueError(f"unknown agent action {action!r}: use one of {', '.join(AGENT_ACTIONS)}")
+    return f"{prefix}-Agent-{action.capitalize()}"
+
+
+def heartbeat_alarm_name(az: str, prefix: str = DEFAULT_RESOURCE_PREFIX) -> str:
+    """Per-AZ heartbeat alarm (missing data is breaching), e.g. ``TelemetryShunt-Heartbeat-us-east-1a``."""
+    return f"{prefix}-Heartbeat-{az}"
+
+
+DEFAULT_STATE_TABLE_NAME = "telemetry-shunt-rollouts"
+
+# --- Collectors behind the gateway (ports shared by the gateway's target groups and the fleet) --
+# Health endpoints must bind 0.0.0.0: Lattice health checks come from 169.254.171.0/24.
+VECTOR_HTTP_PORT = 8080
+VECTOR_HEALTH_PORT = 8686
+VECTOR_HEALTH_PATH = "/health"
+OTEL_HTTP_PORT = 4318
+OTEL_HEALTH_PORT = 13133
+OTEL_HEALTH_PATH = "/"
+COLLECTOR_KINDS = ("vector", "otel")
