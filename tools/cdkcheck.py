@@ -1,0 +1,100 @@
+"""Verification shared by `make synth` and the tests: cfn-lint on templates, cdk-nag on apps."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
+
+LINT_REGIONS = ("us-east-1", "eu-west-1")
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    template: str
+    rule: str
+    level: str
+    message: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.template}: {self.level} {self.rule} at {self.path}: {self.message}"
+
+
+def lint_template(template: dict[str, Any] | str | Path, *, name: str = "template") -> list[LintFinding]:
+    """cfn-lint errors and warnings (not informational) for one template."""
+    from cfnlint.api import ManualArgs, lint
+
+    if isinstance(template, Path):
+        name = template.name
+        text = template.read_text()
+    elif isinstance(template, dict):
+        text = json.dumps(template)
+    else:
+        text = template
+    matches = lint(text, config=ManualArgs(regions=list(LINT_REGIONS)))
+    findings = []
+    for m in matches:
+        level = m.rule.severity if hasattr(m.rule, "severity") else "error"
+        if m.rule.id.startswith("I"):
+            continue
+        findings.append(
+            LintFinding(template=name, rule=m.rule.id, level=level, message=m.message,
+                        path="/".join(str(p) for p in getattr(m, "path", []) or []))
+        )
+    return findings
+
+
+def lint_templates(paths: Iterable[Path]) -> list[LintFinding]:
+    out: list[LintFinding] = []
+    for path in paths:
+        out.extend(lint_template(path))
+    return out
+
+
+@dataclass(frozen=True)
+class NagFinding:
+    rule: str
+    path: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.rule} at {self.path}: {self.description}"
+
+
+def synth_with_nag(app: Any) -> tuple[Any | None, list[NagFinding]]:
+    """Synthesize ``app`` with the AwsSolutions pack; return the assembly and unacknowledged findings.
+
+    cdk-nag 3 reports through CDK's validation plugins: any finding makes synth fail, and the report
+    lands in ``<outdir>/validation-report.json``.
+    """
+    from aws_cdk import Validations
+    from cdk_nag import AwsSolutionsChecks
+
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    try:
+        assembly = app.synth()
+    except RuntimeError as exc:
+        if "ValidationFailed" not in str(exc) and "Validation failed" not in str(exc):
+            raise
+        return None, read_nag_report(Path(app.outdir))
+    return assembly, read_nag_report(Path(app.outdir))
+
+
+def read_nag_report(outdir: Path) -> list[NagFinding]:
+    report = outdir / "validation-report.json"
+    if not report.exists():
+        return []
+    data = json.loads(report.read_text())
+    findings = []
+    for plugin in data.get("pluginReports", []):
+        for violation in plugin.get("violations", []):
+            for c in violation.get("violatingConstructs", []):
+                findings.append(NagFinding(violation["ruleName"], c.get("constructPath", "?"),
+                                           violation.get("description", "")))
+    return findings
