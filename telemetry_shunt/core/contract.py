@@ -70,3 +70,18 @@ OTEL_HTTP_PORT = 4318
 OTEL_HEALTH_PORT = 13133
 OTEL_HEALTH_PATH = "/"
 COLLECTOR_KINDS = ("vector", "otel")
+
+# --- Rollout engine <-> SSM documents and heartbeats (appended by the rollout engine) -------------
+# Heartbeat dimensions: the per-host evidence datapoint and the per-AZ datapoint the alarms watch.
+HEARTBEAT_INSTANCE_DIMENSION = "InstanceId"
+HEARTBEAT_VERSION_DIMENSION = "AgentVersion"
+HEARTBEAT_AZ_DIMENSION = "AvailabilityZone"
+# The upgrade/install/rollback documents take the target agent version in this parameter.
+AGENT_VERSION_PARAMETER = "version"
+# The agent ships as an SSM Distributor package; a rollout's target version must be one of its versions.
+AGENT_PACKAGE_SUFFIX = "-Agent-Package"
+
+
+def agent_package_name(prefix: str = DEFAULT_RESOURCE_PREFIX) -> str:
+    """SSM Distributor package holding the agent versions, e.g. ``TelemetryShunt-Agent-Package``."""
+    return f"{prefix}{AGENT_PACKAGE_SUFFIX}"
