@@ -1,0 +1,147 @@
+"""What the gateway routes (paths to collectors) and who may push (pushers)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from telemetry_shunt.core import contract
+from telemetry_shunt.core.validation import (
+    account_id,
+    duplicates,
+    is_token,
+    organization_id,
+    role_arn,
+)
+from telemetry_shunt.errors import ValidationError
+
+# A listener holds at most 10 rules (VPC Lattice quota); every route is one rule.
+MAX_RULES_PER_LISTENER = 10
+_PATH = re.compile(r"^/[A-Za-z0-9._~\-/]*$")
+COLLECTORS = contract.COLLECTOR_KINDS
+
+
+@dataclass(frozen=True)
+class Route:
+    """``POST <path>`` forwarded to a collector (``"vector"`` or ``"otel"``).
+
+    Paths match exactly (case-sensitive); use :meth:`otlp_http` and :meth:`vector_http` rather than
+    building routes by hand.
+    """
+
+    path: str
+    collector: str = "vector"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path.startswith("/"):
+            raise ValidationError(f"route path must start with '/', got {self.path!r}")
+        if not _PATH.match(self.path) or "//" in self.path:
+            raise ValidationError(
+                f"route path {self.path!r} may contain only letters, digits and . _ ~ - / (no wildcards, "
+                "no query string, no '//'): routes are exact paths"
+            )
+        if len(self.path) > 200:
+            raise ValidationError(f"route path {self.path[:40]!r}... is {len(self.path)} characters; keep it under 200")
+        if self.collector not in COLLECTORS:
+            raise ValidationError(f"route {self.path!r} names collector {self.collector!r}; use one of {', '.join(COLLECTORS)}")
+
+    @property
+    def method(self) -> str:
+        return "POST"
+
+    @staticmethod
+    def vector_http(path: str = contract.METRICS_PATH) -> Route:
+        """Newline-delimited JSON (the in-app client's format) into the Vector fleet."""
+        return Route(path, "vector")
+
+    @staticmethod
+    def otlp_http(signals: Sequence[str] = ("traces", "metrics", "logs")) -> list[Route]:
+        """OTLP/HTTP: one route per signal, ``/v1/<signal>``, into the OpenTelemetry collector fleet."""
+        allowed = ("traces", "metrics", "logs")
+        for s in signals:
+            if s not in allowed:
+                raise ValidationError(f"OTLP signal {s!r} is not one of {', '.join(allowed)}")
+        return [Route(f"/v1/{s}", "otel") for s in signals]
+
+
+def default_routes() -> list[Route]:
+    """``POST /metrics`` to Vector and ``POST /v1/{traces,metrics,logs}`` to the OTel collector."""
+    return [Route.vector_http(), *Route.otlp_http()]
+
+
+def validate_routes(routes: Sequence[Route]) -> list[Route]:
+    routes = list(routes)
+    if not routes:
+        raise ValidationError("no routes: add at least one, e.g. Route.vector_http('/metrics')")
+    dup = duplicates(r.path for r in routes)
+    if dup:
+        raise ValidationError(f"duplicate route path(s) {dup!r}: each path can be routed once")
+    if len(routes) > MAX_RULES_PER_LISTENER:
+        raise ValidationError(
+            f"{len(routes)} routes need {len(routes)} listener rules, but a VPC Lattice listener allows "
+            f"{MAX_RULES_PER_LISTENER}: merge paths or drop some"
+        )
+    return routes
+
+
+@dataclass(frozen=True)
+class Pusher:
+    """A principal allowed to push telemetry: a role, every principal of an account, or of an organization."""
+
+    kind: str  # "role" | "account" | "organization"
+    value: str
+
+    @staticmethod
+    def role(arn: str) -> Pusher:
+        return Pusher("role", role_arn(arn))
+
+    @staticmethod
+    def account(account: str) -> Pusher:
+        return Pusher("account", account_id(account))
+
+    @staticmethod
+    def organization(org_id: str) -> Pusher:
+        return Pusher("organization", organization_id(org_id))
+
+    @staticmethod
+    def parse(text: str) -> Pusher:
+        """From configuration: a role ARN, a 12-digit account id, or an ``o-...`` organization id."""
+        text = text.strip()
+        if text in ("*", "") or "*" in text:
+            raise ValidationError(f"pusher {text!r} is a wildcard: name role ARNs, account ids or an organization id")
+        if text.startswith("arn:"):
+            return Pusher.role(text)
+        if text.startswith("o-"):
+            return Pusher.organization(text)
+        return Pusher.account(text)
+
+    @property
+    def account_id(self) -> str | None:
+        """The account the pusher lives in (None for an organization or a token)."""
+        if self.kind == "account":
+            return self.value
+        if self.kind == "role" and not is_token(self.value):
+            return self.value.split(":")[4]
+        return None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+def validate_pushers(pushers: Sequence[Pusher]) -> list[Pusher]:
+    pushers = list(pushers)
+    if not pushers:
+        raise ValidationError(
+            "no pushers: name who may push telemetry, e.g. Pusher.role('arn:aws:iam::111111111111:role/agent'), "
+            "Pusher.account('111111111111') or Pusher.organization('o-a1b2c3d4e5')"
+        )
+    for p in pushers:
+        if not isinstance(p, Pusher):
+            raise ValidationError(f"pusher {p!r} is not a Pusher: use Pusher.role/account/organization")
+        if "*" in p.value:
+            raise ValidationError(f"pusher {p.value!r} is a wildcard: push-only policies name their principals")
+    dup = duplicates(str(p) for p in pushers)
+    if dup:
+        raise ValidationError(f"duplicate pusher(s) {dup!r}")
+    return pushers

@@ -1,0 +1,124 @@
+"""Checks shared by the constructs and the CLI. Each names the bad value and says what to do.
+
+Values that are CDK tokens (unresolved until deploy time, e.g. ``${Token[...]}``) pass: they are
+checked where they become concrete, by CloudFormation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+
+from telemetry_shunt.errors import ValidationError
+
+# CDK encodes unresolved values as "${Token[...]}" strings, or as very large/small sentinel numbers.
+_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}|#\{Token\[|\[\s*Token\.")
+
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
+ROLE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})$")
+VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")
+AZ_NAME = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d[a-z]$")
+
+# Lattice name rules, from the CloudFormation resource schemas.
+_LATTICE_NAME = re.compile(r"^(?![-])(?!.*[-]$)(?!.*[-]{2})[a-z0-9-]+$")
+LATTICE_NAME_RULES = {
+    # kind: (min, max, forbidden prefix)
+    "service network": (3, 63, "servicenetwork-"),
+    "service": (3, 40, "svc-"),
+    "target group": (3, 128, "tg-"),
+    "listener": (3, 63, "listener-"),
+    "rule": (3, 63, "rule-"),
+}
+
+
+def is_token(value: object) -> bool:
+    """True for a CDK token (a value resolved only at deploy time)."""
+    return isinstance(value, str) and bool(_TOKEN.search(value))
+
+
+def lattice_name(kind: str, name: str) -> str:
+    """Validate a VPC Lattice resource name of ``kind`` (see :data:`LATTICE_NAME_RULES`)."""
+    if is_token(name):
+        return name
+    lo, hi, prefix = LATTICE_NAME_RULES[kind]
+    if not (lo <= len(name) <= hi) or not _LATTICE_NAME.match(name) or name.startswith(prefix):
+        raise ValidationError(
+            f"{kind} name {name!r} is not one VPC Lattice accepts: use {lo}-{hi} characters of a-z, 0-9 and "
+            f"single hyphens, not starting or ending with a hyphen, and not starting with {prefix!r}"
+        )
+    return name
+
+
+def cidr(value: str, *, what: str = "CIDR", min_prefix: int = 16, max_prefix: int = 28) -> ipaddress.IPv4Network:
+    """Parse an IPv4 VPC CIDR block (a VPC takes /16 to /28)."""
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError) as exc:
+        raise ValidationError(f"{what} {value!r} is not a valid IPv4 network ({exc}); use a block such as '10.80.0.0/16'") from None
+    if not (min_prefix <= network.prefixlen <= max_prefix):
+        raise ValidationError(f"{what} {value!r} must be between /{min_prefix} and /{max_prefix} (a VPC's range)")
+    return network
+
+
+def disjoint_cidrs(named: Iterable[tuple[str, str]]) -> None:
+    """Refuse overlapping CIDRs among ``(label, cidr)`` pairs; tokens are skipped."""
+    parsed: list[tuple[str, ipaddress.IPv4Network]] = []
+    for label, value in named:
+        if is_token(value):
+            continue
+        net = cidr(value, what=label)
+        for other_label, other in parsed:
+            if net.overlaps(other):
+                raise ValidationError(
+                    f"{label} {value!r} overlaps {other_label} {str(other)!r}: give each VPC its own range "
+                    "so flow logs, access logs and any later peering stay unambiguous"
+                )
+        parsed.append((label, net))
+
+
+def availability_zones(azs: Sequence[str], *, minimum: int = 2) -> list[str]:
+    azs = list(azs)
+    concrete = [az for az in azs if not is_token(az)]
+    if len(azs) < minimum:
+        raise ValidationError(f"need at least {minimum} Availability Zones, got {len(azs)} ({azs!r}): "
+                              "the telemetry path must survive the loss of one zone")
+    for az in concrete:
+        if not AZ_NAME.match(az):
+            raise ValidationError(f"Availability Zone {az!r} is not an AZ name such as 'us-east-1a'")
+    if len(set(azs)) != len(azs):
+        raise ValidationError(f"Availability Zones must be distinct, got {azs!r}")
+    return azs
+
+
+def account_id(value: str) -> str:
+    if is_token(value) or ACCOUNT_ID.match(value):
+        return value
+    raise ValidationError(f"account id {value!r} must be 12 digits, e.g. '111111111111'")
+
+
+def organization_id(value: str) -> str:
+    if is_token(value) or ORG_ID.match(value):
+        return value
+    raise ValidationError(f"organization id {value!r} must look like 'o-a1b2c3d4e5'")
+
+
+def role_arn(value: str) -> str:
+    if is_token(value) or ROLE_ARN.match(value):
+        return value
+    raise ValidationError(
+        f"role ARN {value!r} must look like 'arn:aws:iam::111111111111:role/name' "
+        "(partition aws, aws-cn or aws-us-gov); wildcards are not allowed"
+    )
+
+
+def duplicates(values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    dup: list[str] = []
+    for v in values:
+        if v in seen and v not in dup:
+            dup.append(v)
+        seen.add(v)
+    return dup
