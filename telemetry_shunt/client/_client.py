@@ -1,0 +1,580 @@
+"""The in-app telemetry client: the caller appends, one daemon thread does everything else."""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import email.utils
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from telemetry_shunt.client._breaker import CircuitBreaker
+from telemetry_shunt.client._encoding import compress, encode_records
+from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout, parse_endpoint
+from telemetry_shunt.client._killswitch import FlagReader, KillSwitch
+from telemetry_shunt.core.contract import METRICS_CONTENT_TYPE, METRICS_PATH
+
+if TYPE_CHECKING:
+    import ssl
+
+    from botocore.credentials import Credentials
+
+logger = logging.getLogger("telemetry_shunt.client")
+
+# Why data was dropped. Every record emitted ends up sent, queued or counted under one of these.
+DROP_REASONS = (
+    "buffer_full",  # the buffer was full: the oldest record made room for a new one
+    "disabled",  # the kill switch was off (emitted while off, or buffered when it turned off)
+    "config_error",  # sending stopped on a configuration error (403, 404, no credentials, ...)
+    "invalid",  # the value was not a finite number, or the name not a non-empty string
+    "timeout",  # the last attempt of the batch ran out of its deadline
+    "connection",  # the last attempt could not connect, or the connection broke
+    "server_error",  # the last attempt got a 5xx (or 408) answer
+    "throttled",  # the last attempt got a 429 (or 503 with Retry-After)
+    "credentials",  # the last attempt could not get credentials (a failing refresh)
+    "shutdown",  # still unsent when close() or interpreter exit ran out of time
+    "closed",  # emitted after close()
+)
+_EMIT_REJECT_REASONS = ("disabled", "config_error", "closed")
+
+STARTING = "starting"  # waiting for the first kill-switch read; records are buffered, not sent
+SENDING = "sending"
+DISABLED = "disabled"  # the kill switch is off
+STOPPED = "stopped"  # a configuration error stopped sending for good
+CLOSED = "closed"
+
+_time = time.time
+_monotonic = time.monotonic
+_DISCARD = collections.deque(maxlen=0).append
+# The worker wakes this often to see whether a full batch is waiting.
+_POLL_SECONDS = 0.1
+# At most this many batches in one go, so the worker keeps reading the kill switch under load.
+_MAX_BATCHES_PER_ROUND = 32
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """A snapshot of the client's counters: ``emitted == sent + dropped_total + queued``."""
+
+    emitted: int
+    sent: int
+    queued: int
+    dropped: Mapping[str, int]
+    state: str
+    breaker: str
+    requests: int
+    failed_requests: int
+    connections_opened: int
+    error: str | None = None
+    # Reasons that dropped nothing are present with 0, so dashboards see a stable shape.
+    dropped_total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dropped_total", sum(self.dropped.values()))
+
+
+class TelemetryClient:
+    """Sends metrics to the telemetry gateway without ever slowing down or failing its host.
+
+    ``emit`` only appends a tuple to a bounded buffer (no lock, no I/O, never raises); a daemon thread
+    batches records into the gateway's ``POST /metrics`` format, signs each batch once with SigV4 for
+    VPC Lattice and sends it over a kept-alive connection with a total deadline. Failures trip a circuit
+    breaker; configuration errors (403, 404, no credentials) stop sending and are logged once at
+    ERROR on the ``telemetry_shunt.client`` logger. ``close()`` and interpreter exit wait at most their
+    bound. See ``docs/client.md``.
+
+    Args:
+        endpoint: The gateway, ``https://<service-dns-name>`` (no path; the client posts to ``/metrics``).
+        region: The gateway's region, for the signature.
+        credentials: botocore credentials; by default the worker resolves the default provider chain
+            (environment, profile, container or instance role) off the caller's thread.
+        kill_switch: Where to read the kill switch; ``None`` runs without one. By default the AppConfig
+            agent on ``localhost:2772``: nothing is sent until its flags read as "on".
+        max_buffered_records: Buffer bound; when full the oldest record is dropped (``buffer_full``).
+        max_batch_records: Records per request at most.
+        flush_interval_seconds: A partial batch waits at most this long.
+        request_timeout_seconds: Total deadline of one request: connect, send and the whole response.
+        max_attempts: Attempts per batch before it is dropped under the last failure's reason.
+        failure_threshold: Consecutive failures that open the circuit breaker.
+        base_backoff_seconds, max_backoff_seconds: Breaker backoff, doubled per trip, jittered to
+            50-100 %; also caps how long a ``Retry-After`` is honoured.
+        exit_timeout_seconds: How long interpreter exit may spend flushing this client.
+        compress: gzip request bodies (``Content-Encoding: gzip``).
+        ssl_context: For ``https`` endpoints; the system trust store by default.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        region: str,
+        credentials: Credentials | None = None,
+        kill_switch: KillSwitch | None = KillSwitch(),  # noqa: B008 - immutable value
+        max_buffered_records: int = 20_000,
+        max_batch_records: int = 1_000,
+        flush_interval_seconds: float = 1.0,
+        request_timeout_seconds: float = 1.0,
+        max_attempts: int = 3,
+        failure_threshold: int = 3,
+        base_backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+        exit_timeout_seconds: float = 1.0,
+        compress: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._endpoint = parse_endpoint(endpoint)
+        if not region:
+            raise ValueError("region must name the gateway's region, e.g. 'us-east-1'")
+        for name, value in (
+            ("max_buffered_records", max_buffered_records),
+            ("max_batch_records", max_batch_records),
+            ("max_attempts", max_attempts),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, number in (
+            ("flush_interval_seconds", flush_interval_seconds),
+            ("request_timeout_seconds", request_timeout_seconds),
+        ):
+            if not number > 0:
+                raise ValueError(f"{name} must be positive, got {number!r}")
+        if exit_timeout_seconds < 0:
+            raise ValueError(f"exit_timeout_seconds must not be negative, got {exit_timeout_seconds!r}")
+        self._url = f"{self._endpoint.scheme}://{self._endpoint.host_header}{METRICS_PATH}"
+        self._region = region
+        self._given_credentials = credentials
+        self._kill_switch = kill_switch
+        self._max_buffered = max_buffered_records
+        self._max_batch = max_batch_records
+        self._flush_interval = flush_interval_seconds
+        self._request_timeout = request_timeout_seconds
+        self._max_attempts = max_attempts
+        self._breaker_args = {
+            "failure_threshold": failure_threshold,
+            "base_backoff": base_backoff_seconds,
+            "max_backoff": max_backoff_seconds,
+        }
+        CircuitBreaker(**self._breaker_args)  # validate now, in the caller's thread
+        self._exit_timeout = exit_timeout_seconds
+        self._compress = compress
+        self._ssl_context = ssl_context
+        self._start()
+        _live_clients.add(self)
+
+    # --- the caller's side ------------------------------------------------------------------------
+
+    def emit(self, name: str, value: float, /, **attributes: Any) -> None:
+        """Record ``value`` for metric ``name`` with string ``attributes``. Never blocks, never raises.
+
+        Costs a counter increment and a deque append; the worker validates and encodes later (a value
+        that is not a finite number is dropped as ``invalid``).
+        """
+        # One attribute read gives a consistent (counter, buffer) pair even while the worker swaps it.
+        count, append = self._sink
+        count()
+        append((name, value, _time(), attributes))
+
+    def stats(self) -> ClientStats:
+        """Counters so far. Exact when no ``emit`` runs concurrently (one in flight may show as a drop)."""
+        with self._lock:
+            queued = len(self._buffer)
+            accepted = _peek(self._accepted)
+            rejected = {reason: _peek(counter) for reason, counter in self._rejected.items()}
+            dropped = dict.fromkeys(DROP_REASONS, 0)
+            dropped.update(self._worker_drops)
+            for reason, n in rejected.items():
+                dropped[reason] += n
+            dropped["buffer_full"] += accepted - self._taken - queued
+            return ClientStats(
+                emitted=accepted + sum(rejected.values()),
+                sent=self._sent,
+                queued=queued + self._held,
+                dropped=dropped,
+                state=self._state,
+                breaker=self._breaker.state,
+                requests=self._requests,
+                failed_requests=self._failed_requests,
+                connections_opened=self._connection.connections_opened,
+                error=self._error,
+            )
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Send what the remaining time allows and stop; returns within ``timeout`` seconds.
+
+        Records still unsent when time runs out are dropped as ``shutdown``; later emits as ``closed``.
+        """
+        deadline = _monotonic() + max(0.0, timeout)
+        self._begin_close(deadline)
+        self._finish_close(deadline)
+
+    def __enter__(self) -> TelemetryClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """(Re)initialise every piece of state and start the worker: at construction and in a forked child."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._close_deadline = float("inf")
+        self._buffer: collections.deque = collections.deque(maxlen=self._max_buffered)
+        self._accepted = itertools.count()
+        self._rejected = {reason: itertools.count() for reason in _EMIT_REJECT_REASONS}
+        self._sink = (self._accepted.__next__, self._buffer.append)
+        self._taken = 0  # records the worker popped from the buffer
+        self._sent = 0
+        self._held = 0  # popped but neither sent nor dropped yet (the batch in hand)
+        self._worker_drops: collections.Counter[str] = collections.Counter()
+        self._pending: _Batch | None = None
+        self._state = STARTING if self._kill_switch is not None else SENDING
+        self._error: str | None = None
+        self._flag_problem: str | None = None
+        self._breaker = CircuitBreaker(**self._breaker_args)
+        self._requests = 0
+        self._failed_requests = 0
+        self._connection = Connection(self._endpoint, ssl_context=self._ssl_context)
+        self._flags = FlagReader(self._kill_switch) if self._kill_switch is not None else None
+        self._credentials = self._given_credentials
+        self._worker = threading.Thread(target=self._run, name="telemetry-shunt-client", daemon=True)
+        self._worker.start()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's worker thread does not exist here, its locks may be held, and its buffered
+        # records are the parent's to send. Start over; never touch the parent's sockets.
+        self._connection.forget()
+        if self._flags is not None:
+            self._flags.forget()
+        if self._closing:
+            self._lock = threading.Lock()
+            return
+        self._start()
+
+    def _begin_close(self, deadline: float) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._close_deadline = deadline
+            self._sink = (self._rejected["closed"].__next__, _DISCARD)
+        self._wake.set()
+
+    def _finish_close(self, deadline: float) -> None:
+        if self._worker is not threading.current_thread():
+            self._worker.join(max(0.0, deadline - _monotonic()))
+        if not self._worker.is_alive():
+            # An emit that read the sink just before close() may have appended after the worker left.
+            self._drain("shutdown")
+
+    # --- the worker -----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_flag_read = 0.0
+        next_flush = _monotonic() + self._flush_interval
+        failed_before = False
+        while True:
+            try:
+                if self._closing:
+                    self._shutdown()
+                    return
+                now = _monotonic()
+                if self._flags is not None and now >= next_flag_read and self._state != STOPPED:
+                    self._read_flags()
+                    next_flag_read = _monotonic() + self._kill_switch.poll_interval_seconds
+                if self._state == SENDING:
+                    flush_due = _monotonic() >= next_flush
+                    self._send_ready(flush_due)
+                    if flush_due:
+                        next_flush = _monotonic() + self._flush_interval
+                elif self._state in (DISABLED, STOPPED) and self._buffer:
+                    self._drain("disabled" if self._state == DISABLED else "config_error")
+                failed_before = False
+            except Exception:
+                # A bug here must not kill the worker or flood the log: report once, slow down, go on.
+                if not failed_before:
+                    logger.exception("telemetry-shunt client worker failed; continuing")
+                failed_before = True
+                self._wake.wait(1.0)
+            wait = min(_POLL_SECONDS, max(0.0, next_flush - _monotonic()))
+            if self._flags is not None:
+                wait = min(wait, max(0.0, next_flag_read - _monotonic()))
+            self._wake.wait(wait)
+
+    def _read_flags(self) -> None:
+        enabled, problem = self._flags.read()
+        if problem != self._flag_problem:
+            self._flag_problem = problem
+            if problem:
+                logger.warning("telemetry-shunt client: telemetry off, %s", problem)
+        if enabled and self._state in (STARTING, DISABLED):
+            if self._state == DISABLED:
+                logger.info("telemetry-shunt client: kill switch on, sending again")
+            self._state = SENDING
+            self._sink = (self._accepted.__next__, self._buffer.append)
+        elif not enabled and self._state in (STARTING, SENDING):
+            if self._state == SENDING and not problem:
+                logger.warning("telemetry-shunt client: kill switch off, dropping telemetry")
+            self._state = DISABLED
+            self._sink = (self._rejected["disabled"].__next__, _DISCARD)
+            self._drain("disabled")
+            self._connection.close()
+
+    def _send_ready(self, flush_due: bool) -> None:
+        for _ in range(_MAX_BATCHES_PER_ROUND):
+            if self._closing or self._state != SENDING:
+                return
+            ready = self._buffer and (flush_due or len(self._buffer) >= self._max_batch)
+            if self._pending is None and not ready:
+                return
+            # While the breaker is open, new records wait in the buffer (the oldest drop when it is full).
+            if self._breaker.seconds_until_allowed() > 0:
+                return
+            if self._pending is None:
+                self._pending = self._take_batch()
+                if self._pending is None:
+                    continue
+            if not self._breaker.allow():
+                return
+            self._attempt(self._pending, _monotonic() + self._request_timeout)
+
+    def _take_batch(self) -> _Batch | None:
+        buffer = self._buffer
+        with self._lock:
+            n = min(len(buffer), self._max_batch)
+            items = [buffer.popleft() for _ in range(n)]
+            self._taken += n
+            self._held += n
+        body, records, invalid = encode_records(items)
+        if invalid:
+            with self._lock:
+                self._held -= invalid
+                self._worker_drops["invalid"] += invalid
+        if not records:
+            return None
+        return _Batch(compress(body) if self._compress else body, records)
+
+    def _attempt(self, batch: _Batch, deadline: float) -> None:
+        batch.attempts += 1
+        headers = self._signed_headers(batch)
+        if headers is None:
+            return
+        self._requests += 1
+        try:
+            response = self._connection.request("POST", METRICS_PATH, headers, batch.body, deadline)
+        except (RequestTimeout, TimeoutError):
+            self._failed(batch, "timeout")
+            return
+        except (OSError, ProtocolError) as exc:
+            logger.debug("telemetry-shunt client: request failed: %r", exc)
+            self._failed(batch, "connection")
+            return
+        status = response.status
+        if 200 <= status < 300:
+            self._breaker.record_success()
+            self._finish(batch, None)
+        elif status in (429, 503) and "retry-after" in response.headers:
+            self._failed_requests += 1
+            self._breaker.hold(_retry_after_seconds(response.headers["retry-after"], default=1.0))
+            self._retry_or_drop(batch, "throttled")
+        elif status == 429:
+            self._failed(batch, "throttled")
+        elif status >= 500 or status == 408:
+            self._failed(batch, "server_error")
+        elif 400 <= status < 500:
+            self._failed_requests += 1
+            self._stop(_rejection_message(self._url, status, response.headers, response.body))
+        else:  # 1xx/3xx: the gateway never answers so; treat as a failed attempt
+            self._failed(batch, "server_error")
+
+    def _signed_headers(self, batch: _Batch) -> dict[str, str] | None:
+        from botocore.exceptions import BotoCoreError
+
+        from telemetry_shunt.client._signing import sign_headers
+
+        if self._credentials is None:
+            self._credentials = self._resolve_credentials()
+            if self._credentials is None:
+                return None
+        try:
+            frozen = self._credentials.get_frozen_credentials()
+        except (BotoCoreError, OSError, ValueError) as exc:
+            logger.debug("telemetry-shunt client: credential refresh failed: %r", exc)
+            self._failed(batch, "credentials")
+            return None
+        headers = {"Content-Type": METRICS_CONTENT_TYPE}
+        if self._compress:
+            headers["Content-Encoding"] = "gzip"
+        try:
+            return sign_headers(frozen, self._region, self._url, self._endpoint.host_header, headers)
+        except Exception as exc:  # e.g. credentials of the wrong shape: retrying will not help
+            self._stop(f"telemetry-shunt client stopped: cannot sign requests: {exc!r}. "
+                       "Telemetry is dropped until the process restarts.")
+            return None
+
+    def _resolve_credentials(self) -> Credentials | None:
+        import botocore.session
+
+        try:
+            credentials = botocore.session.Session().get_credentials()
+        except Exception as exc:  # a broken profile file, an unreachable provider
+            self._stop(f"telemetry-shunt client stopped: cannot resolve AWS credentials: {exc}. "
+                       "Telemetry is dropped until the process restarts.")
+            return None
+        if credentials is None:
+            self._stop("telemetry-shunt client stopped: no AWS credentials found (environment, profile, "
+                       "container or instance role). Telemetry is dropped until the process restarts.")
+        return credentials
+
+    def _failed(self, batch: _Batch, reason: str) -> None:
+        self._failed_requests += 1
+        self._breaker.record_failure()
+        self._retry_or_drop(batch, reason)
+
+    def _retry_or_drop(self, batch: _Batch, reason: str) -> None:
+        if batch.attempts >= self._max_attempts:
+            self._finish(batch, reason)
+
+    def _finish(self, batch: _Batch, drop_reason: str | None) -> None:
+        with self._lock:
+            self._held -= batch.records
+            if drop_reason is None:
+                self._sent += batch.records
+            else:
+                self._worker_drops[drop_reason] += batch.records
+        self._pending = None
+
+    def _stop(self, message: str) -> None:
+        self._state = STOPPED
+        self._error = message
+        self._sink = (self._rejected["config_error"].__next__, _DISCARD)
+        self._drain("config_error")
+        self._connection.close()
+        logger.error(message)
+
+    def _drain(self, reason: str) -> None:
+        """Count everything buffered or in hand as dropped for ``reason``."""
+        buffer = self._buffer
+        with self._lock:
+            n = len(buffer)
+            for _ in range(n):
+                buffer.popleft()
+            self._taken += n
+            self._worker_drops[reason] += n
+            if self._pending is not None:
+                self._held -= self._pending.records
+                self._worker_drops[reason] += self._pending.records
+                self._pending = None
+
+    def _shutdown(self) -> None:
+        # Leave time for the joining thread to see us finish inside its bound.
+        budget = self._close_deadline - _monotonic()
+        deadline = self._close_deadline - min(0.05, 0.1 * max(budget, 0.0))
+        if self._state == SENDING:
+            for _ in range(self._max_buffered // self._max_batch + 2):
+                if _monotonic() >= deadline or self._breaker.seconds_until_allowed() > 0:
+                    break
+                if self._pending is None:
+                    if not self._buffer:
+                        break
+                    self._pending = self._take_batch()
+                    if self._pending is None:
+                        continue
+                if not self._breaker.allow():
+                    break
+                self._attempt(self._pending, min(deadline, _monotonic() + self._request_timeout))
+                if self._state != SENDING:
+                    break
+        self._drain("shutdown")
+        self._state = CLOSED
+        self._connection.close()
+        if self._flags is not None:
+            self._flags.close()
+
+
+class _Batch:
+    __slots__ = ("body", "records", "attempts")
+
+    def __init__(self, body: bytes, records: int) -> None:
+        self.body = body
+        self.records = records
+        self.attempts = 0
+
+
+def _peek(counter: itertools.count) -> int:
+    """The next value of an ``itertools.count`` without advancing it (its repr is ``count(N)``)."""
+    return int(repr(counter)[6:-1])
+
+
+def _retry_after_seconds(value: str, *, default: float) -> float:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date; ``default`` if unreadable."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when is None or when.tzinfo is None:
+        return default
+    return max(0.0, when.timestamp() - _time())
+
+
+def _rejection_message(url: str, status: int, headers: Mapping[str, str], body: bytes) -> str:
+    text = body[:300].decode("utf-8", "replace").strip()
+    lowered = text.lower()
+    skew = None
+    if "date" in headers:
+        try:
+            skew = _time() - email.utils.parsedate_to_datetime(headers["date"]).timestamp()
+        except (TypeError, ValueError):
+            skew = None
+    if "expiredtoken" in lowered or "token has expired" in lowered or "credentials have expired" in lowered:
+        hint = "The credentials have expired: refresh them or use a provider that does."
+    elif skew is not None and abs(skew) > 240:
+        hint = (f"The host clock is {skew:+.0f} s off the gateway's; SigV4 allows 5 minutes: fix the "
+                "host's time sync.")
+    elif "signature expired" in lowered or "skew" in lowered:
+        hint = "The signature's time is outside the allowed window: fix the host's time sync."
+    elif status in (401, 403):
+        hint = ("Access denied: the caller's IAM policy, the service network's and the service's auth "
+                "policies must all allow vpc-lattice-svcs:Invoke on POST /metrics for this role.")
+    elif status == 404:
+        hint = "The gateway has no route for POST /metrics: check the endpoint and the listener rules."
+    else:
+        hint = "The gateway refuses these requests; retrying unchanged requests cannot succeed."
+    shown = f" {text!r}" if text else ""
+    return (f"telemetry-shunt client stopped sending to {url}: HTTP {status}{shown}. {hint} "
+            "Telemetry is dropped until the process restarts.")
+
+
+# --- process-wide hooks: interpreter exit and fork ----------------------------------------------------
+
+_live_clients: weakref.WeakSet[TelemetryClient] = weakref.WeakSet()
+
+
+def _close_all_at_exit() -> None:
+    clients = list(_live_clients)
+    deadlines = [(client, _monotonic() + client._exit_timeout) for client in clients]
+    for client, deadline in deadlines:
+        client._begin_close(deadline)
+    for client, deadline in deadlines:
+        client._finish_close(deadline)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_live_clients):
+        client._after_fork_in_child()
+
+
+atexit.register(_close_all_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)
