@@ -1,0 +1,624 @@
+"""What runs on each host: the kill-switch watcher, the heartbeat publisher, their systemd units, and the
+SSM Command documents that install, upgrade, roll back, stop and start the agent.
+
+Everything here is a pure function of its arguments (text in, text or dicts out), so the scripts are
+tested by running them (``tests/core/test_hostside.py``) and the documents are checked without AWS.
+
+Kill-switch decision on a host (``telemetry-shunt-killswitch``):
+
+- It reads the kill-switch profile from the AWS AppConfig agent on ``localhost:2772`` every
+  ``poll_seconds`` (at least 15 s) and applies :func:`telemetry_shunt.core.killswitch.telemetry_enabled`
+  for the host's Availability Zone: the global ``telemetry`` flag must be on and ``telemetry-<az>`` must
+  not be off. Off stops the agent's systemd service (checked on every poll); a change to on starts it.
+- **AppConfig unreachable at first boot: fail closed.** The agent service is installed *disabled*: only
+  the watcher starts it, and only after it has read the flag. With ``boot_cache_max_age_seconds`` > 0 the
+  watcher may instead use the last decision it read (``/var/lib/telemetry-shunt/last-known-good``) when
+  that is younger than the limit; the default (0) never does.
+- **Unreachable later: keep the last decision** of this boot (``/run/telemetry-shunt/decision``, which a
+  reboot clears), so an AppConfig outage neither kills telemetry nor revives a killed agent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from telemetry_shunt.core.contract import (
+    AGENT_VERSION_PARAMETER,
+    APPCONFIG_AGENT_URL,
+    APPCONFIG_APPLICATION,
+    APPCONFIG_ENVIRONMENT,
+    APPCONFIG_MIN_POLL_SECONDS,
+    APPCONFIG_PROFILE,
+    AZ_FLAG_PREFIX,
+    GLOBAL_FLAG,
+    HEARTBEAT_AZ_DIMENSION,
+    HEARTBEAT_INSTANCE_DIMENSION,
+    HEARTBEAT_METRIC,
+    HEARTBEAT_NAMESPACE,
+    HEARTBEAT_PERIOD_SECONDS,
+    HEARTBEAT_VERSION_DIMENSION,
+)
+from telemetry_shunt.errors import ValidationError
+
+# Where the host pieces live (the SSM documents write them; the docs name them).
+WATCHER_PATH = "/usr/local/bin/telemetry-shunt-killswitch"
+HEARTBEAT_PATH = "/usr/local/bin/telemetry-shunt-heartbeat"
+WATCHER_UNIT = "telemetry-shunt-killswitch.service"
+HEARTBEAT_UNIT = "telemetry-shunt-heartbeat.service"
+HEARTBEAT_TIMER = "telemetry-shunt-heartbeat.timer"
+SYSTEMD_DIR = "/etc/systemd/system"
+STATE_DIR = "/var/lib/telemetry-shunt"
+RUN_DIR = "/run/telemetry-shunt"
+VERSION_FILE = f"{STATE_DIR}/agent-version"
+
+# Agent versions travel through shell commands, S3 keys and CloudWatch dimensions: keep them plain.
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$"
+_VERSION = re.compile(VERSION_PATTERN)
+_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,250}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_PACKAGE = re.compile(r"^(arn:[a-z-]+:ssm:[a-z0-9-]+:(\d{12})?:package/)?[a-zA-Z][a-zA-Z0-9._-]{2,127}$")
+# SSM replaces {{ name }} in document text; nothing we write may contain the braces.
+_SSM_BRACES = re.compile(r"\{\{|\}\}")
+SSM_DOCUMENT_MAX_BYTES = 64 * 1024
+
+
+def validate_version(version: str) -> str:
+    """An agent version as used in documents, keys and metric dimensions (``1.300032.2b361``, ``0.40.0``)."""
+    if not isinstance(version, str) or not _VERSION.match(version):
+        raise ValidationError(
+            f"agent version must match {VERSION_PATTERN} (letters, digits, '.', '_', '+', '~', '-'), got {version!r}"
+        )
+    return version
+
+
+def validate_service(service: str) -> str:
+    if not isinstance(service, str) or not _SERVICE.match(service):
+        raise ValidationError(f"agent service must be a systemd unit name such as 'aws-otel-collector', got {service!r}")
+    return service
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """What the host scripts need to know.
+
+    ``agent_service`` is the agent's systemd unit. ``poll_seconds`` is how often the watcher reads the flag
+    (at least 15 s; AppConfig's agent polls AppConfig every 45 s by default). ``boot_cache_max_age_seconds``
+    is 0 for a strict fail-closed boot, or the age up to which the last-known-good decision on disk may be
+    used when AppConfig is unreachable at boot.
+    """
+
+    agent_service: str
+    poll_seconds: int = 45
+    boot_cache_max_age_seconds: int = 0
+    appconfig_agent_url: str = APPCONFIG_AGENT_URL
+
+    def __post_init__(self) -> None:
+        validate_service(self.agent_service)
+        if not isinstance(self.poll_seconds, int) or self.poll_seconds < APPCONFIG_MIN_POLL_SECONDS:
+            raise ValidationError(
+                f"kill-switch poll interval must be at least {APPCONFIG_MIN_POLL_SECONDS} s (AppConfig's data-plane "
+                f"limit), got {self.poll_seconds!r}"
+            )
+        if not isinstance(self.boot_cache_max_age_seconds, int) or self.boot_cache_max_age_seconds < 0:
+            raise ValidationError(
+                f"boot cache max age must be 0 (fail closed) or a positive number of seconds, "
+                f"got {self.boot_cache_max_age_seconds!r}"
+            )
+        if not re.match(r"^http://(localhost|127\.0\.0\.1)(:\d{1,5})?$", self.appconfig_agent_url):
+            raise ValidationError(
+                f"AppConfig agent URL must be http://localhost[:port], got {self.appconfig_agent_url!r}"
+            )
+
+
+def appconfig_agent_path() -> str:
+    """The AppConfig agent path serving the kill-switch profile."""
+    return f"/applications/{APPCONFIG_APPLICATION}/environments/{APPCONFIG_ENVIRONMENT}/configurations/{APPCONFIG_PROFILE}"
+
+
+# The decision in the watcher: the same rule as core.killswitch.telemetry_enabled, for python3 on the host.
+# Exit 2 (no output) when the body is not a JSON object, which the watcher treats like "unreachable".
+_DECIDE_PY = """\
+import json, sys
+try:
+    flags = json.load(sys.stdin)
+except ValueError:
+    sys.exit(2)
+if not isinstance(flags, dict):
+    sys.exit(2)
+def enabled(key, default):
+    value = flags.get(key)
+    if not isinstance(value, dict) or "enabled" not in value:
+        return default
+    return value["enabled"] is True
+az = sys.argv[1] if len(sys.argv) > 1 else ""
+on = enabled(@GLOBAL_FLAG_PY@, False) and (not az or enabled(@AZ_FLAG_PREFIX_PY@ + az, True))
+print("on" if on else "off")
+"""
+
+_IMDS_FUNCTIONS = """\
+# Instance metadata (IMDSv2); TELEMETRY_SHUNT_AZ / _INSTANCE_ID / _REGION override it (tests, non-EC2).
+imds() {
+  local token
+  token=$(curl -sf -m 2 -X PUT "$IMDS_URL/latest/api/token" \\
+    -H "X-aws-ec2-metadata-token-ttl-seconds: 300") || return 0
+  curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS_URL/latest/meta-data/$1" || true
+}
+availability_zone() { echo "${TELEMETRY_SHUNT_AZ:-$(imds placement/availability-zone)}"; }
+instance_id() { echo "${TELEMETRY_SHUNT_INSTANCE_ID:-$(imds instance-id)}"; }
+region() { echo "${TELEMETRY_SHUNT_REGION:-$(imds placement/region)}"; }
+"""
+
+_WATCHER = """\
+#!/usr/bin/env bash
+# telemetry-shunt kill-switch watcher. Rendered by telemetry_shunt.core.hostside; do not edit on the host.
+#   telemetry-shunt-killswitch          poll the kill switch forever (the systemd service)
+#   telemetry-shunt-killswitch --once   one check; prints the decision (on|off)
+# Decision: the global flag on and this AZ's flag not off. Unreachable at boot: fail closed (agent stays
+# stopped) unless a last-known-good decision younger than BOOT_CACHE_MAX_AGE seconds is on disk.
+# Unreachable later: keep this boot's last decision.
+set -u
+AGENT_SERVICE="${TELEMETRY_SHUNT_AGENT_SERVICE:-@AGENT_SERVICE@}"
+APPCONFIG_URL="${TELEMETRY_SHUNT_APPCONFIG_URL:-@APPCONFIG_URL@}"
+CONFIG_PATH=@CONFIG_PATH@
+POLL_SECONDS="${TELEMETRY_SHUNT_POLL_SECONDS:-@POLL_SECONDS@}"
+BOOT_CACHE_MAX_AGE="${TELEMETRY_SHUNT_BOOT_CACHE_MAX_AGE:-@BOOT_CACHE_MAX_AGE@}"
+RUN_DIR="${TELEMETRY_SHUNT_RUN_DIR:-@RUN_DIR@}"
+STATE_DIR="${TELEMETRY_SHUNT_STATE_DIR:-@STATE_DIR@}"
+IMDS_URL="${TELEMETRY_SHUNT_IMDS_URL:-http://169.254.169.254}"
+DECIDE_PY=$(cat <<'PY'
+@DECIDE_PY@
+PY
+)
+
+log() { echo "telemetry-shunt-killswitch: $*" >&2; }
+
+@IMDS_FUNCTIONS@
+# Prints on|off for the current flags, or nothing if AppConfig could not be read.
+read_flags() {
+  local body
+  body=$(curl -sf -m 5 "$APPCONFIG_URL$CONFIG_PATH") || return 1
+  printf '%s' "$body" | python3 -c "$DECIDE_PY" "$1"
+}
+
+# The decision when AppConfig cannot be read and this boot has none yet.
+boot_decision() {
+  local cached at age
+  if [ "$BOOT_CACHE_MAX_AGE" -gt 0 ] && read -r cached at < "$STATE_DIR/last-known-good" 2>/dev/null; then
+    age=$(( $(date +%s) - ${at:-0} ))
+    if { [ "$cached" = on ] || [ "$cached" = off ]; } && [ "$age" -ge 0 ] && [ "$age" -le "$BOOT_CACHE_MAX_AGE" ]; then
+      log "AppConfig unreachable at boot: using the last-known-good decision '$cached' (${age}s old)"
+      echo "$cached"
+      return
+    fi
+  fi
+  log "AppConfig unreachable at boot: failing closed, $AGENT_SERVICE stays stopped until the flag is read"
+  echo off
+}
+
+apply() {
+  local decision=$1 previous=$2
+  if [ "$decision" = off ]; then
+    if systemctl is-active --quiet "$AGENT_SERVICE"; then
+      log "kill switch off: stopping $AGENT_SERVICE"
+      systemctl stop "$AGENT_SERVICE" >&2
+    fi
+  elif [ "$previous" != on ]; then
+    log "kill switch on: starting $AGENT_SERVICE"
+    systemctl start "$AGENT_SERVICE" >&2
+  fi
+}
+
+check_once() {
+  local az previous decision now
+  az=$(availability_zone)
+  previous=$(cat "$RUN_DIR/decision" 2>/dev/null || true)
+  now=$(date +%s)
+  if decision=$(read_flags "$az") && [ -n "$decision" ]; then
+    printf '%s %s\\n' "$decision" "$now" > "$STATE_DIR/last-known-good.tmp" \\
+      && mv -f "$STATE_DIR/last-known-good.tmp" "$STATE_DIR/last-known-good"
+  elif [ -n "$previous" ]; then
+    log "AppConfig unreachable: keeping the last decision '$previous'"
+    decision=$previous
+  else
+    decision=$(boot_decision)
+  fi
+  apply "$decision" "$previous"
+  echo "$decision" > "$RUN_DIR/decision"
+  echo "$decision"
+}
+
+mkdir -p "$RUN_DIR" "$STATE_DIR"
+case "${1:-}" in
+  --once) check_once ;;
+  "") while true; do check_once > /dev/null; sleep "$POLL_SECONDS"; done ;;
+  *) echo "usage: $0 [--once]" >&2; exit 64 ;;
+esac
+"""
+
+_HEARTBEAT = """\
+#!/usr/bin/env bash
+# telemetry-shunt heartbeat. Rendered by telemetry_shunt.core.hostside; do not edit on the host.
+# While the agent's service is active, publishes one datapoint with {AvailabilityZone} (what the per-AZ
+# alarms watch) and one with {InstanceId, AgentVersion} (what a rollout's bake checks).
+set -u
+AGENT_SERVICE="${TELEMETRY_SHUNT_AGENT_SERVICE:-@AGENT_SERVICE@}"
+STATE_DIR="${TELEMETRY_SHUNT_STATE_DIR:-@STATE_DIR@}"
+IMDS_URL="${TELEMETRY_SHUNT_IMDS_URL:-http://169.254.169.254}"
+NAMESPACE=@NAMESPACE@
+METRIC=@METRIC@
+
+log() { echo "telemetry-shunt-heartbeat: $*" >&2; }
+
+@IMDS_FUNCTIONS@
+if ! systemctl is-active --quiet "$AGENT_SERVICE"; then
+  log "$AGENT_SERVICE is not active: no heartbeat"
+  exit 0
+fi
+az=$(availability_zone)
+instance=$(instance_id)
+region=$(region)
+if [ -z "$az" ] || [ -z "$instance" ] || [ -z "$region" ]; then
+  log "instance metadata unavailable (az='$az' instance='$instance' region='$region'): no heartbeat"
+  exit 1
+fi
+VERSION_RE=@VERSION_REGEX@
+version=$(cat "$STATE_DIR/agent-version" 2>/dev/null || true)
+if ! [[ "$version" =~ $VERSION_RE ]]; then
+  version=unknown
+fi
+data="[{\\"MetricName\\":\\"$METRIC\\",\\"Value\\":1,\\"Unit\\":\\"Count\\",\\"Dimensions\\":[\
+{\\"Name\\":\\"@AZ_DIM@\\",\\"Value\\":\\"$az\\"}]},\
+{\\"MetricName\\":\\"$METRIC\\",\\"Value\\":1,\\"Unit\\":\\"Count\\",\\"Dimensions\\":[\
+{\\"Name\\":\\"@INSTANCE_DIM@\\",\\"Value\\":\\"$instance\\"},\
+{\\"Name\\":\\"@VERSION_DIM@\\",\\"Value\\":\\"$version\\"}]}]"
+exec aws cloudwatch put-metric-data --region "$region" --namespace "$NAMESPACE" --metric-data "$data"
+"""
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    out = template
+    for key, value in values.items():
+        out = out.replace(f"@{key}@", value)
+    leftover = re.findall(r"@[A-Z_]+@", out)
+    if leftover:
+        raise AssertionError(f"unfilled placeholders {leftover}")
+    return out
+
+
+def render_decide_program() -> str:
+    """The python3 program the watcher embeds: flag JSON on stdin, AZ as argument, prints on|off."""
+    return _fill(_DECIDE_PY, {"GLOBAL_FLAG_PY": repr(GLOBAL_FLAG), "AZ_FLAG_PREFIX_PY": repr(AZ_FLAG_PREFIX)})
+
+
+def render_killswitch_watcher(config: HostConfig) -> str:
+    """The kill-switch watcher script (bash; needs curl and python3, both on Amazon Linux and Ubuntu)."""
+    return _fill(_WATCHER, {
+        "AGENT_SERVICE": config.agent_service,
+        "APPCONFIG_URL": config.appconfig_agent_url,
+        "CONFIG_PATH": shlex.quote(appconfig_agent_path()),
+        "POLL_SECONDS": str(config.poll_seconds),
+        "BOOT_CACHE_MAX_AGE": str(config.boot_cache_max_age_seconds),
+        "RUN_DIR": RUN_DIR,
+        "STATE_DIR": STATE_DIR,
+        "DECIDE_PY": render_decide_program().rstrip("\n"),
+        "IMDS_FUNCTIONS": _IMDS_FUNCTIONS,
+    })
+
+
+def render_heartbeat_script(config: HostConfig) -> str:
+    """The heartbeat publisher (bash + the AWS CLI): ``aws cloudwatch put-metric-data`` with both dimension sets."""
+    return _fill(_HEARTBEAT, {
+        "AGENT_SERVICE": config.agent_service,
+        "STATE_DIR": STATE_DIR,
+        "NAMESPACE": shlex.quote(HEARTBEAT_NAMESPACE),
+        "METRIC": shlex.quote(HEARTBEAT_METRIC),
+        "AZ_DIM": HEARTBEAT_AZ_DIMENSION,
+        "INSTANCE_DIM": HEARTBEAT_INSTANCE_DIMENSION,
+        "VERSION_DIM": HEARTBEAT_VERSION_DIMENSION,
+        "VERSION_REGEX": shlex.quote(VERSION_PATTERN),
+        "IMDS_FUNCTIONS": _IMDS_FUNCTIONS,
+    })
+
+
+def render_watcher_unit(config: HostConfig) -> str:
+    """systemd service running the watcher loop; restarted if it ever exits."""
+    return (
+        "[Unit]\n"
+        f"Description=telemetry-shunt kill switch: runs {config.agent_service} only while the AppConfig flag allows\n"
+        "Wants=network-online.target\n"
+        "After=network-online.target aws-appconfig-agent.service\n"
+        "\n"
+        "[Service]\n"
+        "Type=simple\n"
+        f"ExecStart={WATCHER_PATH}\n"
+        "Restart=always\n"
+        "RestartSec=5\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+def render_heartbeat_unit(config: HostConfig) -> str:
+    """systemd oneshot service publishing one heartbeat."""
+    return (
+        "[Unit]\n"
+        f"Description=telemetry-shunt heartbeat for {config.agent_service}\n"
+        "Wants=network-online.target\n"
+        "After=network-online.target\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={HEARTBEAT_PATH}\n"
+    )
+
+
+def render_heartbeat_timer() -> str:
+    """systemd timer running the heartbeat once per heartbeat period."""
+    return (
+        "[Unit]\n"
+        "Description=telemetry-shunt heartbeat every minute\n"
+        "\n"
+        "[Timer]\n"
+        f"OnBootSec={HEARTBEAT_PERIOD_SECONDS}\n"
+        f"OnUnitActiveSec={HEARTBEAT_PERIOD_SECONDS}\n"
+        "AccuracySec=5\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+
+
+@dataclass(frozen=True)
+class HostFile:
+    path: str
+    content: str
+    mode: str
+
+
+def host_files(config: HostConfig) -> tuple[HostFile, ...]:
+    """Every file the SSM documents install on a host."""
+    return (
+        HostFile(WATCHER_PATH, render_killswitch_watcher(config), "0755"),
+        HostFile(HEARTBEAT_PATH, render_heartbeat_script(config), "0755"),
+        HostFile(f"{SYSTEMD_DIR}/{WATCHER_UNIT}", render_watcher_unit(config), "0644"),
+        HostFile(f"{SYSTEMD_DIR}/{HEARTBEAT_UNIT}", render_heartbeat_unit(config), "0644"),
+        HostFile(f"{SYSTEMD_DIR}/{HEARTBEAT_TIMER}", render_heartbeat_timer(), "0644"),
+    )
+
+
+# --- Agent sources --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistributorPackage:
+    """An SSM Distributor package (``AmazonCloudWatchAgent``, ``AWSDistroOTel-Collector`` or your own)."""
+
+    name: str
+    service: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _PACKAGE.match(self.name):
+            raise ValidationError(f"Distributor package must be a package name or ARN, got {self.name!r}")
+        validate_service(self.service)
+
+
+@dataclass(frozen=True)
+class S3Artifact:
+    """A versioned artifact in S3, ``key_pattern`` with a ``{version}`` placeholder, one SHA-256 per version.
+
+    ``install_command`` runs with ``$ARTIFACT`` set to the verified download; the default installs an RPM
+    (``--oldpackage`` so that a rollback may go to a lower version).
+    """
+
+    bucket_name: str
+    key_pattern: str
+    sha256_by_version: Mapping[str, str]
+    service: str
+    install_command: str = 'rpm -U --oldpackage --replacepkgs "$ARTIFACT"'
+
+    def __post_init__(self) -> None:
+        validate_service(self.service)
+        if self.key_pattern.count("{version}") < 1 or re.search(r"\{(?!version\})", self.key_pattern):
+            raise ValidationError(
+                f"S3 key pattern must contain '{{version}}' and no other braces, got {self.key_pattern!r}"
+            )
+        if not re.match(r"^[A-Za-z0-9!_.*'()/{}=-]+$", self.key_pattern.replace("{version}", "v")):
+            raise ValidationError(f"S3 key pattern has characters unsafe in a shell command: {self.key_pattern!r}")
+        if not self.sha256_by_version:
+            raise ValidationError(
+                f"S3 artifact {self.key_pattern!r} needs a SHA-256 checksum per version "
+                "(sha256_by_version={'1.2.3': '<64 hex digits>'}): unverified downloads are refused"
+            )
+        for version, digest in self.sha256_by_version.items():
+            validate_version(version)
+            if not isinstance(digest, str) or not _SHA256.match(digest):
+                raise ValidationError(
+                    f"SHA-256 for agent version {version!r} must be 64 lowercase hex digits, got {digest!r}"
+                )
+        if not self.install_command.strip() or _SSM_BRACES.search(self.install_command):
+            raise ValidationError(f"install command must be a non-empty shell command without '{{{{', got "
+                                  f"{self.install_command!r}")
+
+    def checksums(self) -> list[tuple[str, str]]:
+        """(version, sha256) pairs, sorted by version."""
+        return sorted(self.sha256_by_version.items())
+
+    def key(self, version: str) -> str:
+        return self.key_pattern.replace("{version}", version)
+
+
+AgentPackage = DistributorPackage | S3Artifact
+
+
+# --- SSM Command documents --------------------------------------------------------------------------
+
+_ACTION_TEXT = {
+    "install": "Install the agent at a version and the telemetry-shunt kill-switch watcher and heartbeat",
+    "upgrade": "Upgrade the agent to a version and refresh the kill-switch watcher and heartbeat",
+    "rollback": "Roll the agent back to a previous version and refresh the kill-switch watcher and heartbeat",
+    "stop": "Stop the agent and its kill-switch watcher (the agent stays stopped across reboots)",
+    "start": "Start the kill-switch watcher, which starts the agent if the kill switch allows",
+}
+_LINUX = {"StringEquals": ["platformType", "Linux"]}
+_VERSION_REF = "{{ " + AGENT_VERSION_PARAMETER + " }}"
+
+
+def _write_files_commands(files: Sequence[HostFile]) -> list[str]:
+    lines = [f"install -d -m 0755 {STATE_DIR} {SYSTEMD_DIR} /usr/local/bin"]
+    for f in files:
+        encoded = base64.b64encode(f.content.encode()).decode()
+        digest = hashlib.sha256(f.content.encode()).hexdigest()
+        lines += [
+            f"# {f.path} (sha256 {digest})",
+            f"echo '{encoded}' | base64 -d > '{f.path}.new'",
+            f"chmod {f.mode} '{f.path}.new' && mv -f '{f.path}.new' '{f.path}'",
+        ]
+    return lines
+
+
+def _activate_commands(config: HostConfig, *, restart_agent: bool) -> list[str]:
+    svc = shlex.quote(config.agent_service)
+    lines = [
+        "systemctl daemon-reload",
+        # Only the watcher starts the agent, and only after reading the flag: fail closed at boot.
+        f"systemctl disable {svc} 2>/dev/null || true",
+        f"systemctl enable {WATCHER_UNIT} {HEARTBEAT_TIMER}",
+        f"systemctl restart {WATCHER_UNIT}",
+        f"systemctl start {HEARTBEAT_TIMER}",
+        f"decision=$({WATCHER_PATH} --once)",
+        'if [ "$decision" = on ]; then',
+        f"  systemctl {'restart' if restart_agent else 'start'} {svc}",
+        f'  echo "kill switch on: {config.agent_service} running"',
+        "else",
+        f'  echo "kill switch off for this host: {config.agent_service} left stopped"',
+        "fi",
+    ]
+    return lines
+
+
+def _install_steps(action: str, agent: AgentPackage, config: HostConfig) -> list[dict[str, Any]]:
+    host_setup = [
+        "set -euo pipefail",
+        *_write_files_commands(host_files(config)),
+        f"echo '{_VERSION_REF}' > '{VERSION_FILE}'",
+        *_activate_commands(config, restart_agent=True),
+    ]
+    if isinstance(agent, DistributorPackage):
+        package_step = {
+            "action": "aws:configurePackage",
+            "name": "InstallAgentPackage",
+            "inputs": {
+                "name": agent.name,
+                "action": "Install",
+                "installationType": "Uninstall and reinstall",
+                "version": _VERSION_REF,
+            },
+        }
+    else:
+        cases = [f"  '{v}') expected='{d}' ;;" for v, d in agent.checksums()]
+        download = [
+            "set -euo pipefail",
+            f"case '{_VERSION_REF}' in",
+            *cases,
+            f"  *) echo 'no SHA-256 configured for agent version {_VERSION_REF}' >&2; exit 1 ;;",
+            "esac",
+            "workdir=$(mktemp -d)",
+            "trap 'rm -rf \"$workdir\"' EXIT",
+            'ARTIFACT="$workdir/agent-artifact"',
+            "export ARTIFACT",
+            f"aws s3 cp --only-show-errors 's3://{agent.bucket_name}/{agent.key(_VERSION_REF)}' \"$ARTIFACT\"",
+            "actual=$(sha256sum \"$ARTIFACT\" | cut -d' ' -f1)",
+            'if [ "$actual" != "$expected" ]; then',
+            f"  echo \"checksum mismatch for agent version {_VERSION_REF}: expected $expected, got $actual\" >&2",
+            "  exit 1",
+            "fi",
+            agent.install_command,
+        ]
+        package_step = {
+            "action": "aws:runShellScript",
+            "name": "InstallAgentArtifact",
+            "precondition": _LINUX,
+            "inputs": {"timeoutSeconds": "900", "runCommand": download},
+        }
+    return [
+        package_step,
+        {
+            "action": "aws:runShellScript",
+            "name": "InstallKillSwitchAndHeartbeat",
+            "precondition": _LINUX,
+            "inputs": {"timeoutSeconds": "300", "runCommand": host_setup},
+        },
+    ]
+
+
+def agent_document(action: str, *, agent: AgentPackage, config: HostConfig) -> dict[str, Any]:
+    """The SSM Command document (schema 2.2) for one agent action (``install`` ... ``start``)."""
+    if action not in _ACTION_TEXT:
+        raise ValidationError(f"unknown agent action {action!r}: use one of {', '.join(_ACTION_TEXT)}")
+    if agent.service != config.agent_service:
+        raise ValidationError(
+            f"agent service {agent.service!r} differs from the host config's {config.agent_service!r}"
+        )
+    svc = shlex.quote(config.agent_service)
+    doc: dict[str, Any] = {"schemaVersion": "2.2", "description": _ACTION_TEXT[action]}
+    if action in ("install", "upgrade", "rollback"):
+        version_param: dict[str, Any] = {
+            "type": "String",
+            "description": "Agent version to install (the rollout's target version)",
+        }
+        if isinstance(agent, S3Artifact):
+            version_param["allowedValues"] = [v for v, _ in agent.checksums()]
+        else:
+            version_param["allowedPattern"] = VERSION_PATTERN
+        doc["parameters"] = {AGENT_VERSION_PARAMETER: version_param}
+        doc["mainSteps"] = _install_steps(action, agent, config)
+    elif action == "stop":
+        doc["mainSteps"] = [{
+            "action": "aws:runShellScript",
+            "name": "StopAgent",
+            "precondition": _LINUX,
+            "inputs": {"timeoutSeconds": "120", "runCommand": [
+                "set -euo pipefail",
+                f"systemctl disable --now {WATCHER_UNIT}",
+                f"systemctl stop {svc}",
+                f"systemctl disable {svc} 2>/dev/null || true",
+                f"echo 'stopped {config.agent_service} and the kill-switch watcher'",
+            ]},
+        }]
+    else:
+        doc["mainSteps"] = [{
+            "action": "aws:runShellScript",
+            "name": "StartAgent",
+            "precondition": _LINUX,
+            "inputs": {"timeoutSeconds": "120", "runCommand": [
+                "set -euo pipefail",
+                f"test -x {WATCHER_PATH} || {{ echo 'telemetry-shunt is not installed here: run the install "
+                "document first' >&2; exit 1; }",
+                *_activate_commands(config, restart_agent=False),
+            ]},
+        }]
+    check_document(doc)
+    return doc
+
+
+def check_document(doc: Mapping[str, Any]) -> None:
+    """Structural checks SSM would make at create time, so that mistakes fail at synth, not at deploy."""
+    import json
+
+    text = json.dumps(doc)
+    if len(text.encode()) > SSM_DOCUMENT_MAX_BYTES:
+        raise ValidationError(f"SSM document is {len(text.encode())} bytes, over the {SSM_DOCUMENT_MAX_BYTES} limit")
+    params = set(doc.get("parameters", {}))
+    used = set(re.findall(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}", text))
+    if used - params:
+        raise ValidationError(f"SSM document uses undeclared parameters {sorted(used - params)}")
+    names = [s["name"] for s in doc["mainSteps"]]
+    if len(set(names)) != len(names):
+        raise ValidationError(f"SSM document step names must be unique, got {names}")
