@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""The default telemetry-shunt app: synthesizes offline, environment-agnostic, no AWS account needed.
+
+The only place that reads context. Keys (set in cdk.json or with ``cdk synth -c key=value``):
+
+- ``telemetry-shunt:pushers``: role ARNs, 12-digit account ids or an ``o-...`` organization id
+- ``telemetry-shunt:share-with``: account ids / OU ARNs / organization ARN to share the service network with
+- ``telemetry-shunt:concentrator-cidr``, ``telemetry-shunt:app-vpc-cidr``: VPC ranges (must not overlap)
+- ``telemetry-shunt:vendor-egress``: give the concentrator NAT egress to a SaaS vendor (default false)
+- ``telemetry-shunt:service-network-arn``, ``telemetry-shunt:gateway-arn``: for an app account in
+  another account, the concentrator stack's outputs (default: wired from the concentrator stack)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
+
+import aws_cdk as cdk  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from telemetry_shunt.core.routes import Pusher  # noqa: E402
+from telemetry_shunt.errors import ShuntError  # noqa: E402
+from telemetry_shunt.stacks.app_account import AppAccountStack  # noqa: E402
+from telemetry_shunt.stacks.concentrator import ConcentratorStack  # noqa: E402
+
+
+def _list(app: cdk.App, key: str) -> list[str]:
+    value = app.node.try_get_context(key)
+    if value is None:
+        return []
+    if isinstance(value, str):  # -c key=a,b or -c key='["a","b"]'
+        value = json.loads(value) if value.startswith("[") else [v for v in value.split(",") if v]
+    if not isinstance(value, list):
+        raise ShuntError(f"context {key} must be a list, got {value!r}")
+    return [str(v) for v in value]
+
+
+def _bool(app: cdk.App, key: str) -> bool:
+    value = app.node.try_get_context(key)
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise ShuntError(f"context {key} must be true or false, got {value!r}")
+        return value.lower() == "true"
+    return bool(value)
+
+
+def build(app: cdk.App) -> dict[str, cdk.Stack]:
+    pushers = [Pusher.parse(p) for p in _list(app, "telemetry-shunt:pushers")]
+    app_cidr = app.node.try_get_context("telemetry-shunt:app-vpc-cidr") or "10.0.0.0/16"
+    concentrator = ConcentratorStack(
+        app, "TelemetryConcentrator",
+        description="telemetry-shunt: concentrator VPC, VPC Lattice service network and push-only gateway",
+        pushers=pushers,
+        share_with=_list(app, "telemetry-shunt:share-with"),
+        vpc_cidr=app.node.try_get_context("telemetry-shunt:concentrator-cidr") or "10.200.0.0/16",
+        app_vpc_cidrs=[app_cidr],
+        vendor_egress=_bool(app, "telemetry-shunt:vendor-egress"),
+    )
+    app_account = AppAccountStack(
+        app, "TelemetryAppAccount",
+        description="telemetry-shunt: app VPC attached to the telemetry service network, agent role",
+        service_network_arn=app.node.try_get_context("telemetry-shunt:service-network-arn")
+        or concentrator.service_network.service_network_arn,
+        gateway_arn=app.node.try_get_context("telemetry-shunt:gateway-arn") or concentrator.gateway.service_arn,
+        vpc_cidr=app_cidr,
+    )
+    return {"concentrator": concentrator, "app_account": app_account}
+
+
+def main() -> None:
+    app = cdk.App()
+    try:
+        build(app)
+    except (ShuntError, ValueError) as exc:
+        print(f"telemetry-shunt: {exc}", file=sys.stderr)
+        sys.exit(1)
+    # cdk-nag (AwsSolutions) as a validation plugin: any unacknowledged finding fails synthesis.
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The telemetry gateway: a VPC Lattice service with one rule per route and a push-only auth policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jsii
+from aws_cdk import Aws, Duration, IStableAnyProducer, Lazy, Token
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_vpclattice as lattice
+from constructs import Construct, IValidation
+
+from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork, TelemetryServiceNetwork
+from telemetry_shunt.core import contract
+from telemetry_shunt.core.policy import check_policy_size, service_auth_policy
+from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, validate_pushers, validate_routes
+from telemetry_shunt.core.validation import lattice_name
+from telemetry_shunt.errors import ValidationError
+
+#: Lattice's idle timeout range for a service.
+IDLE_TIMEOUT_RANGE_SECONDS = (60, 600)
+_COLLECTOR_PORTS = {
+    "vector": (contract.VECTOR_HTTP_PORT, contract.VECTOR_HEALTH_PORT, contract.VECTOR_HEALTH_PATH),
+    "otel": (contract.OTEL_HTTP_PORT, contract.OTEL_HEALTH_PORT, contract.OTEL_HEALTH_PATH),
+}
+
+
+class TelemetryGateway(Construct):
+    """The Lattice service agents push to.
+
+    - An HTTPS listener (port 443, Lattice-managed certificate) whose default action is a fixed 404.
+    - One rule per :class:`Route`: ``POST <path>`` (exact, case-sensitive) forwarded to the route's
+      collector target group. Add routes in the constructor or with :meth:`add_route` (at most 10).
+    - Target groups (type ``IP``, one per collector kind in use) created in ``vpc`` unless passed in
+      ``target_groups``; their health checks use the collectors' health ports, which must bind 0.0.0.0.
+    - The push-only auth policy: ``pushers`` may ``POST`` to routed paths, through ``service_network``
+      only; every other method and anonymous callers are explicitly denied.
+    - Associated with ``service_network``; access logs to ``service_network``'s bucket when it has one.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        vpc: ec2.IVpc,
+        service_network: ITelemetryServiceNetwork,
+        pushers: Sequence[Pusher],
+        routes: Sequence[Route] = (),
+        name: str = "telemetry-gateway",
+        target_groups: Mapping[str, lattice.CfnTargetGroup] | None = None,
+        idle_timeout: Duration = Duration.seconds(60),
+    ) -> None:
+        super().__init__(scope, id)
+        self.pushers = validate_pushers(pushers)
+        lattice_name("service", name)
+        timeout = idle_timeout.to_seconds()
+        lo, hi = IDLE_TIMEOUT_RANGE_SECONDS
+        if not Token.is_unresolved(timeout) and not (lo <= timeout <= hi):
+            raise ValidationError(f"idle_timeout {timeout:g} s is outside VPC Lattice's {lo}-{hi} s range")
+        for kind in target_groups or {}:
+            if kind not in COLLECTORS:
+                raise ValidationError(f"target_groups key {kind!r} is not a collector; use one of {', '.join(COLLECTORS)}")
+        self._vpc = vpc
+        self._routes: list[Route] = []
+        self.service_network = service_network
+        self.target_groups: dict[str, lattice.CfnTargetGroup] = dict(target_groups or {})
+        self.rules: dict[str, lattice.CfnRule] = {}
+
+        self.resource = lattice.CfnService(
+            self, "Resource", name=name, auth_type="AWS_IAM", idle_timeout_seconds=int(timeout)
+        )
+        self.listener = lattice.CfnListener(
+            self, "Listener",
+            service_identifier=self.resource.attr_id,
+            protocol="HTTPS",
+            port=443,
+            default_action=lattice.CfnListener.DefaultActionProperty(
+                fixed_response=lattice.CfnListener.FixedResponseProperty(status_code=404)
+            ),
+        )
+        self.association = lattice.CfnServiceNetworkServiceAssociation(
+            self, "Association",
+            service_identifier=self.resource.attr_id,
+            service_network_identifier=service_network.service_network_arn,
+        )
+        self.auth_policy = lattice.CfnAuthPolicy(
+            self, "AuthPolicy",
+            resource_identifier=self.resource.attr_arn,
+            policy=Lazy.any(_Producer(self.policy_document)),
+        )
+        if isinstance(service_network, TelemetryServiceNetwork):
+            self.access_logs = lattice.CfnAccessLogSubscription(
+                self, "AccessLogs", resource_identifier=self.resource.attr_arn,
+                destination_arn=service_network.access_log_bucket.bucket_arn,
+            )
+        for route in routes:
+            self.add_route(route)
+        self.node.add_validation(_HasRoutes(self))
+
+    # --- public API -------------------------------------------------------------------------
+    @property
+    def service_arn(self) -> str:
+        return self.resource.attr_arn
+
+    @property
+    def service_id(self) -> str:
+        return self.resource.attr_id
+
+    @property
+    def endpoint(self) -> str:
+        """The DNS name agents push to (``https://<endpoint>/metrics``)."""
+        return self.resource.attr_dns_entry_domain_name
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self._routes)
+
+    def add_route(self, route: Route) -> lattice.CfnRule:
+        """Forward ``POST route.path`` to its collector's target group and allow it in the auth policy."""
+        validate_routes([*self._routes, route])
+        self._routes.append(route)
+        target_group = self._target_group(route.collector)
+        index = len(self._routes)
+        rule = lattice.CfnRule(
+            self, f"Rule{index}",
+            service_identifier=self.resource.attr_id,
+            listener_identifier=self.listener.attr_id,
+            # 10, 20, ... 100: room to insert a rule between two without renumbering.
+            priority=10 * index,
+            match=lattice.CfnRule.MatchProperty(http_match=lattice.CfnRule.HttpMatchProperty(
+                method="POST",
+                path_match=lattice.CfnRule.PathMatchProperty(
+                    match=lattice.CfnRule.PathMatchTypeProperty(exact=route.path), case_sensitive=True
+                ),
+            )),
+            action=lattice.CfnRule.ActionProperty(forward=lattice.CfnRule.ForwardProperty(target_groups=[
+                lattice.CfnRule.WeightedTargetGroupProperty(target_group_identifier=target_group.attr_id, weight=100)
+            ])),
+        )
+        self.rules[route.path] = rule
+        return rule
+
+    def policy_document(self) -> dict:
+        """The service auth policy for the routes added so far (validated against the 10 KB limit)."""
+        document = service_auth_policy(
+            service_arn=self.resource.attr_arn,
+            routes=self._routes,
+            pushers=self.pushers,
+            partition=Aws.PARTITION,
+            service_network_arn=self.service_network.service_network_arn,
+        )
+        check_policy_size(document, what="gateway service")
+        return document
+
+    # --- internals --------------------------------------------------------------------------
+    def _target_group(self, collector: str) -> lattice.CfnTargetGroup:
+        if collector not in self.target_groups:
+            port, health_port, health_path = _COLLECTOR_PORTS[collector]
+            self.target_groups[collector] = lattice.CfnTargetGroup(
+                self, f"{collector.capitalize()}Targets",
+                type="IP",
+                config=lattice.CfnTargetGroup.TargetGroupConfigProperty(
+                    port=port,
+                    protocol="HTTP",
+                    protocol_version="HTTP1",
+                    ip_address_type="IPV4",
+                    vpc_identifier=self._vpc.vpc_id,
+                    health_check=lattice.CfnTargetGroup.HealthCheckConfigProperty(
+                        enabled=True,
+                        protocol="HTTP",
+                        protocol_version="HTTP1",
+                        port=health_port,
+                        path=health_path,
+                        health_check_interval_seconds=10,
+                        health_check_timeout_seconds=5,
+                        healthy_threshold_count=2,
+                        unhealthy_threshold_count=2,
+                        matcher=lattice.CfnTargetGroup.MatcherProperty(http_code="200"),
+                    ),
+                ),
+            )
+        return self.target_groups[collector]
+
+
+@jsii.implements(IStableAnyProducer)
+class _Producer:
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+
+    def produce(self) -> Any:
+        return self._fn()
+
+
+@jsii.implements(IValidation)
+class _HasRoutes:
+    def __init__(self, gateway: TelemetryGateway) -> None:
+        self._gateway = gateway
+
+    def validate(self) -> list[str]:
+        if not self._gateway.routes:
+            return ["TelemetryGateway has no routes: pass routes=[...] or call add_route(Route.vector_http('/metrics'))"]
+        return []
