@@ -1,0 +1,723 @@
+"""The rollout engine: discovery, preflight and a persisted state machine over SSM Run Command.
+
+Order of work: zones one at a time; in each zone the one-box wave then the rest; each wave's batches are
+sent one after the other, then the wave bakes on time *and* on evidence (a heartbeat from every
+upgraded host, alarms OK the whole time; missing data is a failure). A failed wave halts the rollout
+and rolls back every host of that zone that was sent the upgrade. An engaged kill switch aborts.
+
+Every transition is appended to the audit log and persisted before the engine acts on it. Sending is
+two transitions: the intent (batch id + comment) and then the CommandId; a controller resuming a batch
+whose intent was saved but whose CommandId was not looks the command up by its comment before sending,
+so no host is sent the upgrade twice.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from telemetry_shunt.agent_rollout.aws import AwsCaller, AwsClients, error_code
+from telemetry_shunt.agent_rollout.clock import Clock, iso, to_datetime
+from telemetry_shunt.agent_rollout.killswitch import KillSwitch
+from telemetry_shunt.agent_rollout.state import (
+    ABORTED,
+    COMPLETED,
+    FINAL_STATUSES,
+    HALTED,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    RUNNING,
+    AuditLog,
+    Lease,
+    RolloutState,
+    StateStore,
+)
+from telemetry_shunt.core.contract import (
+    AGENT_VERSION_PARAMETER,
+    DEFAULT_RESOURCE_PREFIX,
+    FLEET_TAG_KEY,
+    HEARTBEAT_INSTANCE_DIMENSION,
+    HEARTBEAT_METRIC,
+    HEARTBEAT_NAMESPACE,
+    HEARTBEAT_PERIOD_SECONDS,
+    HEARTBEAT_VERSION_DIMENSION,
+    agent_document_name,
+    agent_package_name,
+    heartbeat_alarm_name,
+)
+from telemetry_shunt.core.killswitch import telemetry_enabled
+from telemetry_shunt.core.rollout_plan import Host, RolloutPlan, chunk
+from telemetry_shunt.errors import ShuntError, ValidationError
+
+TERMINAL_INVOCATION = {"Success", "Failed", "TimedOut", "Cancelled"}
+FAILED_INVOCATION = {"Failed", "TimedOut", "Cancelled"}
+UPGRADE, ROLLBACK = "upgrade", "rollback"
+
+
+class RolloutStopped(ShuntError):
+    """The rollout halted (rolled back) or was aborted: exit code 2."""
+
+    exit_code = 2
+
+
+class PreflightFailed(ShuntError):
+    pass
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What an operator tunes; defaults follow the contract (heartbeat period 60 s)."""
+
+    bake_seconds: float = 600
+    poll_seconds: float = 30
+    heartbeat_period_seconds: float = HEARTBEAT_PERIOD_SECONDS
+    command_timeout_seconds: float = 900
+    lease_seconds: float = 300
+    resource_prefix: str = DEFAULT_RESOURCE_PREFIX
+    package: str | None = None
+    extra_alarms: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if self.bake_seconds < self.heartbeat_period_seconds:
+            raise ValidationError(
+                f"bake of {self.bake_seconds:g}s is shorter than the heartbeat period "
+                f"({self.heartbeat_period_seconds:g}s): a host could not prove it is alive; use "
+                f"--bake-seconds {self.heartbeat_period_seconds:g} or more"
+            )
+        if not 0 < self.poll_seconds <= self.bake_seconds:
+            raise ValidationError(f"poll interval must be > 0 and <= the bake, got {self.poll_seconds:g}s")
+        if self.command_timeout_seconds <= 0:
+            raise ValidationError(f"command timeout must be > 0, got {self.command_timeout_seconds:g}s")
+        if self.lease_seconds < 2 * self.poll_seconds:
+            raise ValidationError(
+                f"lease of {self.lease_seconds:g}s must be at least twice the poll interval ({self.poll_seconds:g}s)"
+            )
+
+    @property
+    def package_name(self) -> str:
+        return self.package or agent_package_name(self.resource_prefix)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["extra_alarms"] = list(self.extra_alarms)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RolloutSettings:
+        return cls(**{**data, "extra_alarms": tuple(data.get("extra_alarms", ()))})
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Preflight:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks]
+
+    def raise_if_failed(self) -> None:
+        failed = [c for c in self.checks if not c.ok]
+        if failed:
+            raise PreflightFailed("preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+
+
+def default_owner() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def new_rollout_id(clock: Clock) -> str:
+    return "r-" + iso(clock.now()).replace("-", "").replace(":", "").rstrip("Z") + "-" + uuid.uuid4().hex[:4]
+
+
+class RolloutEngine:
+    def __init__(self, *, clients: AwsClients, store: StateStore, audit: AuditLog, kill_switch: KillSwitch,
+                 clock: Clock, owner: str | None = None, progress: Callable[[str], None] | None = None,
+                 caller: AwsCaller | None = None) -> None:
+        self.clients = clients
+        self.store = store
+        self.audit = audit
+        self.kill_switch = kill_switch
+        self.clock = clock
+        self.owner = owner or default_owner()
+        self.progress = progress or (lambda _m: None)
+        self.aws = caller or AwsCaller(clock)
+        self._lease: Lease | None = None
+        self._settings: RolloutSettings | None = None
+
+    # --- discovery and preflight ---------------------------------------------------------------------
+
+    def discover(self, fleet: str) -> list[Host]:
+        """Running EC2 instances tagged ``telemetry-shunt:fleet=<fleet>``."""
+        hosts: list[Host] = []
+        kwargs: dict[str, Any] = {"Filters": [
+            {"Name": f"tag:{FLEET_TAG_KEY}", "Values": [fleet]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]}
+        while True:
+            page = self.aws(self.clients.ec2, "describe_instances", **kwargs)
+            for reservation in page.get("Reservations", []):
+                for inst in reservation.get("Instances", []):
+                    hosts.append(Host(inst["InstanceId"], inst["Placement"]["AvailabilityZone"]))
+            if not page.get("NextToken"):
+                return hosts
+            kwargs["NextToken"] = page["NextToken"]
+
+    def version_exists(self, package: str, version: str) -> bool:
+        try:
+            self.aws(self.clients.ssm, "describe_document", Name=package, VersionName=version)
+        except Exception as exc:
+            if error_code(exc) in ("InvalidDocument", "InvalidDocumentVersion", "ValidationException"):
+                return False
+            raise
+        return True
+
+    def alarm_states(self, names: Sequence[str]) -> dict[str, str | None]:
+        """``{alarm: StateValue or None when it does not exist}``."""
+        states: dict[str, str | None] = dict.fromkeys(names)
+        for group in chunk(list(names), 100):
+            page = self.aws(self.clients.cloudwatch, "describe_alarms", AlarmNames=group,
+                            AlarmTypes=["MetricAlarm", "CompositeAlarm"])
+            for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                states[alarm["AlarmName"]] = alarm["StateValue"]
+        return states
+
+    def agents_online(self, instance_ids: Sequence[str]) -> set[str]:
+        online: set[str] = set()
+        for group in chunk(list(instance_ids), 50):
+            kwargs: dict[str, Any] = {"Filters": [{"Key": "InstanceIds", "Values": group}]}
+            while True:
+                page = self.aws(self.clients.ssm, "describe_instance_information", **kwargs)
+                for info in page.get("InstanceInformationList", []):
+                    if info.get("PingStatus") == "Online" and info["InstanceId"] in group:
+                        online.add(info["InstanceId"])
+                if not page.get("NextToken"):
+                    break
+                kwargs["NextToken"] = page["NextToken"]
+        return online
+
+    def alarms_for(self, azs: Iterable[str], settings: RolloutSettings) -> list[str]:
+        return [heartbeat_alarm_name(az, settings.resource_prefix) for az in azs] + list(settings.extra_alarms)
+
+    def preflight(self, plan: RolloutPlan, version: str, settings: RolloutSettings) -> Preflight:
+        settings.validate()
+        result = Preflight()
+        azs = [z.az for z in plan.zones]
+        try:
+            flags = self.kill_switch.read_flags()
+            engaged = [az for az in azs if not telemetry_enabled(flags, az)]
+            result.add("kill switch", not engaged,
+                       "released (telemetry ON) in every zone" if not engaged else
+                       f"ENGAGED (telemetry OFF) in {', '.join(engaged)}: run 'shunt kill off' first")
+        except ShuntError as exc:
+            result.add("kill switch", False, f"cannot read it: {exc}")
+        present = self.version_exists(settings.package_name, version)
+        result.add("version", present, f"{settings.package_name} {version} exists" if present else
+                   f"version {version!r} of package {settings.package_name} does not exist")
+        for action in (UPGRADE, ROLLBACK):
+            doc = agent_document_name(action, settings.resource_prefix)
+            found = True
+            try:
+                self.aws(self.clients.ssm, "describe_document", Name=doc)
+            except Exception as exc:
+                if error_code(exc) != "InvalidDocument":
+                    raise
+                found = False
+            result.add(f"document {action}", found, doc if found else f"{doc} does not exist: deploy AgentRolloutSupport")
+        states = self.alarm_states(self.alarms_for(azs, settings))
+        bad = {n: s for n, s in states.items() if s != "OK"}
+        result.add("alarms", not bad, f"{len(states)} OK" if not bad else
+                   ", ".join(f"{n} is {s or 'missing'}" for n, s in sorted(bad.items())))
+        ids = [i for b in plan.batches for i in b.instance_ids]
+        online = self.agents_online(ids)
+        offline = [i for i in ids if i not in online]
+        result.add("ssm agents", not offline, f"{len(online)} online" if not offline else
+                   f"{len(offline)} not online: {', '.join(offline[:5])}{' ...' if len(offline) > 5 else ''}")
+        return result
+
+    # --- state transitions --------------------------------------------------------------------------
+
+    def _transition(self, state: RolloutState, event: str, **details: Any) -> None:
+        now = self.clock.now()
+        state.meta["updated_at"] = now
+        self.audit.append({
+            "ts": iso(now), "rollout_id": state.rollout_id, "seq": state.meta.get("seq", 0) + 1,
+            "event": event, "actor": self.owner, **details,
+        })
+        self.store.save(state)
+
+    def _renew(self) -> None:
+        if self._lease is not None and self._settings is not None:
+            self._lease = self.store.renew_lease(self._lease, self.clock.now(), self._settings.lease_seconds)
+
+    def _acquire(self, fleet: str, settings: RolloutSettings, rollout_id: str | None) -> None:
+        self._settings = settings
+        self._lease = self.store.acquire_lease(fleet, self.owner, self.clock.now(), settings.lease_seconds, rollout_id)
+
+    def _release(self) -> None:
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            self.store.release_lease(lease)
+
+    # --- public operations --------------------------------------------------------------------------
+
+    def start(self, *, fleet: str, version: str, plan: RolloutPlan, settings: RolloutSettings,
+              rollout_id: str | None = None, preflight: Preflight | None = None) -> RolloutState:
+        """Acquire the fleet lease, run preflight, create the state and run it to a final status."""
+        settings.validate()
+        rollout_id = rollout_id or new_rollout_id(self.clock)
+        self._acquire(fleet, settings, rollout_id)
+        try:
+            check = preflight or self.preflight(plan, version, settings)
+            check.raise_if_failed()
+            state = self._new_state(rollout_id, fleet, version, plan, settings)
+            self.audit.append({"ts": iso(self.clock.now()), "rollout_id": rollout_id, "seq": 1, "event": "created",
+                               "actor": self.owner, "fleet": fleet, "version": version,
+                               "hosts": plan.host_count, "zones": [z.az for z in plan.zones]})
+            self.store.create(state)
+            self.progress(f"rollout {rollout_id}: {plan.host_count} hosts in {len(plan.zones)} zones -> {version}")
+            return self._run(state)
+        finally:
+            self._release()
+
+    def resume(self, rollout_id: str) -> RolloutState:
+        state = self.store.load(rollout_id)
+        settings = RolloutSettings.from_dict(state.meta["settings"])
+        if state.status in FINAL_STATUSES:
+            self.progress(f"rollout {rollout_id} is already {state.status}: nothing to resume")
+            return state
+        self._acquire(state.meta["fleet"], settings, rollout_id)
+        try:
+            state = self.store.load(rollout_id)  # re-read under the lease
+            if state.status == ABORTED:
+                flags = self.kill_switch.read_flags()
+                pending = [z for z in state.meta["zone_order"] if state.meta["zones"][z] != "done"]
+                engaged = [az for az in pending if not telemetry_enabled(flags, az)]
+                if engaged:
+                    raise ShuntError(f"kill switch still ENGAGED (telemetry OFF) in {', '.join(engaged)}: "
+                                     "run 'shunt kill off' before resuming")
+                self.store.clear_abort(rollout_id)
+                for wave in state.meta["waves"].values():
+                    if wave["phase"] == "baking":  # an interrupted bake starts over
+                        wave["bake_started_at"] = None
+                state.meta["status"] = RUNNING
+                state.meta["reason"] = None
+                self._transition(state, "resumed", after="aborted")
+            else:
+                self._transition(state, "resumed", after=state.status)
+            return self._run(state)
+        finally:
+            self._release()
+
+    def request_abort(self, rollout_id: str) -> RolloutState:
+        """Ask the running controller to stop; if none holds the lease, mark the rollout aborted now."""
+        state = self.store.load(rollout_id)
+        if state.status in FINAL_STATUSES or state.status == ABORTED:
+            return state
+        self.store.request_abort(rollout_id, self.owner, self.clock.now())
+        held = self.store.read_lease(state.meta["fleet"])
+        if held is not None and held.expires_at > self.clock.now():
+            self.progress(f"abort requested; {held.owner} stops at its next check")
+            return state
+        settings = RolloutSettings.from_dict(state.meta["settings"])
+        self._acquire(state.meta["fleet"], settings, rollout_id)
+        try:
+            state = self.store.load(rollout_id)
+            self._abort(state, f"aborted by {self.owner}")
+            return state
+        finally:
+            self._release()
+
+    def rollback(self, rollout_id: str) -> RolloutState:
+        """Roll back every host this rollout upgraded, zone by zone (newest zone first)."""
+        state = self.store.load(rollout_id)
+        settings = RolloutSettings.from_dict(state.meta["settings"])
+        self._acquire(state.meta["fleet"], settings, rollout_id)
+        try:
+            state = self.store.load(rollout_id)
+            if state.status != ROLLING_BACK:
+                touched = [az for az in reversed(state.meta["zone_order"])
+                           if self._hosts_to_roll_back(state, az)]
+                state.meta["rollback_zones"] = touched
+                state.meta["status"] = ROLLING_BACK
+                state.meta["reason"] = f"rollback requested by {self.owner}"
+                for az in touched:
+                    state.meta["zones"][az] = "rolling_back"
+                self._transition(state, "rollback_requested", zones=touched)
+            return self._run(state)
+        finally:
+            self._release()
+
+    # --- the state machine --------------------------------------------------------------------------
+
+    def _new_state(self, rollout_id: str, fleet: str, version: str, plan: RolloutPlan,
+                   settings: RolloutSettings) -> RolloutState:
+        now = self.clock.now()
+        batches: dict[str, dict[str, Any]] = {}
+        for b in plan.batches:
+            batches[b.batch_id] = {**b.to_dict(), "kind": UPGRADE, "phase": "pending", "hosts": {},
+                                   "command_id": None, "comment": None}
+        waves = {f"{z.az}/{w}": {"phase": "pending", "bake_started_at": None, "evidence_since": None}
+                 for z in plan.zones for w in z.waves}
+        meta = {
+            "rollout_id": rollout_id, "fleet": fleet, "version": version, "status": RUNNING, "reason": None,
+            "created_at": now, "updated_at": now, "created_by": self.owner, "seq": 0,
+            "settings": settings.to_dict(), "plan": {k: v for k, v in plan.to_dict().items() if k != "zones"},
+            "zone_order": [z.az for z in plan.zones],
+            "zone_batches": {z.az: [b.batch_id for b in z.batches] for z in plan.zones},
+            "zones": {z.az: "pending" for z in plan.zones},
+            "waves": waves, "rollback_zones": [],
+        }
+        return RolloutState(meta, batches, set(batches))
+
+    def _run(self, state: RolloutState) -> RolloutState:
+        self._settings = RolloutSettings.from_dict(state.meta["settings"])
+        if state.status == ROLLING_BACK:
+            return self._finish_rollbacks(state)
+        for az in state.meta["zone_order"]:
+            phase = state.meta["zones"][az]
+            if phase == "done":
+                continue
+            if phase != "pending" and phase != "in_progress":
+                return self._finish_rollbacks(state)
+            if phase == "pending":
+                if self._stop_requested(state, az):
+                    return state
+                state.meta["zones"][az] = "in_progress"
+                self._transition(state, "zone_started", az=az)
+                self.progress(f"zone {az}: started")
+            for wave in self._waves(state, az):
+                reason = self._run_wave(state, az, wave)
+                if state.status == ABORTED:
+                    return state
+                if reason:
+                    return self._halt(state, az, reason)
+            state.meta["zones"][az] = "done"
+            self._transition(state, "zone_done", az=az)
+            self.progress(f"zone {az}: done")
+        state.meta["status"] = COMPLETED
+        self._transition(state, "completed")
+        self.progress(f"rollout {state.rollout_id}: completed")
+        return state
+
+    def _waves(self, state: RolloutState, az: str) -> list[str]:
+        return [key.split("/", 1)[1] for key in state.meta["waves"] if key.startswith(az + "/")]
+
+    def _wave_batches(self, state: RolloutState, az: str, wave: str) -> list[dict[str, Any]]:
+        return [state.batches[b] for b in state.meta["zone_batches"][az] if state.batches[b]["wave"] == wave]
+
+    def _stop_requested(self, state: RolloutState, az: str) -> bool:
+        """Abort (persisted) if an operator asked or the kill switch is engaged for ``az``."""
+        request = self.store.abort_requested(state.rollout_id)
+        if request:
+            self._abort(state, f"aborted by {request.get('by')}")
+            return True
+        try:
+            flags = self.kill_switch.read_flags()
+            on = telemetry_enabled(flags, az)
+            reason = None if on else f"kill switch ENGAGED (telemetry OFF) for {az}"
+        except Exception as exc:  # noqa: BLE001 - an unreadable kill switch must stop the rollout
+            reason = f"kill switch unreadable ({exc})"
+        if reason:
+            self._abort(state, reason)
+            return True
+        return False
+
+    def _abort(self, state: RolloutState, reason: str) -> None:
+        state.meta["status"] = ABORTED
+        state.meta["reason"] = reason
+        self._transition(state, "aborted", reason=reason)
+        self.progress(f"rollout {state.rollout_id}: ABORTED: {reason}")
+
+    def _run_wave(self, state: RolloutState, az: str, wave: str) -> str | None:
+        """Send the wave's batches, then bake. Returns a halt reason, or None (also when aborted)."""
+        key = f"{az}/{wave}"
+        w = state.meta["waves"][key]
+        if w["phase"] == "baked":
+            return None
+        if w["phase"] == "failed":
+            return w.get("reason") or "wave failed"
+        for batch in self._wave_batches(state, az, wave):
+            if batch["phase"] != "done":
+                if batch["phase"] == "pending" and self._stop_requested(state, az):
+                    return None
+                self._send_and_wait(state, batch["batch_id"])
+            failures = [i for i, s in batch["hosts"].items() if s != "upgraded"]
+            if len(failures) > int(batch["max_errors"]):
+                reason = (f"batch {batch['batch_id']}: {len(failures)} of {len(batch['instance_ids'])} hosts "
+                          f"failed (MaxErrors {batch['max_errors']}): {', '.join(sorted(failures)[:5])}")
+                w["phase"], w["reason"] = "failed", reason
+                self._transition(state, "wave_failed", az=az, wave=wave, reason=reason)
+                return reason
+        return self._bake(state, az, wave)
+
+    # sending ------------------------------------------------------------------------------------------
+
+    def _document(self, kind: str) -> str:
+        return agent_document_name(kind, self._settings.resource_prefix)
+
+    def _send_and_wait(self, state: RolloutState, batch_id: str) -> None:
+        batch = state.batch(batch_id)
+        if batch["phase"] == "pending":
+            batch = state.touch(batch_id)
+            self._assert_not_sent_before(state, batch)
+            batch["phase"] = "sending"
+            batch["comment"] = f"shunt {state.rollout_id} {batch_id}"[:100]
+            batch["intent_at"] = self.clock.now()
+            self._transition(state, "batch_sending", batch=batch_id, kind=batch["kind"],
+                             instance_ids=batch["instance_ids"])
+            command_id = self._send(state, batch)
+            self._record_sent(state, batch_id, command_id, found=False)
+        elif batch["phase"] == "sending":
+            command_id = self._find_sent(batch)
+            found = command_id is not None
+            if command_id is None:
+                command_id = self._send(state, batch)
+            self._record_sent(state, batch_id, command_id, found=found)
+        self._wait(state, batch_id)
+
+    def _assert_not_sent_before(self, state: RolloutState, batch: dict[str, Any]) -> None:
+        if batch["kind"] != UPGRADE:
+            return
+        ids = set(batch["instance_ids"])
+        for other in state.batches.values():
+            if other is not batch and other["kind"] == UPGRADE and other["phase"] != "pending" \
+                    and ids & set(other["instance_ids"]):
+                raise AssertionError(f"hosts of {batch['batch_id']} already sent in {other['batch_id']}")
+
+    def _record_sent(self, state: RolloutState, batch_id: str, command_id: str, *, found: bool) -> None:
+        batch = state.touch(batch_id)
+        batch["phase"] = "sent"
+        batch["command_id"] = command_id
+        batch["sent_at"] = self.clock.now()
+        self._transition(state, "batch_sent", batch=batch_id, command_id=command_id, recovered=found)
+        self.progress(f"  {batch_id}: {batch['kind']} sent to {len(batch['instance_ids'])} hosts ({command_id})")
+
+    def _send(self, state: RolloutState, batch: dict[str, Any]) -> str:
+        params: dict[str, list[str]] = {}
+        if batch["kind"] == UPGRADE:
+            params[AGENT_VERSION_PARAMETER] = [state.meta["version"]]
+        response = self.aws(
+            self.clients.ssm, "send_command",
+            InstanceIds=list(batch["instance_ids"]), DocumentName=self._document(batch["kind"]),
+            Comment=batch["comment"], Parameters=params, MaxConcurrency=batch["max_concurrency"],
+            MaxErrors=batch["max_errors"], TimeoutSeconds=int(self._settings.command_timeout_seconds),
+        )
+        return response["Command"]["CommandId"]
+
+    def _find_sent(self, batch: dict[str, Any]) -> str | None:
+        """A command already sent for this batch (same comment), e.g. before a crash."""
+        since = to_datetime(batch["intent_at"] - 300)
+        kwargs: dict[str, Any] = {"Filters": [{"key": "InvokedAfter", "value": since.strftime("%Y-%m-%dT%H:%M:%SZ")}]}
+        while True:
+            page = self.aws(self.clients.ssm, "list_commands", **kwargs)
+            for command in page.get("Commands", []):
+                if command.get("Comment") == batch["comment"]:
+                    return command["CommandId"]
+            if not page.get("NextToken"):
+                return None
+            kwargs["NextToken"] = page["NextToken"]
+
+    def _invocations(self, command_id: str) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        kwargs: dict[str, Any] = {"CommandId": command_id}
+        while True:
+            page = self.aws(self.clients.ssm, "list_command_invocations", **kwargs)
+            for inv in page.get("CommandInvocations", []):
+                statuses[inv["InstanceId"]] = inv["Status"]
+            if not page.get("NextToken"):
+                return statuses
+            kwargs["NextToken"] = page["NextToken"]
+
+    def _wait(self, state: RolloutState, batch_id: str) -> None:
+        batch = state.batch(batch_id)
+        if batch["phase"] != "sent":
+            return
+        ok, bad = ("upgraded", "failed") if batch["kind"] == UPGRADE else ("rolled_back", "rollback_failed")
+        deadline = batch["sent_at"] + self._settings.command_timeout_seconds
+        interval = min(self._settings.poll_seconds, 5.0)
+        while True:
+            statuses = self._invocations(batch["command_id"])
+            mine = {i: statuses.get(i, "Pending") for i in batch["instance_ids"]}
+            unfinished = [i for i, s in mine.items() if s not in TERMINAL_INVOCATION]
+            if not unfinished:
+                break
+            if self.clock.now() >= deadline:
+                self.aws(self.clients.ssm, "cancel_command", CommandId=batch["command_id"], InstanceIds=unfinished)
+                for i in unfinished:
+                    mine[i] = "Stuck"
+                break
+            self._renew()
+            self.clock.sleep(interval)
+        batch = state.touch(batch_id)
+        batch["hosts"] = {i: (ok if s == "Success" else bad) for i, s in mine.items()}
+        batch["outcomes"] = mine
+        batch["phase"] = "done"
+        batch["finished_at"] = self.clock.now()
+        failed = sorted(i for i, s in mine.items() if s != "Success")
+        self._transition(state, "batch_done", batch=batch_id, kind=batch["kind"],
+                         succeeded=len(mine) - len(failed), failed=failed,
+                         outcomes={s: sum(1 for v in mine.values() if v == s) for s in sorted(set(mine.values()))})
+        self.progress(f"  {batch_id}: {len(mine) - len(failed)} ok, {len(failed)} failed")
+
+    # baking -------------------------------------------------------------------------------------------
+
+    def _bake(self, state: RolloutState, az: str, wave: str) -> str | None:
+        key = f"{az}/{wave}"
+        w = state.meta["waves"][key]
+        if w["phase"] != "baking" or w.get("bake_started_at") is None:
+            finished = max(state.batches[b]["finished_at"] for b in state.meta["zone_batches"][az]
+                           if state.batches[b]["wave"] == wave)
+            w["phase"] = "baking"
+            w["bake_started_at"] = self.clock.now()
+            w["evidence_since"] = w.get("evidence_since") or finished
+            self._transition(state, "bake_started", az=az, wave=wave,
+                             seconds=self._settings.bake_seconds)
+            self.progress(f"  {az}/{wave}: baking {self._settings.bake_seconds:g}s")
+        end = w["bake_started_at"] + self._settings.bake_seconds
+        alarms = self.alarms_for([az], self._settings)
+        while True:
+            if self._stop_requested(state, az):
+                return None
+            bad = {n: s for n, s in self.alarm_states(alarms).items() if s != "OK"}
+            if bad:
+                return self._fail_wave(state, az, wave, "alarm " + ", ".join(
+                    f"{n} is {s or 'missing'}" for n, s in sorted(bad.items())))
+            self._renew()
+            now = self.clock.now()
+            if now >= end:
+                break
+            self.clock.sleep(min(self._settings.poll_seconds, end - now))
+        upgraded = sorted(i for b in state.meta["zone_batches"][az] for i, s in state.batches[b]["hosts"].items()
+                          if s == "upgraded")
+        silent = self._silent_hosts(upgraded, state.meta["version"], w["evidence_since"], self.clock.now())
+        if silent:
+            return self._fail_wave(state, az, wave, f"no heartbeat at {state.meta['version']} from "
+                                   f"{len(silent)} upgraded host(s): {', '.join(silent[:5])}")
+        w["phase"] = "baked"
+        w["baked_at"] = self.clock.now()
+        self._transition(state, "baked", az=az, wave=wave, hosts_with_heartbeat=len(upgraded))
+        self.progress(f"  {az}/{wave}: baked, heartbeats from {len(upgraded)} hosts")
+        return None
+
+    def _fail_wave(self, state: RolloutState, az: str, wave: str, reason: str) -> str:
+        w = state.meta["waves"][f"{az}/{wave}"]
+        w["phase"], w["reason"] = "failed", reason
+        self._transition(state, "wave_failed", az=az, wave=wave, reason=reason)
+        return reason
+
+    def _silent_hosts(self, instance_ids: Sequence[str], version: str, since: float, until: float) -> list[str]:
+        """Upgraded hosts with no heartbeat datapoint at ``version`` in [since, until]."""
+        period = int(self._settings.heartbeat_period_seconds)
+        period = 60 if period >= 60 else max(1, period)
+        seen: set[str] = set()
+        for group in chunk(list(instance_ids), 500):
+            queries = [{
+                "Id": f"h{n}",
+                "MetricStat": {"Metric": {
+                    "Namespace": HEARTBEAT_NAMESPACE, "MetricName": HEARTBEAT_METRIC,
+                    "Dimensions": [{"Name": HEARTBEAT_INSTANCE_DIMENSION, "Value": iid},
+                                   {"Name": HEARTBEAT_VERSION_DIMENSION, "Value": version}]},
+                    "Period": period, "Stat": "SampleCount"},
+                "ReturnData": True,
+            } for n, iid in enumerate(group)]
+            kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": to_datetime(since),
+                                      "EndTime": to_datetime(until + 1)}
+            while True:
+                page = self.aws(self.clients.cloudwatch, "get_metric_data", **kwargs)
+                for result in page.get("MetricDataResults", []):
+                    if any(v > 0 for v in result.get("Values", [])):
+                        seen.add(group[int(result["Id"][1:])])
+                if not page.get("NextToken"):
+                    break
+                kwargs["NextToken"] = page["NextToken"]
+        return [i for i in instance_ids if i not in seen]
+
+    # halting and rolling back ---------------------------------------------------------------------------
+
+    def _hosts_to_roll_back(self, state: RolloutState, az: str) -> list[str]:
+        """Every host of ``az`` that was sent the upgrade (failed ones too: they may be half-upgraded)."""
+        return sorted(i for b in state.meta["zone_batches"][az] if state.batches[b]["kind"] == UPGRADE
+                      for i, s in state.batches[b]["hosts"].items() if s in ("upgraded", "failed"))
+
+    def _halt(self, state: RolloutState, az: str, reason: str) -> RolloutState:
+        state.meta["status"] = ROLLING_BACK
+        state.meta["reason"] = f"{az}: {reason}"
+        state.meta["zones"][az] = "rolling_back"
+        state.meta["rollback_zones"] = [az]
+        self._transition(state, "halted", az=az, reason=reason)
+        self.progress(f"zone {az}: HALTED: {reason}; rolling back")
+        return self._finish_rollbacks(state)
+
+    def _finish_rollbacks(self, state: RolloutState) -> RolloutState:
+        all_ok = True
+        for az in state.meta["rollback_zones"]:
+            if state.meta["zones"][az] == "rolled_back":
+                continue
+            rb_ids = state.meta.setdefault("rollback_batches", {}).get(az)
+            if rb_ids is None:
+                rb_ids = []
+                for n, ids in enumerate(chunk(self._hosts_to_roll_back(state, az))):
+                    batch_id = f"{az}.rollback.{n:03d}"
+                    state.add_batch({"batch_id": batch_id, "az": az, "wave": ROLLBACK, "kind": ROLLBACK,
+                                     "instance_ids": ids, "max_concurrency": str(len(ids)),
+                                     "max_errors": str(len(ids)), "phase": "pending", "hosts": {},
+                                     "command_id": None, "comment": None})
+                    rb_ids.append(batch_id)
+                state.meta["rollback_batches"][az] = rb_ids
+                self._transition(state, "rollback_planned", az=az, batches=rb_ids,
+                                 hosts=sum(len(state.batches[b]["instance_ids"]) for b in rb_ids))
+            for batch_id in rb_ids:
+                self._send_and_wait(state, batch_id)
+            failed = sorted(i for b in rb_ids for i, s in state.batches[b]["hosts"].items() if s != "rolled_back")
+            all_ok = all_ok and not failed
+            state.meta["zones"][az] = "rolled_back"
+            self._transition(state, "zone_rolled_back", az=az, rollback_failed=failed)
+            self.progress(f"zone {az}: rolled back" + (f" ({len(failed)} rollback failures)" if failed else ""))
+        state.meta["status"] = ROLLED_BACK if all_ok else HALTED
+        self._transition(state, state.meta["status"], reason=state.meta["reason"])
+        return state
+
+
+def summarize(state: RolloutState) -> dict[str, Any]:
+    """Status for humans and JSON: one record with per-zone counts."""
+    meta = state.meta
+    zones = []
+    for az in meta["zone_order"]:
+        counts: dict[str, int] = {}
+        hosts = 0
+        for b in meta["zone_batches"][az]:
+            hosts += len(state.batches[b]["instance_ids"])
+            for s in state.batches[b]["hosts"].values():
+                counts[s] = counts.get(s, 0) + 1
+        for b in meta.get("rollback_batches", {}).get(az, []):
+            for s in state.batches[b]["hosts"].values():
+                counts[s] = counts.get(s, 0) + 1
+        waves = {k.split("/", 1)[1]: v["phase"] for k, v in meta["waves"].items() if k.startswith(az + "/")}
+        zones.append({"az": az, "phase": meta["zones"][az], "hosts": hosts, "waves": waves, **counts})
+    return {
+        "rollout_id": meta["rollout_id"], "fleet": meta["fleet"], "version": meta["version"],
+        "status": meta["status"], "reason": meta["reason"], "created_at": iso(meta["created_at"]),
+        "updated_at": iso(meta["updated_at"]), "seq": meta["seq"], "zones": zones,
+    }

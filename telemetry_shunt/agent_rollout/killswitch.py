@@ -1,0 +1,179 @@
+"""Reading and flipping the kill switch: AWS AppConfig feature flags, or a local file for the sandbox.
+
+Wording, once: the kill switch is *engaged* ("kill on") when telemetry is OFF; *released* ("kill off")
+when telemetry is ON. Flags are AppConfig feature flags (``version: "1"``): the global flag
+``telemetry`` and optional per-AZ flags ``telemetry-<az>``; ``enabled: true`` means telemetry runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from telemetry_shunt.core.contract import (
+    APPCONFIG_APPLICATION,
+    APPCONFIG_ENVIRONMENT,
+    APPCONFIG_MIN_POLL_SECONDS,
+    APPCONFIG_PROFILE,
+    GLOBAL_FLAG,
+)
+from telemetry_shunt.core.killswitch import az_flag_key, telemetry_enabled
+from telemetry_shunt.errors import ShuntError, ValidationError
+
+ALL_AT_ONCE = "AppConfig.AllAtOnce"
+FLAG_KEY = re.compile(r"^[a-z][a-zA-Z\d-]{0,63}$")
+
+
+def flag_key(az: str | None) -> str:
+    key = GLOBAL_FLAG if az is None else az_flag_key(az)
+    if not FLAG_KEY.match(key):
+        raise ValidationError(f"flag key {key!r} is not a valid AppConfig flag key: check the AZ name {az!r}")
+    return key
+
+
+def describe(flags: Mapping[str, Any], azs: list[str]) -> dict[str, Any]:
+    """The kill-switch picture for humans: global and per-AZ, in both words."""
+    def word(enabled: bool) -> str:
+        return "telemetry ON (kill switch released)" if enabled else "telemetry OFF (kill switch engaged)"
+
+    out: dict[str, Any] = {"global": word(telemetry_enabled(flags))}
+    known = sorted({k[len(GLOBAL_FLAG) + 1:] for k in flags if k.startswith(GLOBAL_FLAG + "-")} | set(azs))
+    for az in known:
+        out[az] = word(telemetry_enabled(flags, az))
+    return out
+
+
+@dataclass(frozen=True)
+class FlipResult:
+    key: str
+    telemetry_enabled: bool
+    changed: bool
+    version: str | None = None
+    deployment: str | None = None
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flag": self.key,
+            "telemetry": "ON" if self.telemetry_enabled else "OFF",
+            "kill_switch": "released" if self.telemetry_enabled else "ENGAGED",
+            "changed": self.changed, "version": self.version, "deployment": self.deployment,
+            "dry_run": self.dry_run,
+        }
+
+
+class KillSwitch(Protocol):
+    def read_flags(self) -> dict[str, Any]:
+        """The deployed flags in data-plane form: ``{"telemetry": {"enabled": true}, ...}``."""
+
+    def set_telemetry(self, az: str | None, enabled: bool, *, dry_run: bool = False,
+                      description: str = "") -> FlipResult: ...
+
+
+class FileKillSwitch:
+    """The sandbox's kill switch: the data-plane JSON in a local file (moto has no AppConfig).
+
+    Selected with ``--kill-switch-file`` / ``SHUNT_KILL_SWITCH_FILE``; ``shunt sandbox`` prints it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def read_flags(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ShuntError(
+                f"kill-switch file {self.path} does not exist: start 'shunt sandbox' or fix the path"
+            ) from None
+
+    def set_telemetry(self, az: str | None, enabled: bool, *, dry_run: bool = False,
+                      description: str = "") -> FlipResult:
+        key = flag_key(az)
+        flags = self.read_flags()
+        changed = flags.get(key, {}).get("enabled") is not enabled
+        if changed and not dry_run:
+            flags[key] = {"enabled": enabled}
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(flags, indent=2, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.path)
+        return FlipResult(key, enabled, changed, dry_run=dry_run)
+
+
+class AppConfigKillSwitch:
+    """AppConfig feature flags: reads through ``appconfigdata`` (what hosts see), flips by creating a
+    hosted configuration version and deploying it with the all-at-once strategy."""
+
+    def __init__(self, appconfig: Any, appconfigdata: Any, *, application: str = APPCONFIG_APPLICATION,
+                 environment: str = APPCONFIG_ENVIRONMENT, profile: str = APPCONFIG_PROFILE,
+                 strategy: str = ALL_AT_ONCE) -> None:
+        self.appconfig = appconfig
+        self.appconfigdata = appconfigdata
+        self.application = application
+        self.environment = environment
+        self.profile = profile
+        self.strategy = strategy
+
+    def read_flags(self) -> dict[str, Any]:
+        token = self.appconfigdata.start_configuration_session(
+            ApplicationIdentifier=self.application, EnvironmentIdentifier=self.environment,
+            ConfigurationProfileIdentifier=self.profile,
+            RequiredMinimumPollIntervalInSeconds=APPCONFIG_MIN_POLL_SECONDS,
+        )["InitialConfigurationToken"]
+        body = self.appconfigdata.get_latest_configuration(ConfigurationToken=token)["Configuration"]
+        raw = body.read() if hasattr(body, "read") else body
+        return json.loads(raw) if raw else {}
+
+    def _find(self, operation: str, name: str, what: str, **kwargs: Any) -> str:
+        paginator = self.appconfig.get_paginator(operation)
+        for page in paginator.paginate(**kwargs):
+            for item in page.get("Items", []):
+                if name in (item.get("Name"), item.get("Id")):
+                    return item["Id"]
+        raise ShuntError(f"AppConfig {what} {name!r} not found: deploy the KillSwitch stack or check --region")
+
+    def _ids(self) -> tuple[str, str, str]:
+        app = self._find("list_applications", self.application, "application")
+        env = self._find("list_environments", self.environment, "environment", ApplicationId=app)
+        profile = self._find("list_configuration_profiles", self.profile, "configuration profile", ApplicationId=app)
+        return app, env, profile
+
+    def set_telemetry(self, az: str | None, enabled: bool, *, dry_run: bool = False,
+                      description: str = "") -> FlipResult:
+        key = flag_key(az)
+        app, env, profile = self._ids()
+        latest = 0
+        for page in self.appconfig.get_paginator("list_hosted_configuration_versions").paginate(
+                ApplicationId=app, ConfigurationProfileId=profile):
+            for item in page.get("Items", []):
+                latest = max(latest, int(item["VersionNumber"]))
+        document: dict[str, Any] = {"version": "1", "flags": {}, "values": {}}
+        if latest:
+            content = self.appconfig.get_hosted_configuration_version(
+                ApplicationId=app, ConfigurationProfileId=profile, VersionNumber=latest)["Content"]
+            raw = content.read() if hasattr(content, "read") else content
+            document = json.loads(raw)
+        document.setdefault("flags", {}).setdefault(key, {"name": key})
+        values = document.setdefault("values", {})
+        changed = values.get(key, {}).get("enabled") is not enabled
+        values[key] = {**values.get(key, {}), "enabled": enabled}
+        if dry_run:
+            return FlipResult(key, enabled, changed, version=None, dry_run=True)
+        created = self.appconfig.create_hosted_configuration_version(
+            ApplicationId=app, ConfigurationProfileId=profile,
+            Content=json.dumps(document, sort_keys=True).encode("utf-8"), ContentType="application/json",
+            Description=(description or f"shunt kill: {key} enabled={enabled}")[:1024],
+            **({"LatestVersionNumber": latest} if latest else {}),
+        )
+        version = str(created["VersionNumber"])
+        deployment = self.appconfig.start_deployment(
+            ApplicationId=app, EnvironmentId=env, DeploymentStrategyId=self.strategy,
+            ConfigurationProfileId=profile, ConfigurationVersion=version,
+            Description=(description or f"shunt kill: {key} enabled={enabled}")[:1024],
+        )
+        return FlipResult(key, enabled, changed, version=version, deployment=str(deployment["DeploymentNumber"]))
