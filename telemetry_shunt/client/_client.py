@@ -279,6 +279,15 @@ class TelemetryClient:
     # --- the worker -----------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            # Off the caller's thread: botocore's import and the credential chain (which may query
+            # instance metadata) are paid here, before the first batch is due.
+            from telemetry_shunt.client import _signing  # noqa: F401
+
+            if self._credentials is None and not self._closing:
+                self._credentials = self._resolve_credentials()
+        except Exception:
+            logger.exception("telemetry-shunt client could not prepare signing")
         next_flag_read = 0.0
         next_flush = _monotonic() + self._flush_interval
         failed_before = False
@@ -454,12 +463,12 @@ class TelemetryClient:
         self._pending = None
 
     def _stop(self, message: str) -> None:
-        self._state = STOPPED
+        logger.error(message)
         self._error = message
+        self._state = STOPPED
         self._sink = (self._rejected["config_error"].__next__, _DISCARD)
         self._drain("config_error")
         self._connection.close()
-        logger.error(message)
 
     def _drain(self, reason: str) -> None:
         """Count everything buffered or in hand as dropped for ``reason``."""

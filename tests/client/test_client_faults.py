@@ -1,0 +1,191 @@
+"""Each gateway fault: no exception reaches the caller, drops are counted by reason, close() is bounded."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import threading
+import time
+
+import pytest
+from client_fakes import Blackhole, balanced, refused_url, wait_until
+
+from telemetry_shunt.client import DROP_REASONS
+
+# fault -> (how the gateway misbehaves, the drop reason it must produce)
+FAULTS = {
+    "refused": "connection",
+    "blackhole": "timeout",  # connects (kernel backlog), never accepted
+    "never": "timeout",  # accepted and read, never answered
+    "slow": "timeout",  # answers after the request deadline
+    "5xx": "server_error",
+}
+
+
+@pytest.fixture
+def fault_url(request, gateway):
+    fault = request.param
+    if fault == "refused":
+        return refused_url()
+    if fault == "blackhole":
+        hole = Blackhole()
+        request.addfinalizer(hole.close)
+        return hole.url
+    gateway.mode = fault
+    gateway.delay = 0.5  # the fixture's request deadline is 0.2 s
+    return gateway.url
+
+
+@pytest.mark.parametrize("fault_url", list(FAULTS), indirect=True)
+def test_each_fault_is_absorbed_counted_and_bounded(fault_url, make_client, request):
+    fault = request.node.callspec.params["fault_url"]
+    client = make_client(fault_url, max_attempts=3, failure_threshold=3)
+    for i in range(300):
+        client.emit("m", i, fault=fault)  # never raises, never blocks
+
+    reason = FAULTS[fault]
+    assert wait_until(lambda: client.stats().dropped[reason] > 0, timeout=10)
+    stats = client.stats()
+    assert stats.breaker in ("open", "half_open")
+    assert stats.failed_requests >= 3 and stats.sent == 0
+    assert balanced(stats)
+
+    client.emit("after", 1)
+    started = time.monotonic()
+    client.close(timeout=1.0)
+    assert time.monotonic() - started < 1.5
+    client.emit("after-close", 1)
+    stats = client.stats()
+    assert stats.emitted == 302 and stats.sent == 0 and balanced(stats)
+    assert stats.dropped["closed"] == 1
+    assert set(stats.dropped) == set(DROP_REASONS)
+
+
+def test_breaker_opens_then_one_probe_closes_it(gateway, make_client):
+    gateway.mode = "5xx"
+    client = make_client(gateway.url, failure_threshold=3, max_attempts=10,
+                         base_backoff_seconds=0.3, max_backoff_seconds=0.3)
+    client.emit("m", 1)
+    assert wait_until(lambda: client.stats().breaker == "open")
+    opened_at = time.monotonic()
+    assert len(gateway.requests) == 3
+    time.sleep(0.1)  # still inside the shortest jittered backoff (0.15 s): nothing goes out
+    assert len(gateway.requests) == 3
+    gateway.mode = "ok"
+    records = gateway.wait_for_records(1)
+    assert [r["value"] for r in records] == [1.0]
+    probe = gateway.requests[3]
+    assert probe["time"] - opened_at >= 0.14  # the probe waited for the backoff
+    assert wait_until(lambda: client.stats().breaker == "closed")
+    stats = client.stats()
+    assert stats.sent == 1 and stats.failed_requests == 3 and balanced(stats)
+
+
+def test_retry_after_is_honoured_on_429_and_the_batch_is_sent_later(gateway, make_client):
+    gateway.mode = "429"
+    gateway.retry_after = "1"
+    client = make_client(gateway.url, max_backoff_seconds=5.0, max_attempts=3)
+    client.emit("m", 7)
+    first = gateway.wait_for_requests(1)[0]
+    gateway.mode = "ok"
+    assert gateway.wait_for_records(1, timeout=5)
+    second = gateway.requests[1]
+    assert second["time"] - first["time"] >= 0.95
+    assert len(gateway.requests) == 2
+    assert wait_until(lambda: client.stats().sent == 1)
+    assert client.stats().dropped_total == 0
+
+
+def test_retry_after_as_http_date_on_503(gateway, make_client):
+    gateway.mode = "503-retry-after"
+    gateway.retry_after = email.utils.formatdate(time.time() + 2, usegmt=True)
+    client = make_client(gateway.url, max_backoff_seconds=5.0)
+    client.emit("m", 1)
+    first = gateway.wait_for_requests(1)[0]
+    gateway.mode = "ok"
+    assert gateway.wait_for_records(1, timeout=5)
+    assert gateway.requests[1]["time"] - first["time"] >= 0.9  # an HTTP date has 1 s resolution
+
+
+def test_throttling_that_never_ends_drops_the_batch_as_throttled(gateway, make_client):
+    gateway.mode = "429"
+    gateway.retry_after = "0"
+    client = make_client(gateway.url, max_attempts=2)
+    client.emit("m", 1)
+    assert wait_until(lambda: client.stats().dropped["throttled"] == 1)
+    assert balanced(client.stats())
+
+
+def test_auth_policy_deny_stops_sending_and_is_reported_once(gateway, make_client, caplog):
+    caplog.set_level(logging.WARNING, logger="telemetry_shunt.client")
+    gateway.mode = "403"
+    client = make_client(gateway.url)
+    client.emit("m", 1)
+    client.emit("m", 2)
+    assert wait_until(lambda: client.stats().state == "stopped")
+    for i in range(100):
+        client.emit("m", i)
+    time.sleep(0.2)  # several flush intervals: nothing more may go out
+    stats = client.stats()
+    assert len(gateway.requests) == 1
+    assert stats.dropped["config_error"] == 102 and stats.sent == 0 and balanced(stats)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "HTTP 403" in errors[0].getMessage() and "auth policies" in errors[0].getMessage()
+    assert stats.error == errors[0].getMessage()
+
+
+def test_expired_credentials_are_named(gateway, make_client):
+    gateway.mode = "403-expired"
+    client = make_client(gateway.url)
+    client.emit("m", 1)
+    assert wait_until(lambda: client.stats().state == "stopped")
+    assert "credentials have expired" in client.stats().error
+
+
+def test_clock_skew_is_named_with_its_size(gateway, make_client):
+    gateway.mode = "403"
+    gateway.date_header = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    client = make_client(gateway.url)
+    client.emit("m", 1)
+    assert wait_until(lambda: client.stats().state == "stopped")
+    assert re.search(r"clock is \+36\d\d s off", client.stats().error)
+
+
+def test_a_missing_route_is_a_configuration_error(gateway, make_client):
+    gateway.mode = "404"
+    client = make_client(gateway.url)
+    client.emit("m", 1)
+    assert wait_until(lambda: client.stats().state == "stopped")
+    assert "HTTP 404" in client.stats().error and "no route for POST /metrics" in client.stats().error
+
+
+def test_full_buffer_drops_the_oldest(gateway, make_client):
+    client = make_client(gateway.url, max_buffered_records=10, flush_interval_seconds=60.0)
+    for i in range(25):
+        client.emit("m", i)
+    stats = client.stats()
+    assert stats.queued == 10 and stats.dropped["buffer_full"] == 15 and balanced(stats)
+    client.close(timeout=1.0)  # the final flush sends what the buffer kept: the newest
+    assert [r["value"] for r in gateway.records] == [float(i) for i in range(15, 25)]
+    assert client.stats().sent == 10
+
+
+def test_concurrent_emitters_are_counted_exactly(gateway, make_client):
+    client = make_client(gateway.url, max_buffered_records=500, max_batch_records=200)
+
+    def hammer() -> None:
+        for i in range(5000):
+            client.emit("m", i, thread=threading.current_thread().name)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    client.close(timeout=1.0)
+    stats = client.stats()
+    assert stats.emitted == 20_000
+    assert balanced(stats) and stats.queued == 0
+    assert stats.sent == len(gateway.records)

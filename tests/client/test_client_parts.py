@@ -1,0 +1,170 @@
+"""The client's parts on their own: breaker, Retry-After, the deadline-bound HTTP connection, encoding."""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from telemetry_shunt.client._breaker import CircuitBreaker
+from telemetry_shunt.client._client import _retry_after_seconds
+from telemetry_shunt.client._encoding import compress, encode_records
+from telemetry_shunt.client._http import Connection, RequestTimeout, parse_endpoint
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_trips_after_the_threshold_and_allows_a_single_probe():
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=3, base_backoff=1.0, max_backoff=8.0, clock=clock, jitter=lambda: 1.0)
+    for _ in range(2):
+        breaker.record_failure()
+        assert breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open" and not breaker.allow()
+    clock.now += 0.99
+    assert not breaker.allow()
+    clock.now += 0.01
+    assert breaker.allow()  # the probe ...
+    assert breaker.state == "half_open"
+    assert not breaker.allow() and not breaker.allow()  # ... and only one
+    breaker.record_success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_breaker_backoff_doubles_per_failed_probe_up_to_the_cap_and_is_jittered():
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, base_backoff=1.0, max_backoff=4.0, clock=clock, jitter=lambda: 1.0)
+    waits = []
+    for _ in range(5):
+        breaker.record_failure()
+        waits.append(breaker.seconds_until_allowed())
+        clock.now = breaker.open_until
+        assert breaker.allow()
+    assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+    low = CircuitBreaker(failure_threshold=1, base_backoff=1.0, max_backoff=4.0, clock=clock, jitter=lambda: 0.0)
+    low.record_failure()
+    assert low.seconds_until_allowed() == 0.5  # jitter spans 50-100 % of the backoff
+
+
+def test_breaker_hold_is_capped_and_then_probes():
+    clock = FakeClock()
+    breaker = CircuitBreaker(max_backoff=30.0, clock=clock)
+    breaker.hold(3600)
+    assert breaker.seconds_until_allowed() == 30.0
+    clock.now += 30
+    assert breaker.allow() and breaker.state == "half_open"
+
+
+def test_retry_after_forms():
+    assert _retry_after_seconds("7", default=1.0) == 7.0
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8.0 <= _retry_after_seconds(in_ten, default=1.0) <= 10.0
+    assert _retry_after_seconds("soon", default=1.0) == 1.0
+    assert _retry_after_seconds(email.utils.formatdate(0, usegmt=True), default=1.0) == 0.0
+
+
+def test_encoding_is_ndjson_in_the_gateway_format():
+    body, records, invalid = encode_records([("a", 1, 10.5, {}), ("b", 2.5, 11.0, {"k": 3}), ("c", "x", 1.0, {})])
+    assert (records, invalid) == (2, 1)
+    lines = [json.loads(line) for line in gzip.decompress(compress(body)).decode().splitlines()]
+    assert lines == [
+        {"name": "a", "value": 1.0, "timestamp": 10.5, "attributes": {}},
+        {"name": "b", "value": 2.5, "timestamp": 11.0, "attributes": {"k": "3"}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "host_header"),
+    [("https://gw.example", "gw.example"), ("https://gw.example:8443", "gw.example:8443"),
+     ("http://127.0.0.1:80", "127.0.0.1"), ("http://[::1]:9000/", "[::1]:9000")],
+)
+def test_host_header_omits_default_ports(url, host_header):
+    assert parse_endpoint(url).host_header == host_header
+
+
+class RawServer:
+    """One connection at a time, answered by ``respond(conn)``."""
+
+    def __init__(self, respond) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.accepted = 0
+        self._respond = respond
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._respond, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _read_request(conn: socket.socket) -> bool:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return False
+        data += chunk
+    return True
+
+
+def test_a_trickling_server_cannot_stretch_the_total_deadline():
+    def trickle(conn):
+        _read_request(conn)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                conn.send(bytes([byte]))
+                time.sleep(0.03)  # every recv succeeds: per-operation timeouts would never fire
+        except OSError:
+            pass
+
+    server = RawServer(trickle)
+    try:
+        connection = Connection(parse_endpoint(server.url))
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout):
+            connection.request("POST", "/metrics", {}, b"x", time.monotonic() + 0.3)
+        assert time.monotonic() - started < 0.6
+    finally:
+        server.close()
+
+
+def test_chunked_responses_and_a_stale_kept_alive_connection():
+    def answer_once_then_hang_up(conn):
+        # Answers one request per connection, chunked, and closes without saying so (an idle timeout).
+        if _read_request(conn):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n")
+        time.sleep(0.05)
+        conn.close()
+
+    server = RawServer(answer_once_then_hang_up)
+    try:
+        connection = Connection(parse_endpoint(server.url))
+        first = connection.request("POST", "/metrics", {}, b"1", time.monotonic() + 2)
+        time.sleep(0.15)  # the server has hung up the kept-alive connection
+        second = connection.request("POST", "/metrics", {}, b"2", time.monotonic() + 2)
+        assert first.status == second.status == 200 and first.body == second.body == b"abcde"
+        assert server.accepted == 2 and connection.connections_opened == 2
+    finally:
+        server.close()

@@ -1,0 +1,122 @@
+"""What reaches the gateway: signed batches in the /metrics format, over kept-alive connections."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import pytest
+from client_fakes import (
+    REGION,
+    SECRET_KEY,
+    balanced,
+    fake_credentials,
+    sigv4_signature,
+    verify_sigv4,
+    wait_until,
+)
+
+from telemetry_shunt.client._signing import sign_headers
+
+
+def test_the_verifier_matches_the_aws_sigv4_test_vector():
+    # "get-vanilla" from the AWS SigV4 test suite: proves the verifier itself follows the spec.
+    headers = {"host": "example.amazonaws.com", "x-amz-date": "20150830T123600Z"}
+    signature = sigv4_signature(
+        "GET", "/", headers, ["host", "x-amz-date"], hashlib.sha256(b"").hexdigest(),
+        secret="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", region="us-east-1", service="service",
+    )
+    assert signature == "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+
+
+def _signed(**changes) -> dict[str, str]:
+    headers = sign_headers(fake_credentials(**changes), REGION, "https://gw.example/metrics", "gw.example",
+                           {"Content-Type": "application/x-ndjson"})
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def test_the_verifier_accepts_the_client_signature_and_rejects_tampering():
+    headers = _signed()
+    assert verify_sigv4("POST", "/metrics", headers) is None
+    assert verify_sigv4("POST", "/metrics", {**headers, "content-type": "text/plain"}) == "signature mismatch"
+    assert verify_sigv4("POST", "/other", headers) == "signature mismatch"
+    assert verify_sigv4("POST", "/metrics", _signed(secret="not-the-secret")) == "signature mismatch"
+    assert verify_sigv4("POST", "/metrics", headers, service="execute-api") is not None
+    assert verify_sigv4("POST", "/metrics", headers, now=0.0) == "signature expired"
+
+
+def test_signature_has_lattice_signing_name_and_a_signed_unsigned_payload_header():
+    headers = _signed(token=None)
+    assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    credential = headers["authorization"].split("Credential=")[1].split(",")[0]
+    assert credential.split("/")[2:] == [REGION, "vpc-lattice-svcs", "aws4_request"]
+    signed = headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert "x-amz-content-sha256" in signed and "host" in signed
+    assert "x-amz-security-token" not in headers
+
+
+def test_batches_reach_the_gateway_signed_and_in_the_metrics_format(gateway, make_client):
+    client = make_client(gateway.url)
+    for i in range(2500):
+        client.emit("checkout.latency_ms", i, route="/pay", code=200)
+    records = gateway.wait_for_records(2500)
+
+    assert len(records) == 2500
+    assert records[0]["name"] == "checkout.latency_ms"
+    assert sorted(r["value"] for r in records) == [float(i) for i in range(2500)]
+    assert all(r["attributes"] == {"route": "/pay", "code": "200"} for r in records)
+    assert all(isinstance(r["timestamp"], float) for r in records)
+    requests = gateway.requests
+    assert len(requests) >= 3  # max 1000 records per request
+    for request in requests:
+        assert request["problem"] is None
+        assert request["headers"]["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert request["headers"]["content-type"] == "application/x-ndjson"
+        assert request["headers"]["content-encoding"] == "gzip"
+        assert "x-amz-content-sha256" in request["headers"]["authorization"].split("SignedHeaders=")[1]
+    assert wait_until(lambda: client.stats().sent == 2500)
+    stats = client.stats()
+    assert balanced(stats) and stats.queued == 0 and stats.dropped_total == 0
+
+
+def test_uncompressed_bodies_are_plain_ndjson(gateway, make_client):
+    client = make_client(gateway.url, compress=False)
+    client.emit("queue.depth", 3, queue="orders")
+    records = gateway.wait_for_records(1)
+    assert records == [{"name": "queue.depth", "value": 3.0, "timestamp": records[0]["timestamp"],
+                        "attributes": {"queue": "orders"}}]
+    assert "content-encoding" not in gateway.requests[0]["headers"]
+
+
+def test_one_kept_alive_connection_carries_many_batches(gateway, make_client):
+    client = make_client(gateway.url)
+    for round_ in range(4):
+        client.emit("tick", round_)
+        assert gateway.wait_for_records(round_ + 1)
+    assert len(gateway.requests) == 4
+    assert client.stats().connections_opened == 1
+    assert len(gateway.peers) == 1
+
+
+def test_a_wrong_secret_is_refused_by_the_verifier_and_stops_the_client(gateway, make_client, caplog):
+    caplog.set_level(logging.ERROR, logger="telemetry_shunt.client")
+    client = make_client(gateway.url, credentials=fake_credentials(secret=SECRET_KEY[::-1]))
+    client.emit("m", 1)
+    assert wait_until(lambda: client.stats().state == "stopped")
+    assert gateway.requests[0]["problem"] == "signature mismatch"
+    assert "HTTP 403" in client.stats().error
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "abc", None, object()])
+def test_invalid_values_are_dropped_alone(gateway, make_client, value):
+    client = make_client(gateway.url)
+    client.emit("good", 1)
+    client.emit("bad", value)
+    client.emit(None, 1)  # not a name
+    client.emit("good", 2, weird=object())
+    records = gateway.wait_for_records(2)
+    assert sorted(r["value"] for r in records) == [1.0, 2.0]
+    assert records[-1]["attributes"]["weird"].startswith("<object object")
+    assert wait_until(lambda: client.stats().dropped["invalid"] == 2)
+    stats = client.stats()
+    assert stats.emitted == 4 and balanced(stats)
