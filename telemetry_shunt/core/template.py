@@ -169,7 +169,7 @@ def lattice_policies(
                 policies[_normalise(target)] = doc
             elif rtype == "AWS::VpcLattice::ServiceNetworkServiceAssociation":
                 associations.append((_normalise(str(r.resolve(props["ServiceIdentifier"]))),
-                                     _normalise(str(r.resolve(props["ServiceNetworkIdentifier"])))))
+                                     str(r.resolve(props["ServiceNetworkIdentifier"]))))
     if not services:
         raise ShuntError("no AWS::VpcLattice::Service in the template(s): pass the concentrator stack's template")
     if service is None:
@@ -184,6 +184,9 @@ def lattice_policies(
     resolver, _ = services[logical_id]
     service_arn = resolver.arn(logical_id)
     sn_arn = next((sn for svc, sn in associations if svc == _normalise(service_arn)), None)
+    if sn_arn is not None and not sn_arn.startswith("arn:"):
+        # Associated by id: find the network's ARN among the templates' networks.
+        sn_arn = next((arn for arn in networks if _normalise(arn) == sn_arn), sn_arn)
     if sn_arn is None and len(networks) == 1:
         sn_arn = next(iter(networks))
     return LatticePolicies(

@@ -1,0 +1,113 @@
+"""`make synth`: synthesize the default app with the pinned CDK CLI, lint every template, summarize.
+
+Exit 1 (with the reason on stderr) if synthesis fails (cdk-nag findings fail it), if cfn-lint reports
+any error or warning, or if the push-only proof fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools.cdkcheck import lint_templates  # noqa: E402
+
+OUT = ROOT / "cdk.out"
+
+
+def synthesize() -> float:
+    env = dict(os.environ, JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="18,20", CDK_DISABLE_CLI_TELEMETRY="true")
+    cdk = ROOT / "node_modules" / ".bin" / "cdk"
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(cdk), "synth", "--quiet", "--no-notices", "--no-version-reporting", "--output", str(OUT)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        sys.stderr.write("synth: cdk synth failed (above). cdk-nag findings and bad context values fail synthesis.\n")
+        sys.exit(1)
+    return elapsed
+
+
+def stack_templates() -> dict[str, Path]:
+    manifest = json.loads((OUT / "manifest.json").read_text())
+    return {
+        name: OUT / art["properties"]["templateFile"]
+        for name, art in manifest["artifacts"].items()
+        if art["type"] == "aws:cloudformation:stack"
+    }
+
+
+def acknowledgements(stack: str) -> list[tuple[str, str, str]]:
+    meta_file = OUT / f"{stack}.metadata.json"
+    if not meta_file.exists():
+        return []
+    out = []
+    for path, entries in json.loads(meta_file.read_text()).items():
+        for entry in entries:
+            if entry["type"] == "aws:cdk:acknowledged-rules":
+                for rule, reason in entry["data"].items():
+                    if "AwsSolutions" in rule:
+                        out.append((path, rule.split("::", 1)[-1], reason))
+    return out
+
+
+def proof_lines(templates: dict[str, Path]) -> list[str]:
+    from telemetry_shunt.core.template import lattice_policies, load_template
+
+    docs = [load_template(p) for p in templates.values()]
+    try:
+        found = lattice_policies(docs)
+    except Exception as exc:  # noqa: BLE001 - reported, not hidden
+        return [f"  push-only proof skipped: {exc}"]
+    try:
+        from tools.policy_proof import prove_push_only_from_policies
+    except ImportError:
+        return ["  push-only proof: tools/policy_proof.py not available"]
+    results = prove_push_only_from_policies(found)
+    lines = []
+    for r in results:
+        lines.append(f"  {'PROVEN' if r.holds else 'VIOLATED'}  {r.invariant}" + ("" if r.holds else f"  e.g. {r.counterexample}"))
+    if not all(r.holds for r in results):
+        lines.append("FAILED")
+    return lines
+
+
+def main() -> int:
+    elapsed = synthesize()
+    templates = stack_templates()
+    findings = lint_templates(templates.values())
+    print(f"Synthesized {len(templates)} stacks into {OUT.relative_to(ROOT)}/ in {elapsed:.1f} s (cdk-nag AwsSolutions: clean)")
+    for name, path in templates.items():
+        template = json.loads(path.read_text())
+        types = Counter(r["Type"] for r in template["Resources"].values())
+        lattice = {t.split("::")[-1]: n for t, n in types.items() if t.startswith("AWS::VpcLattice::")}
+        print(f"- {name}: {sum(types.values())} resources; Lattice: "
+              + (", ".join(f"{n} {t}" for t, n in sorted(lattice.items())) or "none"))
+        for rule in (r for r in template["Resources"].values() if r["Type"] == "AWS::VpcLattice::Rule"):
+            match = rule["Properties"]["Match"]["HttpMatch"]
+            print(f"    route {match['Method']} {match['PathMatch']['Match']['Exact']}  (priority {rule['Properties']['Priority']})")
+        acks = acknowledgements(name)
+        if acks:
+            print(f"    {len(acks)} cdk-nag acknowledgements, each on its resource with a reason")
+    print(f"cfn-lint: {len(findings)} errors/warnings across {len(templates)} templates")
+    for f in findings:
+        print(f"  {f}")
+    print("Push-only auth policy (SMT proof over the synthesized templates):")
+    lines = proof_lines(templates)
+    failed = lines and lines[-1] == "FAILED"
+    print("\n".join(line for line in lines if line != "FAILED"))
+    return 1 if findings or failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
