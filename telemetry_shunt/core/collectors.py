@@ -878,10 +878,27 @@ def render_config(
 
 
 def to_json(config: Mapping[str, Any]) -> str:
-    """Compact, key-sorted JSON: the same config always yields the same text (and task definition)."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+    """Compact, key-sorted JSON: the same config always yields the same text (and task definition).
+
+    Every ``$`` is written as the JSON escape ``\\u0024``. The JSON means the same, but the
+    CloudFormation template no longer shows ``${NAME}``, which CloudFormation validators read as an
+    ``Fn::Sub`` parameter. The collector's YAML parser decodes the escape before expanding
+    ``${env:NAME}``; Vector interpolates on the raw text, so its launch command un-escapes first
+    (:data:`VECTOR_UNESCAPE`).
+    """
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).replace("$", "\\u0024")
 
 
-def env_references(text: str) -> set[str]:
-    """Environment variables a serialized config interpolates (``${NAME}`` and ``${env:NAME}``)."""
-    return set(_ENV_REFERENCE.findall(text))
+def from_json(text: str) -> dict[str, Any]:
+    """The config back from :func:`to_json` (what the collector sees after parsing)."""
+    return json.loads(text)
+
+
+# sed program that turns the escaped dollar back into "$" (an identity on the JSON's meaning).
+VECTOR_UNESCAPE = "s/\\\\u0024/$/g"
+
+
+def env_references(config: Mapping[str, Any] | str) -> set[str]:
+    """Environment variables a config interpolates (``${NAME}`` and ``${env:NAME}``)."""
+    text = config if isinstance(config, str) else json.dumps(config)
+    return set(_ENV_REFERENCE.findall(text.replace("\\u0024", "$")))
