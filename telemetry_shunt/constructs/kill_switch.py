@@ -1,0 +1,247 @@
+"""The telemetry kill switch: AWS AppConfig feature flags, one global flag and one per Availability Zone.
+
+Hosts (``core/hostside``), the in-app client and the rollout engine read the same profile and apply the
+same rule (:func:`telemetry_shunt.core.killswitch.telemetry_enabled`). Flips go out with an all-at-once
+deployment strategy: a kill must reach every poller on its next poll, not after a linear ramp.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aws_cdk import Duration, Stack, Token
+from aws_cdk import aws_appconfig as appconfig
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from telemetry_shunt.core.contract import (
+    APPCONFIG_APPLICATION,
+    APPCONFIG_ENVIRONMENT,
+    APPCONFIG_MIN_POLL_SECONDS,
+    APPCONFIG_PROFILE,
+    DEFAULT_RESOURCE_PREFIX,
+    GLOBAL_FLAG,
+)
+from telemetry_shunt.core.killswitch import az_flag_key
+from telemetry_shunt.errors import ValidationError
+
+# AppConfig feature-flag keys (AWS.AppConfig.FeatureFlags); the project also leaves out '_'.
+FLAG_KEY_PATTERN = r"^[a-z][a-zA-Z\d-]{0,63}$"
+_FLAG_KEY = re.compile(FLAG_KEY_PATTERN)
+# us-east-1a, us-gov-west-1b, ap-southeast-2c, and Local Zones such as us-west-2-lax-1a.
+AZ_NAME_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d+(-[a-z]+-\d+)?[a-z]$"
+_AZ_NAME = re.compile(AZ_NAME_PATTERN)
+FEATURE_FLAGS_TYPE = "AWS.AppConfig.FeatureFlags"
+
+
+def validate_flag_key(key: str) -> str:
+    if not isinstance(key, str) or not _FLAG_KEY.match(key):
+        raise ValidationError(f"feature flag key must match {FLAG_KEY_PATTERN} (AppConfig), got {key!r}")
+    return key
+
+
+def region_of_az(az: str) -> str:
+    """``us-east-1a`` -> ``us-east-1``; ``us-west-2-lax-1a`` -> ``us-west-2``."""
+    return re.match(r"^[a-z]{2}(-[a-z]+)+-\d+", az).group(0)  # type: ignore[union-attr]
+
+
+def validate_availability_zones(availability_zones: Sequence[str]) -> tuple[str, ...]:
+    """AZ names (not ids), all in one Region, no duplicates; each must make a valid per-AZ flag key."""
+    if isinstance(availability_zones, str):
+        raise ValidationError(f"availability_zones must be a list of AZ names, got the string {availability_zones!r}")
+    azs = tuple(availability_zones)
+    if not azs:
+        raise ValidationError("availability_zones must name at least one Availability Zone, got an empty list")
+    for az in azs:
+        if not isinstance(az, str) or Token.is_unresolved(az):
+            raise ValidationError(
+                f"availability zone names must be literal strings (they become flag keys at synth time), got {az!r}; "
+                "pass names from app context, not Stack.availability_zones of an environment-agnostic stack"
+            )
+        if not _AZ_NAME.match(az):
+            hint = " (that looks like an AZ id; use the AZ name)" if re.match(r"^[a-z]{3,4}\d+-az\d+$", az) else ""
+            raise ValidationError(f"availability zone must be a name such as 'us-east-1a', got {az!r}{hint}")
+        validate_flag_key(az_flag_key(az))
+    if len(set(azs)) != len(azs):
+        raise ValidationError(f"availability zones must be distinct, got {list(azs)}")
+    regions = sorted({region_of_az(az) for az in azs})
+    if len(regions) > 1:
+        raise ValidationError(f"availability zones must be in one Region, got {list(azs)} (Regions {regions})")
+    return azs
+
+
+def feature_flags_content(availability_zones: Sequence[str], values: Mapping[str, bool] | None = None) -> dict[str, Any]:
+    """The ``AWS.AppConfig.FeatureFlags`` document: the global flag plus one flag per AZ.
+
+    ``values`` overrides the initial value of any of those flags (default: every flag enabled).
+    """
+    azs = validate_availability_zones(availability_zones)
+    keys = [GLOBAL_FLAG, *(az_flag_key(az) for az in azs)]
+    for key in keys:
+        validate_flag_key(key)
+    values = dict(values or {})
+    for key, value in values.items():
+        validate_flag_key(key)
+        if key not in keys:
+            raise ValidationError(f"initial flag {key!r} is not one of this kill switch's flags: {', '.join(keys)}")
+        if not isinstance(value, bool):
+            raise ValidationError(f"initial value of flag {key!r} must be True or False, got {value!r}")
+    flags = {GLOBAL_FLAG: {
+        "name": "Telemetry",
+        "description": "Global kill switch: telemetry agents and clients run only while this is enabled.",
+    }}
+    for az in azs:
+        flags[az_flag_key(az)] = {
+            "name": f"Telemetry in {az}",
+            "description": f"Per-AZ kill switch for {az}: disabled stops telemetry there even if the global flag is on.",
+        }
+    return {
+        "version": "1",
+        "flags": flags,
+        "values": {key: {"enabled": values.get(key, True)} for key in keys},
+    }
+
+
+class KillSwitch(Construct):
+    """AppConfig application, feature-flag profile, environment and all-at-once strategy for the kill switch.
+
+    The first configuration (every flag on unless ``initial_flags`` says otherwise) is deployed from the
+    template. Later flips come from ``shunt kill``; redeploying this stack only redeploys the flags when
+    their content here changes (for example a new AZ), so check ``shunt kill status`` before such a change.
+
+    :param availability_zones: AZ names that get a per-AZ flag (``telemetry-<az>``); one Region.
+    :param poll_interval: how often hosts read the switch; at least 15 s (AppConfig's data-plane limit).
+        Default 45 s, the AppConfig agent's own default.
+    :param initial_flags: initial values by flag key (``{"telemetry-us-east-1a": False}``). Default: all on.
+    :param prefix: prefix for the deployment strategy's name. Default ``TelemetryShunt``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        availability_zones: Sequence[str],
+        poll_interval: Duration = Duration.seconds(45),
+        initial_flags: Mapping[str, bool] | None = None,
+        prefix: str = DEFAULT_RESOURCE_PREFIX,
+    ) -> None:
+        super().__init__(scope, id)
+        seconds = poll_interval.to_seconds(integral=False)
+        if seconds < APPCONFIG_MIN_POLL_SECONDS or seconds != int(seconds):
+            raise ValidationError(
+                f"kill-switch poll interval must be whole seconds, at least {APPCONFIG_MIN_POLL_SECONDS} s "
+                f"(AppConfig's data-plane limit), got {poll_interval.to_human_string()}"
+            )
+        self.availability_zones = validate_availability_zones(availability_zones)
+        self.poll_interval = poll_interval
+        content = feature_flags_content(self.availability_zones, initial_flags)
+        self.flag_keys = tuple(content["flags"])
+
+        self.application = appconfig.CfnApplication(
+            self, "Resource", name=APPCONFIG_APPLICATION,
+            description="telemetry-shunt kill switch: telemetry runs only while its flags allow",
+        )
+        self.environment = appconfig.CfnEnvironment(
+            self, "Environment", application_id=self.application.attr_application_id, name=APPCONFIG_ENVIRONMENT,
+            description="The one environment every host, client and rollout reads; per-AZ control is per-AZ flags.",
+        )
+        self.profile = appconfig.CfnConfigurationProfile(
+            self, "Profile", application_id=self.application.attr_application_id, name=APPCONFIG_PROFILE,
+            location_uri="hosted", type=FEATURE_FLAGS_TYPE,
+            description=f"Flags: {', '.join(self.flag_keys)}",
+        )
+        # All at once, no bake: a kill (or its undo) must reach every poller at once, and a bake would keep
+        # the environment busy, blocking the next flip (one deployment per environment at a time). No alarm
+        # monitors either: an automatic rollback of a kill would turn telemetry back on.
+        self.deployment_strategy = appconfig.CfnDeploymentStrategy(
+            self, "AllAtOnce", name=f"{prefix}-KillSwitch-AllAtOnce",
+            deployment_duration_in_minutes=0, growth_factor=100, growth_type="LINEAR",
+            final_bake_time_in_minutes=0, replicate_to="NONE",
+            description="Kill-switch flips: every poller at once, no bake",
+        )
+        self.initial_version = appconfig.CfnHostedConfigurationVersion(
+            self, "InitialFlags", application_id=self.application.attr_application_id,
+            configuration_profile_id=self.profile.attr_configuration_profile_id,
+            content=json.dumps(content, sort_keys=True), content_type="application/json",
+            description="Flags as deployed by the stack",
+        )
+        self.initial_deployment = appconfig.CfnDeployment(
+            self, "InitialDeployment", application_id=self.application.attr_application_id,
+            environment_id=self.environment.attr_environment_id,
+            configuration_profile_id=self.profile.attr_configuration_profile_id,
+            configuration_version=self.initial_version.attr_version_number,
+            deployment_strategy_id=self.deployment_strategy.attr_id,
+            description="Initial kill-switch flags from the stack",
+        )
+
+    @property
+    def application_id(self) -> str:
+        return self.application.attr_application_id
+
+    @property
+    def environment_id(self) -> str:
+        return self.environment.attr_environment_id
+
+    @property
+    def profile_id(self) -> str:
+        return self.profile.attr_configuration_profile_id
+
+    @property
+    def deployment_strategy_id(self) -> str:
+        return self.deployment_strategy.attr_id
+
+    def _arn(self, resource: str, resource_name: str | None = None) -> str:
+        return Stack.of(self).format_arn(service="appconfig", resource=resource, resource_name=resource_name)
+
+    @property
+    def application_arn(self) -> str:
+        return self._arn("application", self.application_id)
+
+    @property
+    def configuration_arn(self) -> str:
+        """What hosts and clients read: ``application/<app>/environment/<env>/configuration/<profile>``."""
+        return self._arn(
+            "application", f"{self.application_id}/environment/{self.environment_id}/configuration/{self.profile_id}"
+        )
+
+    @property
+    def deployment_strategy_arn(self) -> str:
+        return self._arn("deploymentstrategy", self.deployment_strategy_id)
+
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read the flags (AppConfig agent, appconfigdata): StartConfigurationSession + GetLatestConfiguration."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"],
+            resource_arns=[self.configuration_arn],
+        )
+
+    def grant_flip(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Flip flags (``shunt kill``): write a hosted version of this profile and deploy it with this strategy.
+
+        Scoped to this application (its environment, profile, versions and deployments) and this strategy;
+        only ``ListApplications`` and ``ListDeploymentStrategies``, which find them by name, need ``*``.
+        """
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=[
+                "appconfig:GetApplication", "appconfig:ListEnvironments", "appconfig:GetEnvironment",
+                "appconfig:ListConfigurationProfiles", "appconfig:GetConfigurationProfile",
+                "appconfig:ListHostedConfigurationVersions", "appconfig:GetHostedConfigurationVersion",
+                "appconfig:CreateHostedConfigurationVersion", "appconfig:GetDeploymentStrategy",
+                "appconfig:StartDeployment", "appconfig:GetDeployment", "appconfig:ListDeployments",
+                "appconfig:StopDeployment",
+            ],
+            resource_arns=[self.application_arn, self._arn("application", f"{self.application_id}/*"),
+                           self.deployment_strategy_arn],
+        )
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["appconfig:ListApplications", "appconfig:ListDeploymentStrategies"],
+            resource_arns=["*"],
+        )
+        return grant
