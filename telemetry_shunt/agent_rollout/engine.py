@@ -358,7 +358,7 @@ class RolloutEngine:
             state = self.store.load(rollout_id)
             if state.status != ROLLING_BACK:
                 touched = [az for az in reversed(state.meta["zone_order"])
-                           if self._hosts_to_roll_back(state, az)]
+                           if self.hosts_to_roll_back(state, az)]
                 state.meta["rollback_zones"] = touched
                 state.meta["status"] = ROLLING_BACK
                 state.meta["reason"] = f"rollback requested by {self.owner}"
@@ -656,7 +656,7 @@ class RolloutEngine:
 
     # halting and rolling back ---------------------------------------------------------------------------
 
-    def _hosts_to_roll_back(self, state: RolloutState, az: str) -> list[str]:
+    def hosts_to_roll_back(self, state: RolloutState, az: str) -> list[str]:
         """Every host of ``az`` that was sent the upgrade (failed ones too: they may be half-upgraded)."""
         return sorted(i for b in state.meta["zone_batches"][az] if state.batches[b]["kind"] == UPGRADE
                       for i, s in state.batches[b]["hosts"].items() if s in ("upgraded", "failed"))
@@ -678,7 +678,7 @@ class RolloutEngine:
             rb_ids = state.meta.setdefault("rollback_batches", {}).get(az)
             if rb_ids is None:
                 rb_ids = []
-                for n, ids in enumerate(chunk(self._hosts_to_roll_back(state, az))):
+                for n, ids in enumerate(chunk(self.hosts_to_roll_back(state, az))):
                     batch_id = f"{az}.rollback.{n:03d}"
                     state.add_batch({"batch_id": batch_id, "az": az, "wave": ROLLBACK, "kind": ROLLBACK,
                                      "instance_ids": ids, "max_concurrency": str(len(ids)),

@@ -1,0 +1,269 @@
+"""``shunt sandbox``: a local moto server with a demo fleet, so rollouts and the kill switch can be tried
+on one machine with no AWS account.
+
+What is real and what is simulated:
+
+* EC2, SSM (documents, Run Command), CloudWatch (alarms, metrics) and DynamoDB (rollout state) are moto,
+  reached over HTTP on 127.0.0.1 exactly like AWS.
+* moto lacks ``DescribeInstanceInformation`` and ``ListCommandInvocations`` and sends an
+  ``InstanceIds`` command to *every* instance; :func:`install_moto_extensions` fills those gaps inside
+  the sandbox process (every running instance is "Online"; invocations mirror the command).
+* moto reports every command as an instant success. A simulated agent on every host publishes
+  heartbeats to moto CloudWatch every few seconds at the version the last upgrade/rollback command
+  gave it, except hosts on the demo version ``1.2.0-broken``, which stay silent (so a rollout to it
+  halts and rolls back, as a broken agent would).
+* AppConfig is not in moto: the kill switch is a local JSON file (``--kill-switch-file`` /
+  ``SHUNT_KILL_SWITCH_FILE``), printed by ``shunt sandbox --print-env``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from telemetry_shunt.agent_rollout.state import create_state_table
+from telemetry_shunt.core.contract import (
+    AGENT_VERSION_PARAMETER,
+    DEFAULT_STATE_TABLE_NAME,
+    FLEET_TAG_KEY,
+    HEARTBEAT_AZ_DIMENSION,
+    HEARTBEAT_INSTANCE_DIMENSION,
+    HEARTBEAT_METRIC,
+    HEARTBEAT_NAMESPACE,
+    HEARTBEAT_VERSION_DIMENSION,
+    agent_document_name,
+    agent_package_name,
+    heartbeat_alarm_name,
+)
+
+REGION = "us-east-1"
+FLEET = "demo"
+AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
+START_VERSION = "1.0.0"
+VERSIONS = ("1.0.0", "1.1.0", "1.2.0-broken")
+BROKEN_SUFFIX = "-broken"
+HEARTBEAT_SECONDS = 2
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+
+_COMMAND_DOC = {
+    "schemaVersion": "2.2",
+    "description": "sandbox agent {action}",
+    "parameters": {AGENT_VERSION_PARAMETER: {"type": "String", "default": ""}},
+    "mainSteps": [{"action": "aws:runShellScript", "name": "agent",
+                   "inputs": {"runCommand": ["echo agent {action} {{{{ " + AGENT_VERSION_PARAMETER + " }}}}"]}}],
+}
+
+
+def install_moto_extensions() -> None:
+    """Fill moto's SSM gaps the engine needs (idempotent; affects this process only)."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.models import ec2_backends
+    from moto.ssm import models as ssm_models
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    if getattr(SimpleSystemManagerResponse, "_shunt_extended", False):
+        return
+
+    def describe_instance_information(self: Any) -> Any:
+        wanted: set[str] | None = None
+        for flt in self._get_param("Filters", []) or []:
+            if flt.get("Key") == "InstanceIds":
+                wanted = set(flt.get("Values", []))
+        ec2 = ec2_backends[self.current_account][self.region]
+        out = []
+        for reservation in ec2.all_reservations():
+            for inst in reservation.instances:
+                if inst.state == "running" and (wanted is None or inst.id in wanted):
+                    out.append({"InstanceId": inst.id, "PingStatus": "Online", "ResourceType": "EC2Instance",
+                                "PlatformType": "Linux"})
+        return ActionResult({"InstanceInformationList": out})
+
+    def list_command_invocations(self: Any) -> Any:
+        command = self.ssm_backend.get_command_by_id(self._get_param("CommandId"))
+        keep = ("CommandId", "InstanceId", "Comment", "DocumentName", "Status", "StatusDetails")
+        return ActionResult({"CommandInvocations": [
+            {**{k: inv[k] for k in keep if k in inv}, "RequestedDateTime": command.requested_date_time}
+            for inv in command.invocations]})
+
+    original = ssm_models.Command._get_instance_ids_from_targets
+
+    def targets_only(self: Any) -> list[str]:
+        # moto adds every instance when Targets is empty; a command with InstanceIds targets only those
+        return original(self) if self.targets else []
+
+    SimpleSystemManagerResponse.describe_instance_information = describe_instance_information
+    SimpleSystemManagerResponse.list_command_invocations = list_command_invocations
+    ssm_models.Command._get_instance_ids_from_targets = targets_only
+    SimpleSystemManagerResponse._shunt_extended = True
+
+
+def seed(session: Any, *, endpoint_url: str | None, instances_per_az: int = 4,
+         table: str = DEFAULT_STATE_TABLE_NAME) -> list[dict[str, str]]:
+    """Create the demo fleet, documents, package versions, alarms (OK) and the state table."""
+    ec2 = session.client("ec2", endpoint_url=endpoint_url)
+    ssm = session.client("ssm", endpoint_url=endpoint_url)
+    cloudwatch = session.client("cloudwatch", endpoint_url=endpoint_url)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    hosts = []
+    for az in AZS:
+        reply = ec2.run_instances(
+            ImageId="ami-12c6146b", InstanceType="t3.micro", MinCount=instances_per_az, MaxCount=instances_per_az,
+            Placement={"AvailabilityZone": az},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": FLEET_TAG_KEY, "Value": FLEET}]}],
+        )
+        hosts += [{"instance_id": i["InstanceId"], "az": az} for i in reply["Instances"]]
+    for action in ("upgrade", "rollback"):
+        content = json.dumps(_COMMAND_DOC).replace("{action}", action)
+        ssm.create_document(Name=agent_document_name(action), Content=content, DocumentType="Command",
+                            DocumentFormat="JSON")
+    package = agent_package_name()
+    for n, version in enumerate(VERSIONS):
+        manifest = json.dumps({"schemaVersion": "2.0", "version": version, "packages": {}, "files": {}})
+        if n == 0:
+            ssm.create_document(Name=package, Content=manifest, DocumentType="Package", DocumentFormat="JSON",
+                                VersionName=version)
+        else:
+            ssm.update_document(Name=package, Content=manifest, DocumentVersion="$LATEST", DocumentFormat="JSON",
+                                VersionName=version)
+    for az in AZS:
+        cloudwatch.put_metric_alarm(
+            AlarmName=heartbeat_alarm_name(az), Namespace=HEARTBEAT_NAMESPACE, MetricName=HEARTBEAT_METRIC,
+            Dimensions=[{"Name": HEARTBEAT_AZ_DIMENSION, "Value": az}], Statistic="SampleCount", Period=60,
+            EvaluationPeriods=3, Threshold=1, ComparisonOperator="LessThanThreshold", TreatMissingData="breaching",
+        )
+        cloudwatch.set_alarm_state(AlarmName=heartbeat_alarm_name(az), StateValue="OK",
+                                   StateReason="sandbox: agents heartbeating")
+    create_state_table(dynamodb, table)
+    return hosts
+
+
+class HeartbeatSimulator:
+    """The agents of the demo fleet: follow upgrade/rollback commands, publish heartbeats."""
+
+    def __init__(self, session: Any, *, endpoint_url: str | None, hosts: list[dict[str, str]],
+                 period_seconds: float = HEARTBEAT_SECONDS, now: Callable[[], float] | None = None) -> None:
+        self.ssm = session.client("ssm", endpoint_url=endpoint_url)
+        self.cloudwatch = session.client("cloudwatch", endpoint_url=endpoint_url)
+        self.period = period_seconds
+        self.az = {h["instance_id"]: h["az"] for h in hosts}
+        self.version = dict.fromkeys(self.az, START_VERSION)
+        self.history: dict[str, list[str]] = {i: [] for i in self.az}
+        self._seen: set[str] = set()
+        self._now = now or (lambda: datetime.now(UTC).timestamp())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> None:
+        """Apply new commands, then publish one heartbeat per live host."""
+        commands = self.ssm.list_commands()["Commands"]
+        for command in sorted(commands, key=lambda c: c["RequestedDateTime"]):
+            if command["CommandId"] in self._seen or command["Status"] != "Success":
+                continue
+            self._seen.add(command["CommandId"])
+            for iid in command["InstanceIds"]:
+                if iid not in self.version:
+                    continue
+                if command["DocumentName"] == agent_document_name("upgrade"):
+                    self.history[iid].append(self.version[iid])
+                    self.version[iid] = command["Parameters"][AGENT_VERSION_PARAMETER][0]
+                elif command["DocumentName"] == agent_document_name("rollback") and self.history[iid]:
+                    self.version[iid] = self.history[iid].pop()
+        ts = datetime.fromtimestamp(self._now(), UTC)
+        data = []
+        for iid, version in self.version.items():
+            if version.endswith(BROKEN_SUFFIX):
+                continue
+            data.append({"MetricName": HEARTBEAT_METRIC, "Value": 1.0, "Timestamp": ts, "Dimensions": [
+                {"Name": HEARTBEAT_INSTANCE_DIMENSION, "Value": iid},
+                {"Name": HEARTBEAT_VERSION_DIMENSION, "Value": version}]})
+            data.append({"MetricName": HEARTBEAT_METRIC, "Value": 1.0, "Timestamp": ts, "Dimensions": [
+                {"Name": HEARTBEAT_AZ_DIMENSION, "Value": self.az[iid]}]})
+        for start in range(0, len(data), 1000):
+            self.cloudwatch.put_metric_data(Namespace=HEARTBEAT_NAMESPACE, MetricData=data[start:start + 1000])
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - a demo agent keeps beating through a hiccup
+                pass
+            self._stop.wait(self.period)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="sandbox-heartbeats", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+
+class Sandbox:
+    """A moto server on 127.0.0.1 with the demo fleet; ``start()``/``stop()`` for tests and the CLI."""
+
+    def __init__(self, state_dir: str | Path, *, port: int = 0, instances_per_az: int = 4,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.port = port
+        self.instances_per_az = instances_per_az
+        self.heartbeat_seconds = heartbeat_seconds
+        self.endpoint_url: str | None = None
+        self.hosts: list[dict[str, str]] = []
+        self._server: Any = None
+        self.simulator: HeartbeatSimulator | None = None
+
+    @property
+    def kill_switch_file(self) -> Path:
+        return self.state_dir / "kill-switch.json"
+
+    def env(self) -> dict[str, str]:
+        assert self.endpoint_url, "start() first"
+        return {
+            **FAKE_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "SHUNT_KILL_SWITCH_FILE": str(self.kill_switch_file),
+            "SHUNT_AUDIT_LOG": str(self.state_dir / "audit.jsonl"),
+            "SHUNT_HEARTBEAT_PERIOD_SECONDS": f"{self.heartbeat_seconds:g}",
+        }
+
+    def start(self) -> Sandbox:
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        install_moto_extensions()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log on the operator's terminal
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+        self.hosts = seed(session, endpoint_url=self.endpoint_url, instances_per_az=self.instances_per_az)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.kill_switch_file.write_text(json.dumps({"telemetry": {"enabled": True}}, indent=2), encoding="utf-8")
+        self.simulator = HeartbeatSimulator(session, endpoint_url=self.endpoint_url, hosts=self.hosts,
+                                            period_seconds=self.heartbeat_seconds)
+        self.simulator.step()
+        self.simulator.start()
+        (self.state_dir / "sandbox.json").write_text(json.dumps(
+            {"endpoint_url": self.endpoint_url, "env": self.env(), "hosts": self.hosts}, indent=2), encoding="utf-8")
+        return self
+
+    def stop(self) -> None:
+        if self.simulator:
+            self.simulator.stop()
+        if self._server:
+            self._server.stop()
+            self._server = None
+        (self.state_dir / "sandbox.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,350 @@
+"""``shunt rollout plan|start|status|resume|abort|rollback``: staged agent rollouts over SSM.
+
+\b
+Exit codes:
+  0    success (plan printed, rollout completed, status shown)
+  1    user or configuration error (bad input, preflight failed, AWS error)
+  2    rollout halted and rolled back, or aborted (kill switch engaged, operator abort)
+  3    another operator holds the fleet's lease (the message names holder and expiry)
+  130  interrupted (Ctrl-C): state is saved; 'shunt rollout resume ID' continues
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from telemetry_shunt.cli.common import aws_options, cli_boundary, output_option, progress, render
+from telemetry_shunt.core.contract import DEFAULT_RESOURCE_PREFIX, DEFAULT_STATE_TABLE_NAME, HEARTBEAT_PERIOD_SECONDS
+from telemetry_shunt.errors import ShuntError
+
+EXIT_CODES_HELP = """\b
+Exit codes: 0 success; 1 user/config error or failed preflight; 2 halted and
+rolled back, or aborted; 3 fleet locked by another operator; 130 interrupted
+(state saved: run 'shunt rollout resume ID')."""
+
+# Injection points for tests (a simulated clock, extra hooks); the CLI uses the real ones.
+CLOCK_FACTORY: Callable[[], Any] | None = None
+
+
+def _clock():
+    from telemetry_shunt.agent_rollout.clock import SystemClock
+
+    return CLOCK_FACTORY() if CLOCK_FACTORY else SystemClock()
+
+
+def state_options(func: Callable) -> Callable:
+    func = click.option("--audit-log", envvar="SHUNT_AUDIT_LOG", default=".shunt/audit.jsonl", show_default=True,
+                        help="Append-only JSON Lines audit log (env SHUNT_AUDIT_LOG).")(func)
+    func = click.option("--state-dir", envvar="SHUNT_STATE_DIR", default=None,
+                        help="Keep state and the lease in local files here instead of DynamoDB (env SHUNT_STATE_DIR).")(func)
+    func = click.option("--state-table", default=DEFAULT_STATE_TABLE_NAME, show_default=True,
+                        help="DynamoDB table holding rollout state and the fleet lease.")(func)
+    return func
+
+
+def kill_switch_options(func: Callable) -> Callable:
+    func = click.option("--kill-switch-file", envvar="SHUNT_KILL_SWITCH_FILE", default=None,
+                        help="Read/flip a local kill-switch file instead of AppConfig (the sandbox; "
+                             "env SHUNT_KILL_SWITCH_FILE).")(func)
+    return func
+
+
+def confirm(yes: bool, message: str) -> None:
+    """Destructive steps need --yes, or an interactive 'y'."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ShuntError(f"{message}: pass --yes to confirm (no terminal to ask on)")
+    click.confirm(message + "?", abort=True, err=True)
+
+
+class Context:
+    """Clients, store, audit log and kill switch built once from the command's options."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        from telemetry_shunt.agent_rollout.aws import make_client, make_clients, make_session
+        from telemetry_shunt.agent_rollout.state import AuditLog, DynamoStateStore, LocalStateStore
+
+        self.params = params
+        self.clock = _clock()
+        region = params.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        endpoint = params.get("endpoint_url")
+        self.clients = make_clients(region=region, profile=params.get("profile"), endpoint_url=endpoint)
+        session = make_session(region=region, profile=params.get("profile"))
+        if params.get("state_dir"):
+            self.store = LocalStateStore(params["state_dir"])
+        else:
+            self.store = DynamoStateStore(make_client(session, "dynamodb", endpoint_url=endpoint),
+                                          params.get("state_table") or DEFAULT_STATE_TABLE_NAME)
+        self.audit = AuditLog(params.get("audit_log") or ".shunt/audit.jsonl")
+        self.kill_switch = build_kill_switch(params, session, endpoint)
+
+    def engine(self):
+        from telemetry_shunt.agent_rollout.engine import RolloutEngine
+
+        return RolloutEngine(clients=self.clients, store=self.store, audit=self.audit,
+                             kill_switch=self.kill_switch, clock=self.clock, progress=progress)
+
+
+def build_kill_switch(params: dict[str, Any], session: Any, endpoint: str | None):
+    from telemetry_shunt.agent_rollout.aws import make_client
+    from telemetry_shunt.agent_rollout.killswitch import AppConfigKillSwitch, FileKillSwitch
+    from telemetry_shunt.core import contract
+
+    if params.get("kill_switch_file"):
+        return FileKillSwitch(params["kill_switch_file"])
+    return AppConfigKillSwitch(
+        make_client(session, "appconfig", endpoint_url=endpoint),
+        make_client(session, "appconfigdata", endpoint_url=endpoint),
+        application=params.get("appconfig_application") or contract.APPCONFIG_APPLICATION,
+        environment=params.get("appconfig_environment") or contract.APPCONFIG_ENVIRONMENT,
+        profile=params.get("appconfig_profile") or contract.APPCONFIG_PROFILE,
+    )
+
+
+def plan_options(func: Callable) -> Callable:
+    func = click.option("--max-concurrency-percent", type=int, default=50, show_default=True,
+                        help="SSM MaxConcurrency per batch, as a percentage of the batch.")(func)
+    func = click.option("--max-errors-percent", type=int, default=10, show_default=True,
+                        help="Failures a batch tolerates (SSM MaxErrors), as a percentage rounded down; "
+                             "the one-box canary tolerates none.")(func)
+    func = click.option("--batch-size", type=int, default=50, show_default=True,
+                        help="Instance ids per SendCommand after the one-box canary (1-50).")(func)
+    func = click.option("--az", "azs", multiple=True,
+                        help="Zone to include, in rollout order (repeat). Default: every zone of the fleet, sorted.")(func)
+    func = click.option("--fleet", required=True, help="Value of the telemetry-shunt:fleet tag.")(func)
+    return func
+
+
+def _plan(ctx: Context, params: dict[str, Any]):
+    from telemetry_shunt.core.rollout_plan import plan_rollout
+
+    engine = ctx.engine()
+    progress(f"discovering fleet {params['fleet']!r} ...")
+    hosts = engine.discover(params["fleet"])
+    if not hosts:
+        raise ShuntError(f"fleet {params['fleet']!r} is empty: no running instance is tagged "
+                         f"telemetry-shunt:fleet={params['fleet']}")
+    plan = plan_rollout(hosts, batch_size=params["batch_size"], az_order=list(params["azs"]) or None,
+                        max_errors_percent=params["max_errors_percent"],
+                        max_concurrency_percent=params["max_concurrency_percent"])
+    return engine, plan
+
+
+def _settings(params: dict[str, Any]):
+    from telemetry_shunt.agent_rollout.engine import RolloutSettings
+
+    settings = RolloutSettings(
+        bake_seconds=params["bake_seconds"], poll_seconds=params["poll_seconds"],
+        heartbeat_period_seconds=params["heartbeat_period_seconds"],
+        command_timeout_seconds=params["command_timeout_seconds"], lease_seconds=params["lease_seconds"],
+        resource_prefix=params["prefix"], package=params["package"], extra_alarms=tuple(params["alarms"]),
+    )
+    settings.validate()
+    return settings
+
+
+def _finish(state, output: str) -> None:
+    from telemetry_shunt.agent_rollout.engine import RolloutStopped, summarize
+    from telemetry_shunt.agent_rollout.state import COMPLETED
+
+    summary = summarize(state)
+    _render_summary(summary, output)
+    if state.status != COMPLETED and state.status != "running":
+        raise RolloutStopped(f"rollout {state.rollout_id} {state.status}: {state.meta.get('reason')}")
+
+
+def _render_summary(summary: dict[str, Any], output: str) -> None:
+    if output == "json":
+        render(summary, output)
+        return
+    render({k: v for k, v in summary.items() if k != "zones"}, output)
+    click.echo("")
+    render(summary["zones"], output)
+
+
+@click.group(name="rollout", help=__doc__, short_help="Staged agent rollouts: plan, start, status, resume, abort, rollback.")
+def rollout() -> None:
+    pass
+
+
+@rollout.command("plan")
+@plan_options
+@output_option
+@aws_options
+@cli_boundary
+def plan_cmd(**params: Any) -> None:
+    """Discover the fleet and print the plan: zones one at a time, one-box then batches of <= 50."""
+    ctx = Context(params)
+    _, plan = _plan(ctx, params)
+    if params["output"] == "json":
+        render(plan.to_dict(), "json")
+    else:
+        render(plan.summary(), "table")
+    progress(f"{plan.host_count} hosts, {len(plan.zones)} zones, {len(plan.batches)} commands")
+
+
+def run_options(func: Callable) -> Callable:
+    func = click.option("--lease-seconds", type=float, default=300, show_default=True,
+                        help="Fleet lease length; renewed while the controller works.")(func)
+    func = click.option("--command-timeout-seconds", type=float, default=900, show_default=True,
+                        help="A batch still in progress after this is cancelled; unfinished hosts count as failed.")(func)
+    func = click.option("--heartbeat-period-seconds", type=float, envvar="SHUNT_HEARTBEAT_PERIOD_SECONDS",
+                        default=HEARTBEAT_PERIOD_SECONDS, show_default=True,
+                        help="How often hosts publish heartbeats (env SHUNT_HEARTBEAT_PERIOD_SECONDS).")(func)
+    func = click.option("--poll-seconds", type=float, default=30, show_default=True,
+                        help="How often the bake checks alarms and the kill switch.")(func)
+    func = click.option("--bake-seconds", type=float, default=600, show_default=True,
+                        help="Bake after each wave; at least one heartbeat period.")(func)
+    return func
+
+
+@rollout.command("start", epilog=EXIT_CODES_HELP)
+@plan_options
+@click.option("--version", "version", required=True, help="Agent version to roll out (must exist in the package).")
+@click.option("--package", default=None, help="SSM Distributor package holding the versions "
+              "(default: <prefix>-Agent-Package).")
+@click.option("--prefix", default=DEFAULT_RESOURCE_PREFIX, show_default=True,
+              help="Resource prefix of the SSM documents and heartbeat alarms.")
+@click.option("--alarm", "alarms", multiple=True, help="Extra CloudWatch alarm that must stay OK (repeat).")
+@click.option("--rollout-id", default=None, help="Id for the rollout (default: generated).")
+@run_options
+@click.option("--dry-run", is_flag=True, help="Run preflight and print the plan; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@state_options
+@kill_switch_options
+@output_option
+@aws_options
+@cli_boundary
+def start_cmd(**params: Any) -> None:
+    """Preflight, take the fleet lease, and roll out zone by zone (one-box, bake, rest, bake)."""
+    settings = _settings(params)
+    ctx = Context(params)
+    engine, plan = _plan(ctx, params)
+    progress("preflight: kill switch, version, documents, alarms, SSM agents ...")
+    check = engine.preflight(plan, params["version"], settings)
+    if params["dry_run"]:
+        result = {"dry_run": True, "preflight": check.rows(), "plan": plan.summary()}
+        if params["output"] == "json":
+            render(result, "json")
+        else:
+            render(check.rows(), "table")
+            click.echo("")
+            render(plan.summary(), "table")
+        check.raise_if_failed()
+        return
+    check.raise_if_failed()
+    confirm(params["yes"], f"Roll out {params['version']} to {plan.host_count} hosts of fleet {params['fleet']!r}")
+    state = engine.start(fleet=params["fleet"], version=params["version"], plan=plan, settings=settings,
+                         rollout_id=params["rollout_id"], preflight=check)
+    _finish(state, params["output"])
+
+
+@rollout.command("status")
+@click.argument("rollout_id", required=False)
+@click.option("--hosts", "show_hosts", is_flag=True, help="One row per host instead of per zone.")
+@state_options
+@output_option
+@aws_options
+@cli_boundary
+def status_cmd(rollout_id: str | None, show_hosts: bool, **params: Any) -> None:
+    """Show one rollout (per zone, or per host), or list rollouts when no id is given."""
+    from telemetry_shunt.agent_rollout.clock import iso
+    from telemetry_shunt.agent_rollout.engine import summarize
+
+    ctx = Context(params)
+    if rollout_id is None:
+        rows = [{"rollout_id": m["rollout_id"], "fleet": m["fleet"], "version": m["version"],
+                 "status": m["status"], "created_at": iso(m["created_at"]), "reason": m.get("reason")}
+                for m in ctx.store.list_rollouts()]
+        render(rows, params["output"])
+        return
+    state = ctx.store.load(rollout_id)
+    if show_hosts:
+        rows = []
+        for b in state.batches.values():
+            for iid in b["instance_ids"]:
+                rows.append({"instance_id": iid, "az": b["az"], "batch": b["batch_id"], "kind": b["kind"],
+                             "phase": b["phase"], "result": b["hosts"].get(iid, "-")})
+        render(rows, params["output"])
+        return
+    summary = summarize(state)
+    lease = ctx.store.read_lease(state.meta["fleet"])
+    now = ctx.clock.now()
+    summary["controller"] = (f"{lease.owner} (lease until {iso(lease.expires_at)})"
+                             if lease and lease.expires_at > now and lease.rollout_id == rollout_id else
+                             "none" + (" (resume it to continue)" if state.status in ("running", "aborted",
+                                                                                         "rolling_back") else ""))
+    _render_summary(summary, params["output"])
+
+
+@rollout.command("resume", epilog=EXIT_CODES_HELP)
+@click.argument("rollout_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@state_options
+@kill_switch_options
+@output_option
+@aws_options
+@cli_boundary
+def resume_cmd(rollout_id: str, **params: Any) -> None:
+    """Continue an interrupted or aborted rollout exactly where its state says (nothing is sent twice)."""
+    ctx = Context(params)
+    state = ctx.store.load(rollout_id)
+    if state.status not in ("completed", "rolled_back", "halted"):
+        confirm(params["yes"], f"Resume rollout {rollout_id} ({state.status})")
+    state = ctx.engine().resume(rollout_id)
+    _finish(state, params["output"])
+
+
+@rollout.command("abort", epilog=EXIT_CODES_HELP)
+@click.argument("rollout_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@state_options
+@kill_switch_options
+@output_option
+@aws_options
+@cli_boundary
+def abort_cmd(rollout_id: str, **params: Any) -> None:
+    """Stop a rollout before its next batch or bake check; hosts keep the version they have."""
+    ctx = Context(params)
+    confirm(params["yes"], f"Abort rollout {rollout_id}")
+    state = ctx.engine().request_abort(rollout_id)
+    from telemetry_shunt.agent_rollout.engine import summarize
+
+    _render_summary(summarize(state), params["output"])
+
+
+@rollout.command("rollback", epilog=EXIT_CODES_HELP)
+@click.argument("rollout_id")
+@click.option("--dry-run", is_flag=True, help="List the hosts that would be rolled back; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@state_options
+@kill_switch_options
+@output_option
+@aws_options
+@cli_boundary
+def rollback_cmd(rollout_id: str, dry_run: bool, **params: Any) -> None:
+    """Roll back every host this rollout upgraded, newest zone first, in batches of <= 50."""
+    ctx = Context(params)
+    state = ctx.store.load(rollout_id)
+    engine = ctx.engine()
+    targets = {az: engine.hosts_to_roll_back(state, az) for az in reversed(state.meta["zone_order"])}
+    targets = {az: ids for az, ids in targets.items() if ids}
+    if dry_run:
+        render([{"az": az, "hosts": len(ids), "instance_ids": ids} for az, ids in targets.items()],
+               params["output"])
+        return
+    confirm(params["yes"], f"Roll back {sum(len(v) for v in targets.values())} hosts of rollout {rollout_id}")
+    state = engine.rollback(rollout_id)
+    from telemetry_shunt.agent_rollout.engine import summarize
+
+    _render_summary(summarize(state), params["output"])
+    if state.status != "rolled_back":
+        from telemetry_shunt.agent_rollout.engine import RolloutStopped
+
+        raise RolloutStopped(f"rollback of {rollout_id} ended {state.status}: {state.meta.get('reason')}")
