@@ -16,6 +16,9 @@ from telemetry_shunt import __version__
 # with a hint instead of breaking the other commands.
 _COMMAND_GROUPS: list[tuple[str, str]] = [
     ("telemetry_shunt.cli.policy", "policy"),
+    ("telemetry_shunt.cli.rollout", "rollout"),
+    ("telemetry_shunt.cli.kill", "kill"),
+    ("telemetry_shunt.cli.sandbox", "sandbox"),
 ]
 
 
