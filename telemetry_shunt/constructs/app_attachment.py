@@ -16,6 +16,10 @@ from telemetry_shunt.core.policy import ACTION_INVOKE, KEY_METHOD, PUSH_METHOD
 from telemetry_shunt.core.routes import Route, default_routes, validate_routes
 from telemetry_shunt.errors import ValidationError
 
+#: CDK's placeholder egress rule for a group that must allow no traffic (ICMP type 252, code 86, to one address).
+MATCH_NO_TRAFFIC = {"CidrIp": "255.255.255.255/32", "Description": "Disallow all traffic", "IpProtocol": "icmp",
+                    "FromPort": 252, "ToPort": 86}
+
 ALREADY_ASSOCIATED_WARNING = (
     "A VPC can be associated with only one VPC Lattice service network. If this VPC already is, the "
     "deployment fails: use a service-network VPC endpoint instead (AppVpcAttachment(..., "
@@ -59,6 +63,11 @@ class AppVpcAttachment(Construct):
         )
         for peer in lattice_prefix_lists(self).peers():
             self.security_group.add_egress_rule(peer, ec2.Port.tcp(listener_port), "Telemetry push to VPC Lattice")
+        # Rules to deploy-time prefix-list ids become separate SecurityGroupEgress resources, which leaves
+        # the group itself with no inline egress; CloudFormation would then add its default allow-all
+        # egress. CDK's own "match no traffic" placeholder keeps the group closed except for those rules.
+        cfn_group = self.security_group.node.default_child
+        cfn_group.add_property_override("SecurityGroupEgress", [MATCH_NO_TRAFFIC])
 
         if mode == "association":
             if not isinstance(vpc, ec2.Vpc):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Annotations, RemovalPolicy, Token
+from aws_cdk import Annotations, RemovalPolicy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -61,6 +61,11 @@ class ConcentratorVpc(Construct):
             raise ValidationError(
                 f"az_count={az_count}: the concentrator needs at least 2 Availability Zones so that losing one "
                 "zone does not lose the telemetry path"
+            )
+        elif az_count > 2 and Token.is_unresolved(Stack.of(self).region):
+            raise ValidationError(
+                f"az_count={az_count}, but an environment-agnostic stack sees only 2 Availability Zones: "
+                "pass availability_zones=[...] or give the stack an env with account and region"
             )
         check_cidr(cidr, what="concentrator VPC CIDR")
         disjoint_cidrs([("concentrator VPC CIDR", cidr)] + [(f"app VPC CIDR #{i + 1}", c) for i, c in enumerate(app_vpc_cidrs)])
