@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +17,10 @@ def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]]) -> t
     not a finite number is left out and counted in ``invalid`` (one bad record must not make the
     gateway reject the whole batch). Attribute values become strings.
     """
+    # The worker's CPU is taken from the host (the GIL), so the common case is kept cheap: names and
+    # attribute sets repeat, so their JSON is encoded once per batch; floats are written with repr().
+    names: dict[str, str] = {}
+    attribute_sets: dict[tuple, str] = {}
     lines = []
     invalid = 0
     for name, value, timestamp, attributes in items:
@@ -27,15 +30,35 @@ def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]]) -> t
             except (TypeError, ValueError, OverflowError):
                 invalid += 1
                 continue
-        if not math.isfinite(value) or name.__class__ is not str or not name:
+        if value - value != 0.0:  # inf or nan
             invalid += 1
             continue
+        name_json = names.get(name) if name.__class__ is str else None
+        if name_json is None:
+            if name.__class__ is not str or not name:
+                invalid += 1
+                continue
+            name_json = names[name] = _dumps(name)
         if attributes:
-            attributes = {key: val if val.__class__ is str else _text(val) for key, val in attributes.items()}
-        lines.append(_dumps({"name": name, "value": value, "timestamp": timestamp, "attributes": attributes}))
+            try:
+                key = tuple(attributes.items())
+                attributes_json = attribute_sets.get(key)
+            except TypeError:  # an unhashable attribute value
+                key, attributes_json = None, None
+            if attributes_json is None:
+                attributes_json = _dumps(
+                    {k: v if v.__class__ is str else _text(v) for k, v in attributes.items()}
+                )
+                if key is not None:
+                    attribute_sets[key] = attributes_json
+        else:
+            attributes_json = "{}"
+        lines.append(
+            f'{{"name":{name_json},"value":{value!r},"timestamp":{timestamp!r},"attributes":{attributes_json}}}'
+        )
     if not lines:
         return b"", 0, invalid
-    return ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"), len(lines), invalid
+    return ("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines), invalid
 
 
 def compress(body: bytes) -> bytes:
