@@ -299,11 +299,13 @@ class AgentRolloutSupport(Construct):
 
     @staticmethod
     def _acknowledge_wildcards(grantee: iam.IGrantable, findings: list[tuple[str, str]]) -> None:
+        # The statements land in the principal's default policy (a role, user or group of this app, or an
+        # imported role's attached policy); principals outside the app carry their own acknowledgements.
         principal = grantee.grant_principal
-        if not isinstance(principal, iam.Role | iam.User | iam.Group):
-            return  # the policy lives elsewhere (imported role): acknowledge there
-        policy = principal.node.try_find_child("DefaultPolicy")
-        if policy is None:
+        node = getattr(principal, "node", None)
+        if node is None:
             return
-        for applies_to, reason in findings:
-            acknowledge(policy, f"AwsSolutions-IAM5[{applies_to}]", reason)
+        for policy in node.children:
+            if isinstance(policy, iam.Policy):
+                for applies_to, reason in findings:
+                    acknowledge(policy, f"AwsSolutions-IAM5[{applies_to}]", reason)

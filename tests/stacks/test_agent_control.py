@@ -1,0 +1,114 @@
+"""AgentControlStack: the kill switch and the rollout support wired together, deployable as is."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Capture, Match, Template
+
+from telemetry_shunt.constructs.agent_rollout_support import AgentSource
+from telemetry_shunt.core.contract import (
+    AGENT_ACTIONS,
+    APPCONFIG_APPLICATION,
+    agent_document_name,
+    heartbeat_alarm_name,
+)
+from telemetry_shunt.core.killswitch import telemetry_enabled
+from telemetry_shunt.errors import ValidationError
+from telemetry_shunt.stacks.agent_control import AgentControlStack
+from tools.cdkcheck import lint_template, synth_with_nag
+
+AZS = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+
+
+@pytest.fixture(scope="module")
+def synthesized() -> dict[str, Any]:
+    app = App()
+    stack = AgentControlStack(
+        app, "AgentControl", availability_zones=AZS, agent=AgentSource.adot_collector(),
+        operator_principal=iam.ArnPrincipal("arn:aws:iam::222222222222:role/deployer"), fleet="edge",
+        host_role_arn="arn:aws:iam::222222222222:role/app-hosts",
+    )
+    assembly, findings = synth_with_nag(app)
+    tpl = assembly.get_stack_by_name("AgentControl").template
+    return {"json": tpl, "template": Template.from_json(tpl), "nag": findings, "stack": stack}
+
+
+def test_env_agnostic(synthesized: dict[str, Any]) -> None:
+    stack = synthesized["stack"]
+    assert stack.resolve(stack.region) == {"Ref": "AWS::Region"}
+
+
+def test_kill_switch_and_rollout_resources(synthesized: dict[str, Any]) -> None:
+    template: Template = synthesized["template"]
+    template.has_resource_properties("AWS::AppConfig::Application", {"Name": APPCONFIG_APPLICATION})
+    template.has_resource_properties("AWS::AppConfig::DeploymentStrategy", {
+        "DeploymentDurationInMinutes": 0, "GrowthFactor": 100, "FinalBakeTimeInMinutes": 0})
+    content = Capture()
+    template.has_resource_properties("AWS::AppConfig::HostedConfigurationVersion", {"Content": content})
+    flags = json.loads(content.as_string())
+    assert set(flags["flags"]) == {"telemetry", *(f"telemetry-{az}" for az in AZS)}
+    assert all(telemetry_enabled(flags["values"], az) for az in AZS)
+    template.resource_count_is("AWS::AppConfig::Deployment", 1)
+    template.resource_count_is("AWS::SSM::Document", len(AGENT_ACTIONS))
+    for action in AGENT_ACTIONS:
+        template.has_resource_properties("AWS::SSM::Document", {"Name": agent_document_name(action)})
+    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    template.resource_count_is("AWS::CloudWatch::Alarm", len(AZS))
+    for az in AZS:
+        template.has_resource_properties("AWS::CloudWatch::Alarm", {
+            "AlarmName": heartbeat_alarm_name(az), "TreatMissingData": "breaching"})
+
+
+def test_host_watcher_polls_like_the_kill_switch(synthesized: dict[str, Any]) -> None:
+    stack = synthesized["stack"]
+    assert stack.rollout.host_config.poll_seconds == int(stack.kill_switch.poll_interval.to_seconds())
+    assert stack.rollout.host_config.agent_service == "aws-otel-collector"
+
+
+def test_operator_role_and_fleet(synthesized: dict[str, Any]) -> None:
+    template: Template = synthesized["template"]
+    template.has_resource_properties("AWS::IAM::Role", {
+        "AssumeRolePolicyDocument": {"Statement": [Match.object_like({
+            "Principal": {"AWS": "arn:aws:iam::222222222222:role/deployer"}})]}})
+    template.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([
+        Match.object_like({"Action": "ssm:SendCommand",
+                           "Condition": {"StringLike": {"ssm:resourceTag/telemetry-shunt:fleet": "edge"}}})])}})
+
+
+def test_host_role_gets_the_host_grants(synthesized: dict[str, Any]) -> None:
+    template: Template = synthesized["template"]
+    template.has_resource_properties("AWS::IAM::Policy", {
+        "Roles": ["app-hosts"],
+        "PolicyDocument": {"Statement": Match.array_with([
+            Match.object_like({"Action": ["appconfig:StartConfigurationSession",
+                                          "appconfig:GetLatestConfiguration"]}),
+            Match.object_like({"Action": "cloudwatch:PutMetricData"}),
+        ])},
+    })
+
+
+def test_outputs_for_the_engine(synthesized: dict[str, Any]) -> None:
+    outputs = synthesized["json"]["Outputs"]
+    for name in ("KillSwitchApplicationId", "KillSwitchEnvironmentId", "KillSwitchProfileId",
+                 "KillSwitchDeploymentStrategyId", "OperatorRoleArn", "StateTableName"):
+        assert name in outputs
+
+
+def test_cfn_lint_is_clean(synthesized: dict[str, Any]) -> None:
+    assert [str(f) for f in lint_template(synthesized["json"], name="AgentControl")] == []
+
+
+def test_cdk_nag_is_clean(synthesized: dict[str, Any]) -> None:
+    assert [str(f) for f in synthesized["nag"]] == []
+
+
+def test_bad_input_fails_at_synth() -> None:
+    with pytest.raises(ValidationError, match="at least one Availability Zone"):
+        AgentControlStack(App(), "Empty", availability_zones=[], agent=AgentSource.cloudwatch_agent())
+    with pytest.raises(ValidationError, match="got 'euw1-az1'"):
+        AgentControlStack(App(), "Ids", availability_zones=["euw1-az1"], agent=AgentSource.cloudwatch_agent())
