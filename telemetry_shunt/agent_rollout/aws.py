@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -25,7 +26,9 @@ class AwsClients:
     cloudwatch: Any
 
 
+@functools.lru_cache(maxsize=8)
 def make_session(*, region: str | None, profile: str | None):
+    """One session per Region/profile and process: service models are loaded once."""
     import boto3
 
     return boto3.Session(profile_name=profile, region_name=region)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import pytest
 from moto import mock_aws
 
-from telemetry_shunt.agent_rollout.aws import AwsClients
+from telemetry_shunt.agent_rollout.aws import AwsClients, make_session
 from telemetry_shunt.agent_rollout.clock import SimulatedClock
 from telemetry_shunt.agent_rollout.engine import PreflightFailed, RolloutEngine, RolloutSettings
 from telemetry_shunt.agent_rollout.killswitch import FileKillSwitch
@@ -33,7 +32,7 @@ SETTINGS = RolloutSettings(bake_seconds=120, poll_seconds=30, heartbeat_period_s
 
 class MotoRig:
     def __init__(self, tmp_path):
-        self.session = boto3.Session(region_name="us-east-1")
+        self.session = make_session(region="us-east-1", profile=None)
         self.hosts = seed(self.session, endpoint_url=None, instances_per_az=3)
         self.clock = SimulatedClock(start=time.time())
         self.sim = HeartbeatSimulator(self.session, endpoint_url=None, hosts=self.hosts, now=self.clock.now)
@@ -52,7 +51,8 @@ class MotoRig:
 
 
 @pytest.fixture
-def moto_rig(tmp_path):
+def moto_rig(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     install_moto_extensions()
     with mock_aws():
         yield MotoRig(tmp_path)

@@ -1,0 +1,92 @@
+"""Real processes: ``.venv/bin/shunt`` against a moto server on 127.0.0.1 (the sandbox)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from telemetry_shunt.agent_rollout.sandbox import Sandbox
+
+SHUNT = str(Path(sys.executable).with_name("shunt"))
+pytestmark = pytest.mark.slow
+
+QUICK = ["--bake-seconds", "1", "--poll-seconds", "0.5"]
+
+
+def shunt(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([SHUNT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SHUNT_"))}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+def test_sandbox_process_then_plan_start_status_kill(tmp_path):
+    proc = subprocess.Popen(
+        [SHUNT, "sandbox", "start", "--print-env", "--state-dir", str(tmp_path / "sb"), "--instances-per-az", "1",
+         "--heartbeat-seconds", "0.5"],
+        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        env = clean_env()
+        deadline = time.time() + 60
+        while "SHUNT_HEARTBEAT_PERIOD_SECONDS" not in env:
+            line = proc.stdout.readline()
+            assert line or time.time() < deadline, proc.stderr.read()
+            if line.startswith("export "):
+                key, _, value = line[len("export "):].strip().partition("=")
+                env[key] = value.strip("'")
+        endpoint = env.pop("AWS_ENDPOINT_URL")
+        assert endpoint.startswith("http://127.0.0.1:")
+
+        plan = shunt("rollout", "plan", "--fleet", "demo", "--output", "json", "--endpoint-url", endpoint,
+                     env=env, cwd=tmp_path)
+        assert plan.returncode == 0, plan.stderr
+        assert [z["az"] for z in json.loads(plan.stdout)["zones"]] == ["us-east-1a", "us-east-1b", "us-east-1c"]
+
+        start = shunt("rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "r-proc",
+                      "--yes", "--output", "json", "--endpoint-url", endpoint, *QUICK, env=env, cwd=tmp_path)
+        assert start.returncode == 0, start.stderr
+        assert json.loads(start.stdout)["status"] == "completed"
+
+        status = shunt("rollout", "status", "r-proc", "--output", "json", "--endpoint-url", endpoint,
+                       env=env, cwd=tmp_path)
+        assert json.loads(status.stdout)["status"] == "completed"
+
+        kill = shunt("kill", "on", "--az", "us-east-1b", "--yes", "--endpoint-url", endpoint, env=env, cwd=tmp_path)
+        assert kill.returncode == 0, kill.stderr
+        blocked = shunt("rollout", "start", "--fleet", "demo", "--version", "1.0.0", "--yes",
+                        "--endpoint-url", endpoint, *QUICK, env=env, cwd=tmp_path)
+        assert blocked.returncode == 1
+        assert blocked.stderr.strip().splitlines()[-1] == (
+            "shunt: preflight failed: kill switch: ENGAGED (telemetry OFF) in us-east-1b: run 'shunt kill off' first")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "sandbox stopped" in err
+    assert not (tmp_path / "sb" / "sandbox.json").exists()
+
+
+def test_broken_version_halts_with_exit_2_against_an_in_process_server(tmp_path):
+    with Sandbox(tmp_path / "sb", instances_per_az=2, heartbeat_seconds=0.5) as box:
+        env = {**clean_env(), **box.env()}
+        endpoint = env.pop("AWS_ENDPOINT_URL")
+        result = shunt("rollout", "start", "--fleet", "demo", "--version", "1.2.0-broken", "--yes",
+                       "--endpoint-url", endpoint, *QUICK, env=env, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "HALTED: no heartbeat at 1.2.0-broken" in result.stderr
+        time.sleep(1.2)  # the simulated agent applies the rollback at its next beat
+        assert set(box.simulator.version.values()) == {"1.0.0"}
+        env_out = shunt("sandbox", "env", "--state-dir", str(tmp_path / "sb"), "--output", "json",
+                        env=clean_env(), cwd=tmp_path)
+        assert json.loads(env_out.stdout)["AWS_ENDPOINT_URL"] == box.endpoint_url
