@@ -128,11 +128,12 @@ class BufferFleet(Construct):
             subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS if vpc.private_subnets else ec2.SubnetType.PRIVATE_ISOLATED
         )
         azs = vpc.select_subnets(**self._subnet_kwargs()).availability_zones
-        if not any(Token.is_unresolved(az) for az in azs) and len(set(azs)) < 2:
+        # Env-agnostic stacks list AZs as distinct tokens (Fn::Select 0, 1, ...), so counting still works.
+        if len(set(azs)) < 2:
             raise ValidationError(
-                f"the fleet's subnets span {len(set(azs))} Availability Zone(s) {sorted(set(azs))}; it needs at least 2"
+                f"the fleet's subnets span {len(set(azs))} Availability Zone(s); it needs at least 2"
             )
-        self.az_count = max(len(set(azs)), 2)
+        self.az_count = len(set(azs))
         self.min_tasks = min_tasks_per_az * self.az_count
         if max_tasks < self.min_tasks:
             raise ValidationError(
