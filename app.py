@@ -71,8 +71,9 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
     return {"concentrator": concentrator, "app_account": app_account}
 
 
-def main() -> None:
-    app = cdk.App()
+def main(context: dict | None = None) -> None:
+    """Synthesize; ``context`` is for tests (the CDK CLI passes context through the environment)."""
+    app = cdk.App(context=context) if context is not None else cdk.App()
     try:
         build(app)
     except (ShuntError, ValueError) as exc:
