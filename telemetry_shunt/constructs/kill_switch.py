@@ -94,8 +94,9 @@ def feature_flags_content(availability_zones: Sequence[str], values: Mapping[str
         "description": "Global kill switch: telemetry agents and clients run only while this is enabled.",
     }}
     for az in azs:
+        name = f"Telemetry in {az}"
         flags[az_flag_key(az)] = {
-            "name": f"Telemetry in {az}",
+            "name": name if len(name) <= 64 else az_flag_key(az),  # AppConfig: names up to 64 characters
             "description": f"Per-AZ kill switch for {az}: disabled stops telemetry there even if the global flag is on.",
         }
     return {

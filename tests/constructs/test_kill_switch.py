@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import jsonschema
 import pytest
 from aws_cdk import App, Duration, Stack, Token
 from aws_cdk import aws_iam as iam
@@ -139,6 +140,33 @@ def test_cdk_nag_is_clean(synthesized: dict[str, Any]) -> None:
 
 
 # --- pure pieces and validation -----------------------------------------------------------------------
+
+
+# The parts of the AWS.AppConfig.FeatureFlags JSON schema (AppConfig user guide, "type reference for
+# AWS.AppConfig.FeatureFlags") that a document of plain on/off flags touches.
+_KEY = "^[a-z][a-zA-Z\\d_-]{0,63}$"
+FEATURE_FLAGS_SCHEMA = {
+    "type": "object",
+    "required": ["version"],
+    "additionalProperties": False,
+    "properties": {
+        "version": {"type": "string", "enum": ["1"]},
+        "flags": {"type": "object", "additionalProperties": False, "patternProperties": {_KEY: {
+            "type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": "string", "pattern": "^[^\\n]{1,64}$"},
+                "description": {"type": "string", "maxLength": 1024},
+            }}}},
+        "values": {"type": "object", "additionalProperties": False, "patternProperties": {_KEY: {
+            "type": "object", "additionalProperties": False, "properties": {"enabled": {"type": "boolean"}}}}},
+    },
+}
+
+
+@pytest.mark.parametrize("azs", [AZS, ["us-west-2-lax-1a"], ["us-" + "a" * 48 + "-1a"], ["us-gov-west-1a"]])
+def test_flag_document_validates_against_the_feature_flags_schema(azs: list[str]) -> None:
+    content = feature_flags_content(azs, {"telemetry": False})
+    jsonschema.validate(content, FEATURE_FLAGS_SCHEMA)
+    assert set(content["flags"]) == set(content["values"])
 
 
 def test_initial_flags_override_values() -> None:
