@@ -239,8 +239,6 @@ class BufferFleet(Construct):
         }.items() if v is not None}
 
     def _warn_without_egress(self) -> None:
-        if not any(isinstance(s, cc.OtlpHttpSink) for s in self._sinks):
-            return
         isolated = {s.subnet_id for s in self.vpc.isolated_subnets}
         chosen = self.vpc.select_subnets(**self._subnet_kwargs()).subnets
         if chosen and all(s.subnet_id in isolated for s in chosen):
