@@ -336,7 +336,7 @@ class BufferFleet(Construct):
         if kind == "vector":
             entry_point = ["/bin/sh", "-c"]
             command = [
-                f"printf '%s' \"$VECTOR_CONFIG_JSON\" | sed '{cc.VECTOR_UNESCAPE}' > {cc.VECTOR_CONFIG_FILE} && "
+                f"printf '%s' \"${cc.CONFIG_ENV['vector']}\" | sed '{cc.VECTOR_UNESCAPE}' > {cc.VECTOR_CONFIG_FILE} && "
                 f"exec vector --config-json {cc.VECTOR_CONFIG_FILE}"
             ]
             user = None

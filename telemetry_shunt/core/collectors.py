@@ -57,8 +57,9 @@ ENV_REGION = "AWS_REGION"
 ENV_ARCHIVE_BUCKET = "ARCHIVE_BUCKET"
 ENV_METRICS_LOG_GROUP = "COLLECTOR_METRICS_LOG_GROUP"
 RUNTIME_ENV = (ENV_REGION, ENV_ARCHIVE_BUCKET, ENV_METRICS_LOG_GROUP)
-# The environment variable that carries the rendered config into the container.
-CONFIG_ENV = MappingProxyType({"vector": "VECTOR_CONFIG_JSON", "otel": "OTEL_CONFIG"})
+# The environment variable that carries the rendered config into the container. Not VECTOR_CONFIG_JSON:
+# Vector reads that variable as a list of config *paths* (the env form of --config-json).
+CONFIG_ENV = MappingProxyType({"vector": "SHUNT_VECTOR_CONFIG", "otel": "SHUNT_OTEL_CONFIG"})
 
 # What both collectors publish about themselves, under the same names, for alarms and scaling.
 METRICS_NAMESPACE = "TelemetryShunt/Collector"
@@ -451,13 +452,14 @@ seconds = to_float(.timestamp) ?? 0.0
 }]}
 """
 
-_VECTOR_SELF_COMPONENTS = ("self_select", "self_rename")
-_VRL_SELF_SELECT = """\
-(.name == "component_received_events_total" && .tags.component_id == "gateway_http") ||
-((.name == "buffer_discarded_events_total" || .name == "component_discarded_events_total") &&
-  !includes(["self_select", "self_rename"], .tags.component_id)) ||
-(.name == "component_errors_total" && .tags.component_kind == "sink")
-"""
+_VRL_SELF_SELECT = " || ".join(
+    [
+        '(.name == "component_received_events_total" && .tags.component_id == "gateway_http")',
+        '((.name == "buffer_discarded_events_total" || .name == "component_discarded_events_total")'
+        ' && !includes(["self_select", "self_rename"], .tags.component_id))',
+        '(.name == "component_errors_total" && .tags.component_kind == "sink")',
+    ]
+)
 _VRL_SELF_RENAME = f"""\
 if .name == "component_received_events_total" {{
   .name = "{METRIC_INGESTED}"

@@ -8,6 +8,7 @@ with a blocking 1 GiB buffer and only the archive, so the two differ only by con
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 
 import pytest
@@ -203,8 +204,8 @@ def test_config_changes_roll_the_service_with_circuit_breaker_rollback(synth):
             },
         )
     # The rendered config is part of the task definition, so any change is a new revision and a deployment.
-    config_a = environment(synth["templates"]["Fleet"], "vector")["VECTOR_CONFIG_JSON"]
-    config_b = environment(synth["templates"]["FleetB"], "vector")["VECTOR_CONFIG_JSON"]
+    config_a = environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"]
+    config_b = environment(synth["templates"]["FleetB"], "vector")["SHUNT_VECTOR_CONFIG"]
     assert config_a != config_b
     assert cc.from_json(config_a) == synth["fleet"].configs["vector"]
     assert cc.from_json(config_b) == synth["fleet_b"].configs["vector"]
@@ -267,8 +268,8 @@ def test_task_definitions_size_ephemeral_storage_and_mount_the_buffer_volume(syn
 
 
 def test_the_rendered_configs_in_the_template_bind_health_to_all_interfaces(synth):
-    vector = cc.from_json(environment(synth["templates"]["Fleet"], "vector")["VECTOR_CONFIG_JSON"])
-    otel = cc.from_json(environment(synth["templates"]["Fleet"], "otel")["OTEL_CONFIG"])
+    vector = cc.from_json(environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"])
+    otel = cc.from_json(environment(synth["templates"]["Fleet"], "otel")["SHUNT_OTEL_CONFIG"])
     assert vector["api"]["address"] == f"0.0.0.0:{contract.VECTOR_HEALTH_PORT}"
     assert otel["extensions"]["health_check"]["endpoint"] == f"0.0.0.0:{contract.OTEL_HEALTH_PORT}"
     assert vector["sources"]["gateway_http"]["path"] == contract.METRICS_PATH
@@ -281,7 +282,7 @@ def test_images_come_from_the_one_pin_and_configs_are_delivered_without_baking_s
     assert (vector["Image"], otel["Image"]) == (IMAGES["vector"], IMAGES["otel"])
     assert vector["EntryPoint"] == ["/bin/sh", "-c"]
     assert "sed" in vector["Command"][0] and f"--config-json {cc.VECTOR_CONFIG_FILE}" in vector["Command"][0]
-    assert otel["Command"] == ["--config=env:OTEL_CONFIG"]
+    assert otel["Command"] == ["--config=env:SHUNT_OTEL_CONFIG"]
     for c in (vector, otel):
         (secret,) = c["Secrets"]
         assert secret["Name"] == "VENDOR_API_KEY"
@@ -289,10 +290,22 @@ def test_images_come_from_the_one_pin_and_configs_are_delivered_without_baking_s
         assert "VENDOR_API_KEY" not in {e["Name"] for e in c["Environment"]}
 
 
+def test_vector_launch_command_writes_the_config_vector_will_read(synth, tmp_path):
+    """Run the task's shell command here (sh and sed, as in the debian image), with vector swapped for cat."""
+    c = container(synth["templates"]["Fleet"], "vector")
+    target = tmp_path / "vector.json"
+    command = c["Command"][0].replace(cc.VECTOR_CONFIG_FILE, str(target)).replace("exec vector --config-json", "exec cat")
+    config = environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"]
+    env = {"PATH": "/usr/bin:/bin", "SHUNT_VECTOR_CONFIG": config}
+    out = subprocess.run([*c["EntryPoint"], command], env=env, capture_output=True, text=True, check=True).stdout
+    assert "${VENDOR_API_KEY}" in out and "${ARCHIVE_BUCKET}" in out  # Vector interpolates these at start
+    assert json.loads(target.read_text()) == synth["fleet"].configs["vector"]
+
+
 def test_credentials_appear_in_the_template_only_as_references(synth):
     text = json.dumps(synth["templates"]["Fleet"])
     assert "${VENDOR_API_KEY}" not in text  # $ is JSON-escaped in the env var
-    config = cc.from_json(environment(synth["templates"]["Fleet"], "otel")["OTEL_CONFIG"])
+    config = cc.from_json(environment(synth["templates"]["Fleet"], "otel")["SHUNT_OTEL_CONFIG"])
     assert config["exporters"]["otlphttp/vendor"]["headers"] == {"api-key": "${env:VENDOR_API_KEY}"}
     assert "GenerateSecretString" in json.dumps(resources(synth["templates"]["Fleet"], "AWS::SecretsManager::Secret"))
 
