@@ -242,9 +242,14 @@ class AgentRolloutSupport(Construct):
             conditions={"StringLike": {f"ssm:resourceTag/{FLEET_TAG_KEY}": self.fleet}},
         ))
         readable_documents = list(self.document_arns)
-        if isinstance(self.agent.package, hostside.DistributorPackage) and ":" not in self.agent.package.name:
-            readable_documents.append(
-                stack.format_arn(service="ssm", resource="document", resource_name=self.agent.package.name))
+        package = self.agent.package
+        if isinstance(package, hostside.DistributorPackage) and ":" not in package.name:
+            # The engine checks that a target version exists (DescribeDocument with VersionName). The
+            # package is either this account's or published by AWS (no account in its ARN).
+            readable_documents += [
+                stack.format_arn(service="ssm", resource="document", resource_name=package.name),
+                stack.format_arn(service="ssm", resource="document", resource_name=package.name, account=""),
+            ]
         iam.Grant.add_to_principal(
             grantee=grantee, actions=["ssm:DescribeDocument", "ssm:ListDocumentVersions"],
             resource_arns=readable_documents,
@@ -252,21 +257,20 @@ class AgentRolloutSupport(Construct):
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["ec2:DescribeInstances", "ssm:ListCommands", "ssm:ListCommandInvocations",
-                     "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation", "cloudwatch:GetMetricData"],
+                     "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation", "ssm:CancelCommand",
+                     "cloudwatch:GetMetricData", "cloudwatch:DescribeAlarms"],
             resource_arns=["*"],
         )
-        iam.Grant.add_to_principal(
-            grantee=grantee, actions=["cloudwatch:DescribeAlarms"],
-            resource_arns=[a.alarm_arn for a in self.heartbeat_alarms.values()],
-        )
         self.table.grant(grantee, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                         "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")
+                         "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:ConditionCheckItem")
         self.kill_switch.grant_read(grantee)
         self.kill_switch.grant_flip(grantee)
         self._acknowledge_wildcards(grantee, [
             ("Resource::*", "EC2 DescribeInstances, SSM ListCommands/ListCommandInvocations/GetCommandInvocation/"
-             "DescribeInstanceInformation, CloudWatch GetMetricData and AppConfig ListApplications/"
-             "ListDeploymentStrategies support no resource-level permissions; all are read-only."),
+             "DescribeInstanceInformation/CancelCommand, CloudWatch GetMetricData and AppConfig ListApplications/"
+             "ListDeploymentStrategies support no resource-level permissions; CancelCommand only stops commands "
+             "already sent (SendCommand is scoped). DescribeAlarms is read-only and covers the engine's extra "
+             "alarms, whose names only the operator knows."),
             (f"Resource::{nag_resource(self, instances)}",
              f"SendCommand reaches only instances tagged {FLEET_TAG_KEY}={self.fleet} (ssm:resourceTag condition), "
              "and only with this construct's documents."),

@@ -24,6 +24,7 @@ from telemetry_shunt.core.contract import (
     APPCONFIG_PROFILE,
     DEFAULT_RESOURCE_PREFIX,
     GLOBAL_FLAG,
+    kill_switch_strategy_name,
 )
 from telemetry_shunt.core.killswitch import az_flag_key
 from telemetry_shunt.errors import ValidationError
@@ -159,7 +160,7 @@ class KillSwitch(Construct):
         # the environment busy, blocking the next flip (one deployment per environment at a time). No alarm
         # monitors either: an automatic rollback of a kill would turn telemetry back on.
         self.deployment_strategy = appconfig.CfnDeploymentStrategy(
-            self, "AllAtOnce", name=f"{prefix}-KillSwitch-AllAtOnce",
+            self, "AllAtOnce", name=kill_switch_strategy_name(prefix),
             deployment_duration_in_minutes=0, growth_factor=100, growth_type="LINEAR",
             final_bake_time_in_minutes=0, replicate_to="NONE",
             description="Kill-switch flips: every poller at once, no bake",

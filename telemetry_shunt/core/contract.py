@@ -85,3 +85,12 @@ AGENT_PACKAGE_SUFFIX = "-Agent-Package"
 def agent_package_name(prefix: str = DEFAULT_RESOURCE_PREFIX) -> str:
     """SSM Distributor package holding the agent versions, e.g. ``TelemetryShunt-Agent-Package``."""
     return f"{prefix}{AGENT_PACKAGE_SUFFIX}"
+
+
+# --- Kill-switch deployment strategy (appended by the kill-switch constructs) ---------------------------
+# All at once, no bake (KillSwitch creates it). AppConfig's predefined AppConfig.AllAtOnce bakes for 10
+# minutes, holding the environment so that the next flip (e.g. undoing a kill) has to wait. StartDeployment
+# takes the strategy's id: find it by this name with ListDeploymentStrategies.
+def kill_switch_strategy_name(prefix: str = DEFAULT_RESOURCE_PREFIX) -> str:
+    """AppConfig deployment strategy for kill-switch flips, e.g. ``TelemetryShunt-KillSwitch-AllAtOnce``."""
+    return f"{prefix}-KillSwitch-AllAtOnce"

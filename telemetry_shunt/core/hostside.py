@@ -56,6 +56,7 @@ SYSTEMD_DIR = "/etc/systemd/system"
 STATE_DIR = "/var/lib/telemetry-shunt"
 RUN_DIR = "/run/telemetry-shunt"
 VERSION_FILE = f"{STATE_DIR}/agent-version"
+PREVIOUS_VERSION_FILE = f"{STATE_DIR}/agent-version.previous"
 
 # Agent versions travel through shell commands, S3 keys and CloudWatch dimensions: keep them plain.
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$"
@@ -507,6 +508,9 @@ def _install_steps(action: str, agent: AgentPackage, config: HostConfig) -> list
     host_setup = [
         "set -euo pipefail",
         *_write_files_commands(host_files(config)),
+        # Keep the version this host ran before, for whoever has to roll it back.
+        f"if [ -s '{VERSION_FILE}' ] && [ \"$(cat '{VERSION_FILE}')\" != '{_VERSION_REF}' ]; then "
+        f"cp -f '{VERSION_FILE}' '{PREVIOUS_VERSION_FILE}'; fi",
         f"echo '{_VERSION_REF}' > '{VERSION_FILE}'",
         *_activate_commands(config, restart_agent=True),
     ]

@@ -40,10 +40,10 @@ SHA = "0123456789abcdef" * 4
 OPERATOR_ACTIONS = {
     "ec2:DescribeInstances",
     "ssm:SendCommand", "ssm:ListCommands", "ssm:ListCommandInvocations", "ssm:GetCommandInvocation",
-    "ssm:DescribeInstanceInformation", "ssm:DescribeDocument", "ssm:ListDocumentVersions",
+    "ssm:DescribeInstanceInformation", "ssm:CancelCommand", "ssm:DescribeDocument", "ssm:ListDocumentVersions",
     "cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData",
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
-    "dynamodb:ConditionCheckItem",
+    "dynamodb:Scan", "dynamodb:ConditionCheckItem",
     "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration",
     "appconfig:GetApplication", "appconfig:ListEnvironments", "appconfig:GetEnvironment",
     "appconfig:ListConfigurationProfiles", "appconfig:GetConfigurationProfile",
@@ -52,11 +52,12 @@ OPERATOR_ACTIONS = {
     "appconfig:GetDeployment", "appconfig:ListDeployments", "appconfig:StopDeployment",
     "appconfig:ListApplications", "appconfig:ListDeploymentStrategies",
 }
-# Actions that support no resource-level permissions (Service Authorization Reference), all read-only.
+# Actions that support no resource-level permissions (Service Authorization Reference), plus DescribeAlarms
+# for the engine's extra alarms; all read-only except CancelCommand, which only stops commands already sent.
 STAR_ACTIONS = {
     "ec2:DescribeInstances", "ssm:ListCommands", "ssm:ListCommandInvocations", "ssm:GetCommandInvocation",
-    "ssm:DescribeInstanceInformation", "cloudwatch:GetMetricData", "appconfig:ListApplications",
-    "appconfig:ListDeploymentStrategies",
+    "ssm:DescribeInstanceInformation", "ssm:CancelCommand", "cloudwatch:GetMetricData", "cloudwatch:DescribeAlarms",
+    "appconfig:ListApplications", "appconfig:ListDeploymentStrategies",
 }
 
 
@@ -241,14 +242,17 @@ def test_send_command_only_with_these_documents_on_the_tagged_fleet(dist: dict[s
     assert fleet["Resource"] == stack.resolve(stack.format_arn(service="ec2", resource="instance", resource_name="*"))
 
 
-def test_alarms_and_table_access_are_scoped(dist: dict[str, Any]) -> None:
+def test_table_and_package_access_are_scoped(dist: dict[str, Any]) -> None:
+    stack = dist["stack"]
     statements = _statements(dist["json"], "AgentRolloutOperatorRole")
-    describe = next(s for s in statements if s["Action"] == "cloudwatch:DescribeAlarms")
-    assert [r["Fn::GetAtt"][1] for r in describe["Resource"]] == ["Arn"] * len(AZS)
-    assert all(r["Fn::GetAtt"][0].startswith("AgentRolloutHeartbeat") for r in describe["Resource"])
     table = next(s for s in statements if "dynamodb:PutItem" in _as_list(s["Action"]))
     assert [r["Fn::GetAtt"][0].startswith("AgentRolloutStateTable") for r in table["Resource"]] == [True]
-    assert not any(a in _as_list(table["Action"]) for a in ("dynamodb:Scan", "dynamodb:DeleteTable", "dynamodb:*"))
+    assert not any(a in _as_list(table["Action"]) for a in ("dynamodb:DeleteTable", "dynamodb:*"))
+    describe = next(s for s in statements if "ssm:DescribeDocument" in _as_list(s["Action"]))
+    package_arns = [stack.resolve(stack.format_arn(service="ssm", resource="document", account=account,
+                                                   resource_name="AmazonCloudWatchAgent")) for account in (None, "")]
+    assert describe["Resource"][-2:] == package_arns
+    assert json.dumps(package_arns[1]).count("AWS::AccountId") == 0
 
 
 # --- host grants ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from telemetry_shunt.core.contract import (
     APPCONFIG_ENVIRONMENT,
     APPCONFIG_PROFILE,
     GLOBAL_FLAG,
+    kill_switch_strategy_name,
 )
 from telemetry_shunt.core.killswitch import telemetry_enabled
 from telemetry_shunt.errors import ValidationError
@@ -72,6 +73,7 @@ def test_all_at_once_strategy_without_bake(template: Template) -> None:
         "GrowthType": "LINEAR",
         "FinalBakeTimeInMinutes": 0,
         "ReplicateTo": "NONE",
+        "Name": kill_switch_strategy_name(),
     })
 
 

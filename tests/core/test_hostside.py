@@ -446,6 +446,7 @@ def test_distributor_documents_configure_the_package_at_the_version(action: str)
     commands = host_setup["inputs"]["runCommand"]
     assert commands[0] == "set -euo pipefail"
     assert f"echo '{{{{ version }}}}' > '{hostside.VERSION_FILE}'" in commands
+    assert any(hostside.PREVIOUS_VERSION_FILE in c for c in commands)
     assert f"systemctl disable {SERVICE} 2>/dev/null || true" in commands
     assert f"systemctl enable {hostside.WATCHER_UNIT} {hostside.HEARTBEAT_TIMER}" in commands
     assert _decoded_files(doc) == {f.path: f.content for f in hostside.host_files(CONFIG)}
