@@ -310,6 +310,10 @@ class RolloutEngine:
         self._acquire(state.meta["fleet"], settings, rollout_id)
         try:
             state = self.store.load(rollout_id)  # re-read under the lease
+            # nobody watched the alarms while no controller ran: an interrupted bake starts over
+            for wave in state.meta["waves"].values():
+                if wave["phase"] == "baking":
+                    wave["bake_started_at"] = None
             if state.status == ABORTED:
                 flags = self.kill_switch.read_flags()
                 pending = [z for z in state.meta["zone_order"] if state.meta["zones"][z] != "done"]
@@ -318,9 +322,6 @@ class RolloutEngine:
                     raise ShuntError(f"kill switch still ENGAGED (telemetry OFF) in {', '.join(engaged)}: "
                                      "run 'shunt kill off' before resuming")
                 self.store.clear_abort(rollout_id)
-                for wave in state.meta["waves"].values():
-                    if wave["phase"] == "baking":  # an interrupted bake starts over
-                        wave["bake_started_at"] = None
                 state.meta["status"] = RUNNING
                 state.meta["reason"] = None
                 self._transition(state, "resumed", after="aborted")
@@ -522,7 +523,9 @@ class RolloutEngine:
             self.clients.ssm, "send_command",
             InstanceIds=list(batch["instance_ids"]), DocumentName=self._document(batch["kind"]),
             Comment=batch["comment"], Parameters=params, MaxConcurrency=batch["max_concurrency"],
-            MaxErrors=batch["max_errors"], TimeoutSeconds=int(self._settings.command_timeout_seconds),
+            MaxErrors=batch["max_errors"],
+            # SSM's delivery timeout has a floor of 30 s; our own deadline (below) is what cancels
+            TimeoutSeconds=max(30, int(self._settings.command_timeout_seconds)),
         )
         return response["Command"]["CommandId"]
 

@@ -149,12 +149,28 @@ def _settings(params: dict[str, Any]):
     return settings
 
 
+class Interrupted(ShuntError):
+    exit_code = 130
+
+
+def _interruptible(rollout_id: str, run: Callable[[], Any]) -> Any:
+    """Ctrl-C: the last transition is persisted and the lease released; say how to continue."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; state is saved: run 'shunt rollout resume {rollout_id}' to continue") from None
+
+
 def _finish(state, output: str) -> None:
     from telemetry_shunt.agent_rollout.engine import RolloutStopped, summarize
     from telemetry_shunt.agent_rollout.state import COMPLETED
 
     summary = summarize(state)
     _render_summary(summary, output)
+    failed = sum(z.get("failed", 0) for z in summary["zones"])
+    if failed:
+        progress(f"warning: {failed} host(s) failed the upgrade within MaxErrors and keep their old version: "
+                 f"'shunt rollout status {state.rollout_id} --hosts' lists them")
     if state.status != COMPLETED and state.status != "running":
         raise RolloutStopped(f"rollout {state.rollout_id} {state.status}: {state.meta.get('reason')}")
 
@@ -240,8 +256,12 @@ def start_cmd(**params: Any) -> None:
         return
     check.raise_if_failed()
     confirm(params["yes"], f"Roll out {params['version']} to {plan.host_count} hosts of fleet {params['fleet']!r}")
-    state = engine.start(fleet=params["fleet"], version=params["version"], plan=plan, settings=settings,
-                         rollout_id=params["rollout_id"], preflight=check)
+    from telemetry_shunt.agent_rollout.engine import new_rollout_id
+
+    rollout_id = params["rollout_id"] or new_rollout_id(ctx.clock)
+    state = _interruptible(rollout_id, lambda: engine.start(
+        fleet=params["fleet"], version=params["version"], plan=plan, settings=settings, rollout_id=rollout_id,
+        preflight=check))
     _finish(state, params["output"])
 
 
@@ -297,7 +317,8 @@ def resume_cmd(rollout_id: str, **params: Any) -> None:
     state = ctx.store.load(rollout_id)
     if state.status not in ("completed", "rolled_back", "halted"):
         confirm(params["yes"], f"Resume rollout {rollout_id} ({state.status})")
-    state = ctx.engine().resume(rollout_id)
+    engine = ctx.engine()
+    state = _interruptible(rollout_id, lambda: engine.resume(rollout_id))
     _finish(state, params["output"])
 
 
@@ -340,7 +361,7 @@ def rollback_cmd(rollout_id: str, dry_run: bool, **params: Any) -> None:
                params["output"])
         return
     confirm(params["yes"], f"Roll back {sum(len(v) for v in targets.values())} hosts of rollout {rollout_id}")
-    state = engine.rollback(rollout_id)
+    state = _interruptible(rollout_id, lambda: engine.rollback(rollout_id))
     from telemetry_shunt.agent_rollout.engine import summarize
 
     _render_summary(summarize(state), params["output"])

@@ -417,3 +417,29 @@ def test_engine_uses_only_injected_clients(rig_factory):
     rig = rig_factory({A: 2})
     engine: RolloutEngine = rig.engine()
     assert engine.clients.ssm.f is rig.fleet
+
+
+def test_an_interrupted_bake_starts_over_on_resume(rig_factory):
+    rig = rig_factory({A: 2})
+    calls = []
+
+    def interrupt(now):
+        calls.append(now)
+        if len(calls) == 2:  # mid-way through the first bake
+            raise KeyboardInterrupt
+
+    rig.clock.on_sleep.append(interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        rig.start()
+    rig.clock.on_sleep.clear()
+    assert rig.store.read_lease("web") is None  # released on the way out
+    resumed_at = rig.clock.now()
+    state = rig.engine("op-2").resume("r-test")
+    assert state.status == COMPLETED
+    events = rig.audit.read("r-test")
+    restarts = [e for e in events if e["event"] == "bake_started" and e["wave"] == "one-box"]
+    assert len(restarts) == 2
+    baked = next(e for e in events if e["event"] == "baked" and e["wave"] == "one-box")
+    first_bake_end = resumed_at + rig.settings.bake_seconds
+    assert baked["seq"] > restarts[1]["seq"] and rig.clock.now() >= first_bake_end
+    check_invariants(rig, state)

@@ -165,7 +165,8 @@ def test_interrupt_leaves_a_resumable_state_and_exit_130(env):
     clock.on_sleep.append(ctrl_c)
     result = run("rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "r-int", "--yes", *FAST)
     assert result.exit_code == 130
-    assert "state is saved" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "shunt: interrupted; state is saved: run 'shunt rollout resume r-int' to continue")
     status = json.loads(run("rollout", "status", "r-int", "--output", "json").stdout)
     assert status["status"] == "running" and status["controller"] == "none (resume it to continue)"
     resumed = run("rollout", "resume", "r-int", "--yes")
