@@ -72,6 +72,8 @@ class BufferFleet(Construct):
     :param access_logs_bucket: server access logs for the archive; default: none (acknowledged).
     :param add_s3_gateway_endpoint: add an S3 gateway endpoint to the VPC unless one exists; default True.
     :param alarms: create the default alarms (see :meth:`add_alarms`); default False.
+    :param fleet_name: the ``Fleet`` dimension of the collectors' metrics; default: the construct path
+        with ``/`` as ``-`` (unique in the app, so two fleets in one account never share a metric).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class BufferFleet(Construct):
         access_logs_bucket: s3.IBucket | None = None,
         add_s3_gateway_endpoint: bool = True,
         alarms: bool = False,
+        fleet_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         self._paths = cc.validate_paths(paths_by_collector)
@@ -113,11 +116,13 @@ class BufferFleet(Construct):
             raise ValidationError(
                 f"target_events_per_task_per_second must be positive, got {target_events_per_task_per_second!r}"
             )
+        self.fleet_name = fleet_name or self.node.path.replace("/", "-")
         # Render (and so validate) every config before creating anything.
         self.configs: Mapping[str, dict] = MappingProxyType(
             {
                 kind: cc.render_config(
-                    kind, paths=paths, sinks=self._sinks, ephemeral_storage_gib=ephemeral_storage_gib, buffer=buffer
+                    kind, paths=paths, sinks=self._sinks, ephemeral_storage_gib=ephemeral_storage_gib, buffer=buffer,
+                    fleet_name=self.fleet_name,
                 )
                 for kind, paths in self._paths.items()
             }
@@ -469,7 +474,7 @@ class BufferFleet(Construct):
         return cw.Metric(
             namespace=cc.METRICS_NAMESPACE,
             metric_name=name,
-            dimensions_map={cc.COLLECTOR_DIMENSION: kind},
+            dimensions_map={cc.COLLECTOR_DIMENSION: kind, cc.FLEET_DIMENSION: self.fleet_name},
             statistic=statistic,
             period=props.pop("period", Duration.minutes(1)),
             **props,

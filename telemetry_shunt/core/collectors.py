@@ -64,6 +64,10 @@ CONFIG_ENV = MappingProxyType({"vector": "SHUNT_VECTOR_CONFIG", "otel": "SHUNT_O
 # What both collectors publish about themselves, under the same names, for alarms and scaling.
 METRICS_NAMESPACE = "TelemetryShunt/Collector"
 COLLECTOR_DIMENSION = "Collector"
+# Which fleet published a datapoint, so two fleets in one account and Region never mix.
+FLEET_DIMENSION = "Fleet"
+DEFAULT_FLEET_NAME = "telemetry-shunt"
+_FLEET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 METRIC_INGESTED = "IngestedEvents"
 METRIC_DROPPED = "DroppedEvents"
 METRIC_SINK_ERRORS = "SinkErrors"
@@ -460,24 +464,32 @@ _VRL_SELF_SELECT = " || ".join(
         '(.name == "component_errors_total" && .tags.component_kind == "sink")',
     ]
 )
-_VRL_SELF_RENAME = f"""\
+_VRL_SELF_RENAME = """\
 if .name == "component_received_events_total" {{
-  .name = "{METRIC_INGESTED}"
+  .name = "{ingested}"
 }} else if .name == "component_errors_total" {{
-  .name = "{METRIC_SINK_ERRORS}"
+  .name = "{sink_errors}"
 }} else {{
-  .name = "{METRIC_DROPPED}"
+  .name = "{dropped}"
 }}
-.namespace = "{METRICS_NAMESPACE}"
-.tags = {{"{COLLECTOR_DIMENSION}": "vector"}}
+.namespace = "{namespace}"
+.tags = {{"{collector}": "vector", "{fleet}": "{fleet_name}"}}
 """
+
+
+def _check_fleet_name(fleet_name: object) -> str:
+    if not isinstance(fleet_name, str) or not _FLEET_NAME.match(fleet_name):
+        raise ValidationError(f"fleet name {fleet_name!r} must be 1-128 of A-Z, a-z, 0-9, '.', '_' and '-'")
+    return fleet_name
 
 
 def _slug(path: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_") or "root"
 
 
-def render_vector_config(*, paths: Sequence[str], sinks: Sequence[Sink], buffer: BufferPlan) -> dict[str, Any]:
+def render_vector_config(
+    *, paths: Sequence[str], sinks: Sequence[Sink], buffer: BufferPlan, fleet_name: str = DEFAULT_FLEET_NAME
+) -> dict[str, Any]:
     """Vector: an ``http_server`` source for the gateway's paths, a disk-buffered sink per ``sinks``.
 
     ``/metrics`` carries newline-delimited JSON records (optionally gzip; Vector decodes by
@@ -519,7 +531,11 @@ def render_vector_config(*, paths: Sequence[str], sinks: Sequence[Sink], buffer:
     if any(isinstance(s, OtlpHttpSink) for s in sinks):
         transforms["to_otlp"] = {"type": "remap", "inputs": ["records"], "source": _VRL_TO_OTLP, "drop_on_error": True}
     transforms["self_select"] = {"type": "filter", "inputs": ["self_metrics"], "condition": _VRL_SELF_SELECT}
-    transforms["self_rename"] = {"type": "remap", "inputs": ["self_select"], "source": _VRL_SELF_RENAME}
+    rename = _VRL_SELF_RENAME.format(
+        ingested=METRIC_INGESTED, sink_errors=METRIC_SINK_ERRORS, dropped=METRIC_DROPPED, namespace=METRICS_NAMESPACE,
+        collector=COLLECTOR_DIMENSION, fleet=FLEET_DIMENSION, fleet_name=_check_fleet_name(fleet_name),
+    )
+    transforms["self_rename"] = {"type": "remap", "inputs": ["self_select"], "source": rename}
 
     disk = {"type": "disk", "max_size": buffer.bytes_per_sink, "when_full": buffer.when_full.value}
     rendered_sinks: dict[str, Any] = {}
@@ -672,7 +688,9 @@ def _exporter_name(sink: Sink) -> str:
     return f"{'otlphttp' if isinstance(sink, OtlpHttpSink) else 'awss3'}/{sink.name}"
 
 
-def render_otel_config(*, paths: Sequence[str], sinks: Sequence[Sink], buffer: BufferPlan) -> dict[str, Any]:
+def render_otel_config(
+    *, paths: Sequence[str], sinks: Sequence[Sink], buffer: BufferPlan, fleet_name: str = DEFAULT_FLEET_NAME
+) -> dict[str, Any]:
     """The OpenTelemetry Collector: OTLP/HTTP on the gateway's paths, one pipeline per signal.
 
     ``memory_limiter`` runs first; every exporter has a persistent ``sending_queue`` on
@@ -731,7 +749,10 @@ def render_otel_config(*, paths: Sequence[str], sinks: Sequence[Sink], buffer: B
         "log_stream_name": "otel-collector",
         "dimension_rollup_option": "NoDimensionRollup",
         "metric_declarations": [
-            {"dimensions": [[COLLECTOR_DIMENSION]], "metric_name_selectors": [f"^{m}$" for m in COLLECTOR_METRICS]}
+            {
+                "dimensions": [[COLLECTOR_DIMENSION, FLEET_DIMENSION]],
+                "metric_name_selectors": [f"^{m}$" for m in COLLECTOR_METRICS],
+            }
         ],
     }
     transforms = []
@@ -785,7 +806,12 @@ def render_otel_config(*, paths: Sequence[str], sinks: Sequence[Sink], buffer: B
             "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
             "batch": {"send_batch_size": 1024, "send_batch_max_size": OTEL_BATCH_MAX_ITEMS, "timeout": "1s"},
             "metricstransform/self": {"transforms": transforms},
-            "attributes/self": {"actions": [{"key": COLLECTOR_DIMENSION, "value": "otel", "action": "upsert"}]},
+            "attributes/self": {
+                "actions": [
+                    {"key": COLLECTOR_DIMENSION, "value": "otel", "action": "upsert"},
+                    {"key": FLEET_DIMENSION, "value": _check_fleet_name(fleet_name), "action": "upsert"},
+                ]
+            },
         },
         "exporters": exporters,
         "service": {
@@ -871,12 +897,13 @@ def render_config(
     sinks: Sequence[Sink],
     ephemeral_storage_gib: int = EPHEMERAL_STORAGE_GIB_MIN,
     buffer: BufferPolicy | None = None,
+    fleet_name: str = DEFAULT_FLEET_NAME,
 ) -> dict[str, Any]:
     """Plan the buffers and render ``collector``'s config in one call (what the fleet uses)."""
     plan = plan_buffers(collector, sinks, ephemeral_storage_gib=ephemeral_storage_gib, policy=buffer)
     if collector == "vector":
-        return render_vector_config(paths=paths, sinks=sinks, buffer=plan)
-    return render_otel_config(paths=paths, sinks=sinks, buffer=plan)
+        return render_vector_config(paths=paths, sinks=sinks, buffer=plan, fleet_name=fleet_name)
+    return render_otel_config(paths=paths, sinks=sinks, buffer=plan, fleet_name=fleet_name)
 
 
 def to_json(config: Mapping[str, Any]) -> str:

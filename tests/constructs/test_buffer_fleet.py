@@ -396,7 +396,10 @@ def test_autoscaling_on_cpu_and_ingest_rate_with_a_minimum_per_az(synth):
                 "CustomizedMetricSpecification": {
                     "Namespace": cc.METRICS_NAMESPACE,
                     "MetricName": cc.METRIC_INGESTED,
-                    "Dimensions": [{"Name": cc.COLLECTOR_DIMENSION, "Value": kind}],
+                    "Dimensions": [
+                        {"Name": cc.COLLECTOR_DIMENSION, "Value": kind},
+                        {"Name": cc.FLEET_DIMENSION, "Value": "Fleet-Fleet"},
+                    ],
                     "Statistic": "Average",
                 },
                 "TargetValue": 5000 * 60,
@@ -431,7 +434,12 @@ def test_metric_methods_name_the_shared_namespace_and_dimension(synth):
     fleet = synth["fleet"]
     m = fleet.metric_dropped_events("otel")
     assert (m.namespace, m.metric_name, m.dimensions, m.statistic) == (
-        cc.METRICS_NAMESPACE, cc.METRIC_DROPPED, {cc.COLLECTOR_DIMENSION: "otel"}, "Sum",
+        cc.METRICS_NAMESPACE, cc.METRIC_DROPPED, {cc.COLLECTOR_DIMENSION: "otel", cc.FLEET_DIMENSION: "Fleet-Fleet"}, "Sum",
+    )
+    # The configs tag what they publish with the same fleet name.
+    assert '"Fleet": "Fleet-Fleet"' in fleet.configs["vector"]["transforms"]["self_rename"]["source"]
+    assert {"key": "Fleet", "value": "Fleet-Fleet", "action": "upsert"} in (
+        fleet.configs["otel"]["processors"]["attributes/self"]["actions"]
     )
     assert fleet.metric_ingested_events(statistic="Average").statistic == "Average"
     assert fleet.metric_sink_errors().metric_name == cc.METRIC_SINK_ERRORS
@@ -519,3 +527,14 @@ def test_a_single_availability_zone_is_refused():
     stack = Stack(App(), "S")
     with pytest.raises(ValidationError, match="span 1 Availability Zone"):
         BufferFleet(stack, "F", **fleet_args(stack, vpc=concentrator_vpc(stack, max_azs=1)))
+
+
+@pytest.mark.xdist_group("buffer_fleet_errors")
+def test_isolated_subnets_get_a_synth_time_warning_about_vendor_egress():
+    stack = Stack(App(), "S")
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, subnet_configuration=[
+        ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+    ])
+    fleet = BufferFleet(stack, "F", **fleet_args(stack, vpc=vpc))
+    warnings = [m.data for m in fleet.node.metadata if m.type == "aws:cdk:warning"]
+    assert any("subnets are isolated" in str(w) and "NAT" in str(w) for w in warnings), warnings

@@ -142,6 +142,15 @@ def test_vector_publishes_the_shared_metric_names():
     assert cfg["sinks"]["self_cloudwatch"]["default_namespace"] == cc.METRICS_NAMESPACE
 
 
+def test_collector_metrics_carry_collector_and_fleet_dimensions():
+    v = cc.render_config("vector", paths=["/metrics"], sinks=SINKS, fleet_name="prod-eu")
+    assert '.tags = {"Collector": "vector", "Fleet": "prod-eu"}' in v["transforms"]["self_rename"]["source"]
+    o = cc.render_config("otel", paths=OTLP, sinks=SINKS, fleet_name="prod-eu")
+    assert o["exporters"]["awsemf/self"]["metric_declarations"][0]["dimensions"] == [["Collector", "Fleet"]]
+    with pytest.raises(ValidationError, match="fleet name 'prod eu'"):
+        cc.render_config("vector", paths=["/metrics"], sinks=SINKS, fleet_name="prod eu")
+
+
 def test_vrl_programs_contain_no_dollar_sign_that_vector_would_interpolate():
     cfg = vector(paths=["/metrics", "/m2"])
     for comp in cfg["transforms"].values():
