@@ -430,8 +430,13 @@ class S3Artifact:
             raise ValidationError(
                 f"S3 key pattern must contain '{{version}}' and no other braces, got {self.key_pattern!r}"
             )
-        if not re.match(r"^[A-Za-z0-9!_.*'()/{}=-]+$", self.key_pattern.replace("{version}", "v")):
-            raise ValidationError(f"S3 key pattern has characters unsafe in a shell command: {self.key_pattern!r}")
+        if not re.match(r"^[A-Za-z0-9!_.+/=-]+$", self.key_pattern.replace("{version}", "v")):
+            raise ValidationError(
+                f"S3 key pattern may use letters, digits and '!_.+/=-' only (it goes into a shell command), "
+                f"got {self.key_pattern!r}"
+            )
+        if "${Token[" not in self.bucket_name and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", self.bucket_name):
+            raise ValidationError(f"S3 bucket name is not valid: {self.bucket_name!r}")
         if not self.sha256_by_version:
             raise ValidationError(
                 f"S3 artifact {self.key_pattern!r} needs a SHA-256 checksum per version "

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetry_shunt.core import hostside
 from telemetry_shunt.core.contract import (
@@ -211,6 +213,22 @@ def test_watcher_decides_like_telemetry_enabled(flags: dict, az: str | None, hos
     assert host.check() == expected
     assert appconfig.requests == [PROFILE_PATH]
     assert host.agent_running() is (expected == "on")
+
+
+_FLAG_VALUES = st.one_of(
+    st.fixed_dictionaries({"enabled": st.one_of(st.booleans(), st.none(), st.integers(0, 1), st.sampled_from(["true", ""]))}),
+    st.just({}), st.booleans(), st.text(max_size=3), st.none(),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(flags=st.dictionaries(st.sampled_from(["telemetry", "telemetry-us-east-1a", "telemetry-us-east-1b", "x"]),
+                             _FLAG_VALUES),
+       az=st.sampled_from([None, "us-east-1a", "us-east-1b"]))
+def test_embedded_decision_program_agrees_on_generated_flags(flags: dict, az: str | None) -> None:
+    done = subprocess.run([PYTHON3, "-c", hostside.render_decide_program(), az or ""], input=json.dumps(flags),
+                          text=True, capture_output=True, check=True)
+    assert done.stdout.strip() == ("on" if telemetry_enabled(flags, az) else "off")
 
 
 def test_embedded_decision_program_matches_python_function() -> None:
@@ -467,7 +485,7 @@ def test_s3_documents_download_verify_then_install() -> None:
 def test_s3_download_script_refuses_a_bad_checksum(tmp_path: Path) -> None:
     """Run the rendered download step with a stub aws that 'downloads' the wrong bytes."""
     doc = hostside.agent_document("install", agent=hostside.S3Artifact(
-        bucket_name="b", key_pattern="a/{version}.rpm", sha256_by_version={
+        bucket_name="bucket-b", key_pattern="a/{version}.rpm", sha256_by_version={
             "1.0.0": hashlib.sha256(b"good").hexdigest()},
         service=SERVICE, install_command='echo "installed $ARTIFACT" > "$STUB_DIR/installed"'), config=CONFIG)
     script = "\n".join(doc["mainSteps"][0]["inputs"]["runCommand"]).replace("{{ version }}", "1.0.0")
@@ -539,10 +557,12 @@ def test_invalid_versions_are_refused(version: str) -> None:
     ({"sha256_by_version": {"1 0": "a" * 64}}, "agent version must match.*'1 0'"),
     ({"key_pattern": "agents/agent.rpm"}, "must contain '\\{version\\}'.*'agents/agent.rpm'"),
     ({"key_pattern": "agents/{version}/{arch}.rpm"}, "no other braces"),
-    ({"key_pattern": "agents/{version}/$(reboot).rpm"}, "unsafe"),
+    ({"key_pattern": "agents/{version}/$(reboot).rpm"}, "shell command.*reboot"),
+    ({"key_pattern": "agents/{version}/it's.rpm"}, "shell command"),
+    ({"bucket_name": "Bad_Bucket"}, "bucket name.*'Bad_Bucket'"),
 ])
 def test_s3_artifact_validation(kwargs: dict, match: str) -> None:
-    base = {"bucket_name": "b", "key_pattern": "a/{version}.rpm", "sha256_by_version": {"1.0": "a" * 64},
+    base = {"bucket_name": "bucket-b", "key_pattern": "a/{version}.rpm", "sha256_by_version": {"1.0": "a" * 64},
             "service": SERVICE}
     with pytest.raises(ValidationError, match=match):
         hostside.S3Artifact(**{**base, **kwargs})
