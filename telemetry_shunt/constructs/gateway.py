@@ -121,6 +121,11 @@ class TelemetryGateway(Construct):
         """Forward ``POST route.path`` to its collector's target group and allow it in the auth policy."""
         validate_routes([*self._routes, route])
         self._routes.append(route)
+        try:
+            self.policy_document()  # fail here, naming the size, rather than deep inside synthesis
+        except ValidationError:
+            self._routes.pop()
+            raise
         target_group = self._target_group(route.collector)
         index = len(self._routes)
         rule = lattice.CfnRule(

@@ -274,13 +274,16 @@ def test_gateway_rejects_bad_input(tmp_path, kwargs, match):
         _gateway(tmp_path, **kwargs)
 
 
-def test_gateway_policy_over_10kb_fails_at_synth(tmp_path):
-    many = [Pusher.role(f"arn:aws:iam::{100000000000 + i}:role/telemetry-agent-with-a-long-name-{i:04d}") for i in range(120)]
-    app, _, _ = _gateway(tmp_path, pushers=many[:1], routes=default_routes())
-    # The service network policy is checked in its constructor; the gateway's at synth time.
+def test_policies_over_10kb_fail_naming_the_size(tmp_path):
+    # Many accounts: the service network policy (one account root each) is too big.
+    accounts = [Pusher.role(f"arn:aws:iam::{100000000000 + i}:role/telemetry-agent-{i:04d}") for i in range(300)]
+    stack = cdk.Stack(new_app(tmp_path / "big"), "Big")
     with pytest.raises(ValidationError, match=r"service network auth policy is \d+ bytes minified, over VPC Lattice's 10240"):
-        stack = cdk.Stack(new_app(tmp_path / "big"), "Big")
-        TelemetryServiceNetwork(stack, "SN", pushers=many)
+        TelemetryServiceNetwork(stack, "SN", pushers=accounts)
+    # Many roles of one account: the network policy is small, the gateway's is too big.
+    roles = [Pusher.role(f"arn:aws:iam::111111111111:role/telemetry-agent-with-a-long-name-{i:04d}") for i in range(200)]
+    with pytest.raises(ValidationError, match=r"gateway service auth policy is \d+ bytes minified"):
+        _gateway(tmp_path, pushers=roles, routes=default_routes())
 
 
 def test_gateway_reuses_passed_target_groups(tmp_path):
