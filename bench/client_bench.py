@@ -52,7 +52,7 @@ STATEMENTS = {
 
 
 def _work() -> int:
-    return sum(range(400))  # ~10 us of "request handling" per iteration
+    return sum(range(1700))  # ~10 us of "request handling" per iteration
 
 
 def _build(client: str, url: str):
@@ -134,9 +134,10 @@ def child(client: str, url: str, quick: bool, throughput_only: bool) -> None:
     stmt = STATEMENTS[client]
     host = _compile(_HOST_LOOP, stmt, dict(namespace))
     seconds = 1.0 if quick else THROUGHPUT_SECONDS
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     iterations = host(seconds, _work, time.perf_counter)
-    _say(phase="throughput", per_second=iterations / (time.perf_counter() - started))
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    _say(phase="throughput", per_second=iterations / wall, per_cpu_second=iterations / cpu)
     if throughput_only:
         os._exit(0)  # skip the client's own exit handling: only the throughput counts here
 
@@ -155,19 +156,22 @@ def child(client: str, url: str, quick: bool, throughput_only: bool) -> None:
 def memory_child(client: str, url: str, emits: int) -> None:
     import psutil
 
+    process = psutil.Process()
+    _build(client, url)[1]()  # import everything the client needs, so that imports do not count
+    gc.collect()
+    before = process.memory_info().rss  # before the client exists: its full buffer counts
     namespace, close = _build(client, url)
     run = _compile(_MEMORY_LOOP, STATEMENTS[client], dict(namespace))
-    run(100_000)
-    time.sleep(1.0)  # let the worker settle (first failures, breaker open)
-    gc.collect()
-    before = psutil.Process().memory_info().rss
     started = time.perf_counter()
-    run(emits)
+    run(emits // 2)
+    half = process.memory_info().rss
+    run(emits // 2)
     seconds = time.perf_counter() - started
     gc.collect()
-    after = psutil.Process().memory_info().rss
-    _say(phase="memory", rss_growth_mb=(after - before) / 2**20, seconds=seconds, emits=emits)
-    close()
+    after = process.memory_info().rss
+    _say(phase="memory", rss_growth_mb=(after - before) / 2**20, second_half_mb=(after - half) / 2**20,
+         seconds=seconds, emits=emits)
+    os._exit(0)  # the clients' exit handling is measured elsewhere
 
 
 def _run_child(args: list[str], timeout: float) -> tuple[dict, bool]:
@@ -209,6 +213,7 @@ def main() -> None:
     modes = args.modes.split(",")
     quick = ["--quick"] if args.quick else []
     child_timeout = (1.0 if args.quick else THROUGHPUT_SECONDS) + LATENCY_BUDGET_SECONDS + CLOSE_CAP_SECONDS + 5
+    load = [os.getloadavg()[0]]
     cells = [(client, mode) for client in ["none", *clients] for mode in (["healthy"] if client == "none" else modes)]
     rows = {}
     for client, mode in cells:
@@ -217,8 +222,8 @@ def main() -> None:
             results, killed = _run_child([*quick, "--child", client, gateway.url], child_timeout)
         finally:
             gateway.close()
-        results.setdefault("throughput", {"per_second": None})
-        results["throughput"]["passes"] = [results["throughput"]["per_second"]]
+        results.setdefault("throughput", {"per_second": None, "per_cpu_second": None})
+        results["throughput"]["passes"] = [dict(results["throughput"])]
         rows[client, mode] = {"client": client, "mode": mode, "killed": killed, "requests": gateway.requests, **results}
         print(f"# {client:5} {mode:9} {json.dumps(results)}{' (killed while closing)' if killed else ''}",
               file=sys.stderr, flush=True)
@@ -231,10 +236,11 @@ def main() -> None:
                 results, _ = _run_child([*quick, "--throughput-only", "--child", client, gateway.url], child_timeout)
             finally:
                 gateway.close()
-            rows[client, mode]["throughput"]["passes"].append(results.get("throughput", {}).get("per_second"))
+            rows[client, mode]["throughput"]["passes"].append(results.get("throughput", {}))
     for row in rows.values():
-        passes = [p for p in row["throughput"]["passes"] if p]
-        row["throughput"]["per_second"] = max(passes) if passes else None
+        for metric in ("per_second", "per_cpu_second"):
+            values = [p[metric] for p in row["throughput"]["passes"] if p.get(metric)]
+            row["throughput"][metric] = max(values) if values else None
     rows = list(rows.values())
     memory = []
     emits = 1_000_000 if args.quick else MEMORY_EMITS
@@ -244,39 +250,51 @@ def main() -> None:
         gateway.close()
         memory.append({"client": client, "killed": killed, **results})
         print(f"# memory {client:5} {json.dumps(results)}", file=sys.stderr, flush=True)
+    load.append(os.getloadavg()[0])
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "memory": memory}, indent=2))
-    print(_tables(rows, memory, emits))
+        args.json.write_text(json.dumps({"rows": rows, "memory": memory, "load": load}, indent=2))
+    print(_tables(rows, memory, emits, load))
 
 
-def _tables(rows: list[dict], memory: list[dict], emits: int) -> str:
-    healthy = {r["client"]: r.get("throughput", {}).get("per_second") for r in rows if r["mode"] == "healthy"}
+def _tables(rows: list[dict], memory: list[dict], emits: int, load: list[float]) -> str:
+    def rate(row: dict | None, metric: str) -> float | None:
+        return row.get("throughput", {}).get(metric) if row else None
+
+    healthy = {r["client"]: r for r in rows if r["mode"] == "healthy"}
     baseline = healthy.get("none")
     lines = [
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs. Host loop without telemetry: "
-        f"{baseline / 1000:.1f} k iterations/s." if baseline else "",
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load[0]:.1f} at start, "
+        f"{load[-1]:.1f} at end. Host loop without telemetry: {_num(rate(baseline, 'per_second'), 0)} "
+        f"iterations/s, {_num(rate(baseline, 'per_cpu_second'), 0)} per CPU-second.",
         "",
-        "| client | gateway | emit median (µs) | emit p99 (µs) | host loop (k it/s) | vs own healthy | vs no telemetry "
-        "| close() (s) | requests seen |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| client | gateway | emit median (µs) | emit p99 (µs) | host loop, wall: vs own healthy | vs no telemetry "
+        "| host loop per CPU-s: vs own healthy | vs no telemetry | close() (s) | requests seen |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         if row["client"] == "none":
             continue
         lat = row.get("latency", {})
-        ips = row.get("throughput", {}).get("per_second")
         own = healthy.get(row["client"])
         close = row.get("close", {}).get("seconds")
         close_text = f"{close:.3f}" if close is not None else f"> {CLOSE_CAP_SECONDS:.0f} (killed)"
         lines.append(
             f"| {row['client']} | {row['mode']} | {_num(lat.get('median_us'), 3)} | {_num(lat.get('p99_us'), 3)} "
-            f"| {_num(ips and ips / 1000, 1)} | {_pct(ips, own)} | {_pct(ips, baseline)} | {close_text} "
-            f"| {row['requests']} |"
+            f"| {_pct(rate(row, 'per_second'), rate(own, 'per_second'))} "
+            f"| {_pct(rate(row, 'per_second'), rate(baseline, 'per_second'))} "
+            f"| {_pct(rate(row, 'per_cpu_second'), rate(own, 'per_cpu_second'))} "
+            f"| {_pct(rate(row, 'per_cpu_second'), rate(baseline, 'per_cpu_second'))} "
+            f"| {close_text} | {row['requests']} |"
         )
-    lines += ["", f"| client | RSS growth over {emits / 1e6:g} M emits, gateway down (MB) | seconds |", "|---|---:|---:|"]
+    lines += [
+        "",
+        f"| client | RSS growth over {emits / 1e6:g} M emits, gateway down (MB) | of which in the second half | seconds |",
+        "|---|---:|---:|---:|",
+    ]
     for row in memory:
         mem = row.get("memory", {})
-        lines.append(f"| {row['client']} | {_num(mem.get('rss_growth_mb'), 1)} | {_num(mem.get('seconds'), 1)} |")
+        lines.append(f"| {row['client']} | {_num(mem.get('rss_growth_mb'), 1)} | {_num(mem.get('second_half_mb'), 1)} "
+                     f"| {_num(mem.get('seconds'), 1)} |")
     return "\n".join(lines)
 
 

@@ -280,14 +280,11 @@ class TelemetryClient:
 
     def _run(self) -> None:
         try:
-            # Off the caller's thread: botocore's import and the credential chain (which may query
-            # instance metadata) are paid here, before the first batch is due.
+            # Off the caller's thread, before the first batch is due: botocore's import here, the
+            # credential chain (which may query instance metadata) once the kill switch says "on".
             from telemetry_shunt.client import _signing  # noqa: F401
-
-            if self._credentials is None and not self._closing:
-                self._credentials = self._resolve_credentials()
         except Exception:
-            logger.exception("telemetry-shunt client could not prepare signing")
+            logger.exception("telemetry-shunt client could not load botocore")
         next_flag_read = 0.0
         next_flush = _monotonic() + self._flush_interval
         failed_before = False
@@ -300,6 +297,8 @@ class TelemetryClient:
                 if self._flags is not None and now >= next_flag_read and self._state != STOPPED:
                     self._read_flags()
                     next_flag_read = _monotonic() + self._kill_switch.poll_interval_seconds
+                if self._state == SENDING and self._credentials is None:
+                    self._credentials = self._resolve_credentials()
                 if self._state == SENDING:
                     flush_due = _monotonic() >= next_flush
                     self._send_ready(flush_due)

@@ -128,6 +128,21 @@ def test_credentials_are_resolved_on_the_worker_thread(gateway, make_client, mon
     assert seen and seen[0] is not threading.main_thread() and seen[0].name == "telemetry-shunt-client"
 
 
+def test_credentials_are_not_looked_up_while_the_kill_switch_is_off(gateway, agent, make_client, monkeypatch):
+    lookups = []
+    monkeypatch.setattr(botocore.session.Session, "get_credentials", lambda self: lookups.append(1) or fake_credentials())
+    agent.flags = {"telemetry": {"enabled": False}}
+    client = make_client(gateway.url, credentials=None, kill_switch=agent.switch())
+    assert wait_until(lambda: client.stats().state == "disabled")
+    time.sleep(0.1)
+    assert lookups == []
+    agent.flags = {"telemetry": {"enabled": True}}
+    client.emit("m", 1)  # may be dropped as disabled if it lands before the flip is read
+    assert wait_until(lambda: lookups == [1])
+    client.emit("m", 2)
+    assert gateway.wait_for_records(1)
+
+
 def test_no_credentials_stops_loudly(gateway, make_client, monkeypatch, caplog):
     caplog.set_level(logging.ERROR, logger="telemetry_shunt.client")
     monkeypatch.setattr(botocore.session.Session, "get_credentials", lambda self: None)
