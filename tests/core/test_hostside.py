@@ -8,10 +8,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -358,6 +360,33 @@ def test_reboot_with_appconfig_down_uses_fresh_last_known_good_when_configured(
     cached.reboot()
     cached.appconfig_url = appconfig_down
     assert cached.check() == "off"
+
+
+def _wait_until(condition, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_watcher_loop_keeps_checking_while_running(host: Host, appconfig: FakeAppConfigAgent) -> None:
+    """The service mode: poll, stop on a kill, start again when released (poll interval shortened for the test)."""
+    env = {**host.env(), "TELEMETRY_SHUNT_POLL_SECONDS": "1"}
+    proc = subprocess.Popen(["bash", str(host.watcher)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert _wait_until(host.agent_running)
+        appconfig.flags = {"telemetry": {"enabled": True}, "telemetry-us-east-1a": {"enabled": False}}
+        assert _wait_until(lambda: not host.agent_running())
+        appconfig.flags = {"telemetry": {"enabled": True}}
+        assert _wait_until(host.agent_running)
+        assert len(appconfig.requests) >= 3
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
 
 
 def test_watcher_rejects_unknown_arguments(host: Host) -> None:
