@@ -541,7 +541,8 @@ def render_vector_config(
     rendered_sinks: dict[str, Any] = {}
     for sink in sinks:
         if isinstance(sink, OtlpHttpSink):
-            headers = {k: (v.vector_ref() if isinstance(v, SecretEnv) else v) for k, v in sink.headers.items()}
+            headers = {"content-type": "application/x-protobuf"}
+            headers.update({k: (v.vector_ref() if isinstance(v, SecretEnv) else v) for k, v in sink.headers.items()})
             rendered_sinks[sink.name] = {
                 "type": "opentelemetry",
                 "inputs": ["to_otlp"],
@@ -550,6 +551,10 @@ def render_vector_config(
                     "uri": sink.signal_url("metrics"),
                     "method": "post",
                     "encoding": {"codec": "otlp"},
+                    # A batch is the events' protobuf messages back to back: concatenated protobuf messages
+                    # of one type parse as one message with the repeated fields appended, i.e. one
+                    # ExportMetricsServiceRequest. A newline between them would corrupt it.
+                    "framing": {"method": "bytes"},
                     "compression": sink.compression,
                     "batch": {"max_events": 1000, "timeout_secs": 1},
                     "request": {

@@ -118,7 +118,10 @@ def test_vector_vendor_sink_is_otlp_http_with_secret_by_reference_and_retry_5_to
     protocol = sink["protocol"]
     assert protocol["uri"] == "https://otlp.vendor.example/v1/metrics"
     assert protocol["encoding"] == {"codec": "otlp"}
-    assert protocol["request"]["headers"] == {"api-key": "${VENDOR_API_KEY}", "x-tenant": "prod"}
+    assert protocol["framing"] == {"method": "bytes"}
+    assert protocol["request"]["headers"] == {
+        "content-type": "application/x-protobuf", "api-key": "${VENDOR_API_KEY}", "x-tenant": "prod",
+    }
     assert (protocol["request"]["retry_initial_backoff_secs"], protocol["request"]["retry_max_duration_secs"]) == (5, 30)
     assert sink["inputs"] == ["to_otlp"]
 
