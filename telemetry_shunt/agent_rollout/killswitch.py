@@ -118,16 +118,29 @@ class AppConfigKillSwitch:
         self.environment = environment
         self.profile = profile
         self.strategy = strategy
+        self._token: str | None = None
+        self._flags: dict[str, Any] = {}
 
     def read_flags(self) -> dict[str, Any]:
-        token = self.appconfigdata.start_configuration_session(
-            ApplicationIdentifier=self.application, EnvironmentIdentifier=self.environment,
-            ConfigurationProfileIdentifier=self.profile,
-            RequiredMinimumPollIntervalInSeconds=APPCONFIG_MIN_POLL_SECONDS,
-        )["InitialConfigurationToken"]
-        body = self.appconfigdata.get_latest_configuration(ConfigurationToken=token)["Configuration"]
+        """One data-plane session per reader: later reads reuse the poll token (one call each) and an
+        empty body means "unchanged since the last read"."""
+        if self._token is None:
+            self._token = self.appconfigdata.start_configuration_session(
+                ApplicationIdentifier=self.application, EnvironmentIdentifier=self.environment,
+                ConfigurationProfileIdentifier=self.profile,
+                RequiredMinimumPollIntervalInSeconds=APPCONFIG_MIN_POLL_SECONDS,
+            )["InitialConfigurationToken"]
+        try:
+            reply = self.appconfigdata.get_latest_configuration(ConfigurationToken=self._token)
+        except Exception:
+            self._token = None  # expired or rejected token: start over on the next read
+            raise
+        self._token = reply.get("NextPollConfigurationToken")
+        body = reply["Configuration"]
         raw = body.read() if hasattr(body, "read") else body
-        return json.loads(raw) if raw else {}
+        if raw:
+            self._flags = json.loads(raw)
+        return dict(self._flags)
 
     def _find(self, operation: str, name: str, what: str, **kwargs: Any) -> str:
         paginator = self.appconfig.get_paginator(operation)

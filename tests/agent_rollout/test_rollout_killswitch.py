@@ -25,7 +25,7 @@ from telemetry_shunt.errors import ShuntError, ValidationError
 
 
 def body(data) -> StreamingBody:
-    raw = json.dumps(data).encode()
+    raw = json.dumps(data).encode() if data != "" else b""
     return StreamingBody(io.BytesIO(raw), len(raw))
 
 
@@ -56,8 +56,13 @@ def test_read_flags_uses_the_data_plane(clients):
         "NextPollConfigurationToken": "tok-2", "NextPollIntervalInSeconds": 15, "ContentType": "application/json",
         "Configuration": body({"telemetry": {"enabled": True}, "telemetry-us-east-1b": {"enabled": False}})},
         {"ConfigurationToken": "tok-1"})
-    flags = AppConfigKillSwitch(appconfig, data).read_flags()
+    s2.add_response("get_latest_configuration", {
+        "NextPollConfigurationToken": "tok-3", "NextPollIntervalInSeconds": 15, "ContentType": "application/json",
+        "Configuration": body("")}, {"ConfigurationToken": "tok-2"})
+    switch = AppConfigKillSwitch(appconfig, data)
+    flags = switch.read_flags()
     assert flags["telemetry-us-east-1b"] == {"enabled": False}
+    assert switch.read_flags() == flags  # empty body: unchanged, one call with the next token
     assert describe(flags, ["us-east-1a"]) == {
         "global": "telemetry ON (kill switch released)",
         "us-east-1a": "telemetry ON (kill switch released)",
