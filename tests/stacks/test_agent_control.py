@@ -20,14 +20,15 @@ from telemetry_shunt.core.contract import (
 from telemetry_shunt.core.killswitch import telemetry_enabled
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.stacks.agent_control import AgentControlStack
+from tests.cdk_support import new_app
 from tools.cdkcheck import lint_template, synth_with_nag
 
 AZS = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
 
 @pytest.fixture(scope="module")
-def synthesized() -> dict[str, Any]:
-    app = App()
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    app = new_app(tmp_path_factory.mktemp("agent-control"))  # the project's cdk.json context, as app.py has
     stack = AgentControlStack(
         app, "AgentControl", availability_zones=AZS, agent=AgentSource.adot_collector(),
         operator_principal=iam.ArnPrincipal("arn:aws:iam::222222222222:role/deployer"), fleet="edge",
