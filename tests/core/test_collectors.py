@@ -414,3 +414,26 @@ def test_buffer_plans_always_fit_or_fail_clearly(gib, n_sinks, mib, collector):
         return
     assert plan.total_bytes <= gib * cc.GIB - cc.STORAGE_HEADROOM_BYTES
     assert plan.bytes_per_sink >= cc.MIN_BUFFER_BYTES[collector]
+
+
+def test_core_renderers_import_without_cdk():
+    import subprocess
+    import sys
+
+    code = "import sys, telemetry_shunt.core.collectors, telemetry_shunt.core.images; print('aws_cdk' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_no_other_module_spells_an_image():
+    from pathlib import Path
+
+    import telemetry_shunt
+
+    root = Path(telemetry_shunt.__file__).parent
+    names = [image.split(":")[0] for image in IMAGES.values()]
+    offenders = [
+        str(p.relative_to(root)) for p in root.rglob("*.py")
+        if p.name != "images.py" and any(n in p.read_text() for n in names)
+    ]
+    assert offenders == []
