@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +30,8 @@ AZS = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    app = new_app(tmp_path_factory.mktemp("agent-control"))  # the project's cdk.json context, as app.py has
+    outdir = tmp_path_factory.mktemp("agent-control")
+    app = new_app(outdir)  # the project's cdk.json context, as app.py has
     stack = AgentControlStack(
         app, "AgentControl", availability_zones=AZS, agent=AgentSource.adot_collector(),
         operator_principal=iam.ArnPrincipal("arn:aws:iam::222222222222:role/deployer"), fleet="edge",
@@ -36,7 +39,7 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     assembly, findings = synth_with_nag(app)
     tpl = assembly.get_stack_by_name("AgentControl").template
-    return {"json": tpl, "template": Template.from_json(tpl), "nag": findings, "stack": stack}
+    return {"json": tpl, "template": Template.from_json(tpl), "nag": findings, "stack": stack, "outdir": outdir}
 
 
 def test_env_agnostic(synthesized: dict[str, Any]) -> None:
@@ -106,6 +109,21 @@ def test_cfn_lint_is_clean(synthesized: dict[str, Any]) -> None:
 
 def test_cdk_nag_is_clean(synthesized: dict[str, Any]) -> None:
     assert [str(f) for f in synthesized["nag"]] == []
+
+
+def test_acknowledgements_are_specific_and_next_to_their_policies(synthesized: dict[str, Any]) -> None:
+    acks = []
+    for meta in Path(synthesized["outdir"]).glob("*.metadata.json"):
+        for path, entries in json.loads(meta.read_text()).items():
+            acks += [(path, rule, reason) for e in entries if e["type"] == "aws:cdk:acknowledged-rules"
+                     for rule, reason in e["data"].items()]
+    assert acks
+    for path, rule, reason in acks:
+        assert re.search(r"AwsSolutions-IAM5\[(Resource|Action)::.+\]$", rule), rule
+        assert path.endswith(("/OperatorRole/DefaultPolicy", "/HostRole/Policy")), path
+        assert len(reason) >= 25
+    rules = {rule.split("::", 1)[-1] if rule.startswith("AwsSolutions::") else rule for _, rule, _ in acks}
+    assert any("instance/*" in r for r in rules)
 
 
 def test_bad_input_fails_at_synth() -> None:
