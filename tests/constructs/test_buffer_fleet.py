@@ -538,3 +538,14 @@ def test_isolated_subnets_get_a_synth_time_warning_about_vendor_egress():
     fleet = BufferFleet(stack, "F", **fleet_args(stack, vpc=vpc))
     warnings = [m.data for m in fleet.node.metadata if m.type == "aws:cdk:warning"]
     assert any("subnets are isolated" in str(w) and "NAT" in str(w) for w in warnings), warnings
+
+
+@pytest.mark.xdist_group("buffer_fleet_errors")
+def test_an_existing_s3_gateway_endpoint_is_reused_not_duplicated():
+    stack = Stack(App(), "S")
+    vpc = concentrator_vpc(stack)
+    vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+    fleet = BufferFleet(stack, "F", **fleet_args(stack, vpc=vpc))
+    assert fleet.s3_endpoint is None
+    other = Stack(App(), "T")
+    assert BufferFleet(other, "F", **fleet_args(other)).s3_endpoint is not None
