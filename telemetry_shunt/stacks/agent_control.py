@@ -11,6 +11,7 @@ from constructs import Construct
 
 from telemetry_shunt.constructs.agent_rollout_support import AgentRolloutSupport, AgentSource
 from telemetry_shunt.constructs.kill_switch import KillSwitch
+from telemetry_shunt.core.hostside import DistributorPackage
 
 
 class AgentControlStack(Stack):
@@ -53,3 +54,6 @@ class AgentControlStack(Stack):
         CfnOutput(self, "OperatorRoleArn", value=self.rollout.operator_role.role_arn,
                   description="Assume this role to run `shunt rollout` and `shunt kill`")
         CfnOutput(self, "StateTableName", value=self.rollout.table.table_name)
+        if isinstance(agent.package, DistributorPackage):
+            CfnOutput(self, "AgentPackageName", value=agent.package.name,
+                      description="Distributor package whose versions `shunt rollout` installs (its --package)")

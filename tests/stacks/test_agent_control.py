@@ -101,6 +101,7 @@ def test_outputs_for_the_engine(synthesized: dict[str, Any]) -> None:
     for name in ("KillSwitchApplicationId", "KillSwitchEnvironmentId", "KillSwitchProfileId",
                  "KillSwitchDeploymentStrategyId", "OperatorRoleArn", "StateTableName"):
         assert name in outputs
+    assert outputs["AgentPackageName"]["Value"] == "AWSDistroOTel-Collector"
 
 
 def test_cfn_lint_is_clean(synthesized: dict[str, Any]) -> None:
