@@ -55,6 +55,8 @@ _monotonic = time.monotonic
 _DISCARD = collections.deque(maxlen=0).append
 # The worker wakes this often to see whether a full batch is waiting.
 _POLL_SECONDS = 0.1
+# Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
+_IDLE_SECONDS = 1.0
 # At most this many batches in one go, so the worker keeps reading the kill switch under load.
 _MAX_BATCHES_PER_ROUND = 32
 
@@ -313,10 +315,20 @@ class TelemetryClient:
                     logger.exception("telemetry-shunt client worker failed; continuing")
                 failed_before = True
                 self._wake.wait(1.0)
-            wait = min(_POLL_SECONDS, max(0.0, next_flush - _monotonic()))
-            if self._flags is not None:
-                wait = min(wait, max(0.0, next_flag_read - _monotonic()))
-            self._wake.wait(wait)
+            self._wake.wait(self._idle_seconds(next_flush, next_flag_read))
+
+    def _idle_seconds(self, next_flush: float, next_flag_read: float) -> float:
+        """How long the worker may sleep (close() wakes it at once)."""
+        now = _monotonic()
+        if self._state == SENDING:
+            wait = min(_POLL_SECONDS, next_flush - now)
+        elif self._state == STARTING:
+            wait = _POLL_SECONDS
+        else:  # disabled or stopped: only the kill switch (or close) can change anything
+            wait = _IDLE_SECONDS
+        if self._flags is not None and self._state != STOPPED:
+            wait = min(wait, next_flag_read - now)
+        return max(wait, 0.001)
 
     def _read_flags(self) -> None:
         enabled, problem = self._flags.read()

@@ -281,7 +281,8 @@ class FakeAgent:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def switch(self, **overrides: object) -> KillSwitch:
-        return KillSwitch(agent_url=self.url, poll_interval_seconds=0.05, timeout_seconds=0.5, **overrides)
+        options = {"agent_url": self.url, "poll_interval_seconds": 0.05, "timeout_seconds": 0.5, **overrides}
+        return KillSwitch(**options)
 
     def close(self) -> None:
         self._server.shutdown()

@@ -252,3 +252,43 @@ def test_interpreter_exit_flushes_to_a_healthy_gateway(gateway):
     _, proc = _run_script("for i in range(50): client.emit('m', i)", gateway.url)
     assert proc.returncode == 0, proc.stderr
     assert len(gateway.records) == 50
+
+
+# --- an idle worker sleeps -------------------------------------------------------------------------------
+
+
+class CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def _wakeups_in(client: TelemetryClient, seconds: float) -> int:
+    event = CountingEvent()
+    client._wake = event  # the worker reads the attribute on every wait
+    time.sleep(seconds)
+    return event.waits
+
+
+def test_a_stopped_client_does_not_spin(gateway, make_client):
+    gateway.mode = "403"
+    client = make_client(gateway.url)
+    client.emit("m", 1)
+    assert wait_until(lambda: client.stats().state == "stopped")
+    assert _wakeups_in(client, 0.5) <= 2
+
+
+def test_a_disabled_client_wakes_only_to_read_the_kill_switch(gateway, agent, make_client):
+    agent.flags = {"telemetry": {"enabled": False}}
+    client = make_client(gateway.url, kill_switch=agent.switch(poll_interval_seconds=0.2))
+    assert wait_until(lambda: client.stats().state == "disabled")
+    assert _wakeups_in(client, 0.5) <= 5
+
+
+def test_an_idle_sending_client_polls_at_a_bounded_rate(gateway, make_client):
+    client = make_client(gateway.url, flush_interval_seconds=1.0)
+    assert _wakeups_in(client, 0.5) <= 8  # every 0.1 s at most
