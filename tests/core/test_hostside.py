@@ -531,6 +531,70 @@ def test_s3_download_script_refuses_a_bad_checksum(tmp_path: Path) -> None:
     assert (stub / "installed").exists()
 
 
+def _run_document_step(doc: dict, step_name: str, host: Host, version: str = "2.0.0") -> subprocess.CompletedProcess:
+    """Run a runShellScript step as SSM would, with the host's absolute paths moved under a temp root."""
+    step = next(s for s in doc["mainSteps"] if s["name"] == step_name)
+    script = "\n".join(step["inputs"]["runCommand"]).replace("{{ version }}", version)
+    root = host.root / "fsroot"
+    for path in ("/usr/local/bin", hostside.SYSTEMD_DIR, hostside.STATE_DIR):
+        script = script.replace(path, f"{root}{path}")
+    env = {**host.env(), "TELEMETRY_SHUNT_STATE_DIR": f"{root}{hostside.STATE_DIR}"}
+    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("flag_on", "expected"), [(True, "running"), (False, "left stopped")])
+def test_install_step_writes_the_host_files_and_obeys_the_switch(flag_on: bool, expected: str, host: Host,
+                                                               appconfig: FakeAppConfigAgent) -> None:
+    appconfig.flags = {"telemetry": {"enabled": flag_on}}
+    host.set_agent_running(True)  # as a package's post-install would leave it
+    doc = hostside.agent_document("install", agent=DISTRIBUTOR, config=CONFIG)
+    done = _run_document_step(doc, "InstallKillSwitchAndHeartbeat", host)
+    assert done.returncode == 0, done.stderr
+    assert expected in done.stdout
+    root = host.root / "fsroot"
+    for f in hostside.host_files(CONFIG):
+        installed = Path(f"{root}{f.path}")
+        assert installed.read_text() == f.content
+        assert oct(installed.stat().st_mode & 0o777) == oct(int(f.mode, 8))
+    assert Path(f"{root}{hostside.VERSION_FILE}").read_text() == "2.0.0\n"
+    calls = host.calls()
+    assert calls[:5] == [
+        "systemctl daemon-reload", f"systemctl disable {SERVICE}",
+        f"systemctl enable {hostside.WATCHER_UNIT} {hostside.HEARTBEAT_TIMER}",
+        f"systemctl restart {hostside.WATCHER_UNIT}", f"systemctl start {hostside.HEARTBEAT_TIMER}",
+    ]
+    assert host.agent_running() is flag_on
+    # An upgrade keeps the version it replaces.
+    assert _run_document_step(doc, "InstallKillSwitchAndHeartbeat", host, version="2.1.0").returncode == 0
+    assert Path(f"{root}{hostside.PREVIOUS_VERSION_FILE}").read_text() == "2.0.0\n"
+    assert Path(f"{root}{hostside.VERSION_FILE}").read_text() == "2.1.0\n"
+
+
+def test_stop_then_start_documents_on_an_installed_host(host: Host, appconfig: FakeAppConfigAgent) -> None:
+    install = hostside.agent_document("install", agent=DISTRIBUTOR, config=CONFIG)
+    assert _run_document_step(install, "InstallKillSwitchAndHeartbeat", host).returncode == 0
+    assert host.agent_running()
+    stop = _run_document_step(hostside.agent_document("stop", agent=DISTRIBUTOR, config=CONFIG), "StopAgent", host)
+    assert stop.returncode == 0, stop.stderr
+    assert not host.agent_running()
+    assert f"systemctl disable --now {hostside.WATCHER_UNIT}" in host.calls()
+    start_doc = hostside.agent_document("start", agent=DISTRIBUTOR, config=CONFIG)
+    start = _run_document_step(start_doc, "StartAgent", host)
+    assert start.returncode == 0, start.stderr
+    assert host.agent_running()
+    # Started while the switch is off: the kill wins.
+    _run_document_step(hostside.agent_document("stop", agent=DISTRIBUTOR, config=CONFIG), "StopAgent", host)
+    appconfig.flags = {"telemetry": {"enabled": True}, "telemetry-us-east-1a": {"enabled": False}}
+    start = _run_document_step(start_doc, "StartAgent", host)
+    assert start.returncode == 0 and "left stopped" in start.stdout
+    assert not host.agent_running()
+
+
+def test_start_document_refuses_a_host_without_telemetry_shunt(host: Host) -> None:
+    done = _run_document_step(hostside.agent_document("start", agent=DISTRIBUTOR, config=CONFIG), "StartAgent", host)
+    assert done.returncode == 1 and "run the install document first" in done.stderr
+
+
 def test_stop_and_start_documents() -> None:
     stop = hostside.agent_document("stop", agent=DISTRIBUTOR, config=CONFIG)
     assert "parameters" not in stop
