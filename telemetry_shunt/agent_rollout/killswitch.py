@@ -21,11 +21,14 @@ from telemetry_shunt.core.contract import (
     APPCONFIG_MIN_POLL_SECONDS,
     APPCONFIG_PROFILE,
     GLOBAL_FLAG,
+    kill_switch_strategy_name,
 )
 from telemetry_shunt.core.killswitch import az_flag_key, telemetry_enabled
 from telemetry_shunt.errors import ShuntError, ValidationError
 
-ALL_AT_ONCE = "AppConfig.AllAtOnce"
+# The predefined AppConfig.AllAtOnce bakes for 10 minutes and holds the environment, so an undo would
+# have to wait: flips use the KillSwitch construct's own all-at-once strategy without bake, found by name.
+PREDEFINED_PREFIX = "AppConfig."
 FLAG_KEY = re.compile(r"^[a-z][a-zA-Z\d-]{0,63}$")
 
 
@@ -107,17 +110,18 @@ class FileKillSwitch:
 
 class AppConfigKillSwitch:
     """AppConfig feature flags: reads through ``appconfigdata`` (what hosts see), flips by creating a
-    hosted configuration version and deploying it with the all-at-once strategy."""
+    hosted configuration version and deploying it with the KillSwitch construct's all-at-once strategy
+    (no bake; found by name, ``TelemetryShunt-KillSwitch-AllAtOnce``)."""
 
     def __init__(self, appconfig: Any, appconfigdata: Any, *, application: str = APPCONFIG_APPLICATION,
                  environment: str = APPCONFIG_ENVIRONMENT, profile: str = APPCONFIG_PROFILE,
-                 strategy: str = ALL_AT_ONCE) -> None:
+                 strategy: str | None = None) -> None:
         self.appconfig = appconfig
         self.appconfigdata = appconfigdata
         self.application = application
         self.environment = environment
         self.profile = profile
-        self.strategy = strategy
+        self.strategy = strategy or kill_switch_strategy_name()
         self._token: str | None = None
         self._flags: dict[str, Any] = {}
 
@@ -156,10 +160,16 @@ class AppConfigKillSwitch:
         profile = self._find("list_configuration_profiles", self.profile, "configuration profile", ApplicationId=app)
         return app, env, profile
 
+    def _strategy_id(self) -> str:
+        if self.strategy.startswith(PREDEFINED_PREFIX):
+            return self.strategy
+        return self._find("list_deployment_strategies", self.strategy, "deployment strategy")
+
     def set_telemetry(self, az: str | None, enabled: bool, *, dry_run: bool = False,
                       description: str = "") -> FlipResult:
         key = flag_key(az)
         app, env, profile = self._ids()
+        strategy = self._strategy_id()
         latest = 0
         for page in self.appconfig.get_paginator("list_hosted_configuration_versions").paginate(
                 ApplicationId=app, ConfigurationProfileId=profile):
@@ -185,7 +195,7 @@ class AppConfigKillSwitch:
         )
         version = str(created["VersionNumber"])
         deployment = self.appconfig.start_deployment(
-            ApplicationId=app, EnvironmentId=env, DeploymentStrategyId=self.strategy,
+            ApplicationId=app, EnvironmentId=env, DeploymentStrategyId=strategy,
             ConfigurationProfileId=profile, ConfigurationVersion=version,
             Description=(description or f"shunt kill: {key} enabled={enabled}")[:1024],
         )

@@ -5,8 +5,9 @@
   kill off  RELEASE the kill switch: telemetry ON again
   kill status  show what hosts currently see, globally and per zone
 
-A flip creates a new hosted configuration version of the kill-switch profile and deploys it with the
-all-at-once strategy (AppConfig.AllAtOnce); hosts pick it up at their next poll (>= 15 s). Telemetry
+A flip creates a new hosted configuration version of the kill-switch profile and deploys it all at
+once with the KillSwitch stack's strategy (no bake, so an undo never waits for the previous flip);
+hosts pick it up at their next poll (>= 15 s). Telemetry
 in a zone runs only while the global flag AND the zone's flag allow it.
 
 \b
@@ -27,6 +28,9 @@ from telemetry_shunt.errors import ShuntError
 
 
 def appconfig_options(func):
+    func = click.option("--appconfig-strategy", default=None,
+                        help="Deployment strategy name or id (default: the KillSwitch stack's "
+                             "TelemetryShunt-KillSwitch-AllAtOnce, all at once without bake).")(func)
     func = click.option("--appconfig-profile", default=contract.APPCONFIG_PROFILE, show_default=True,
                         help="AppConfig configuration profile (feature flags).")(func)
     func = click.option("--appconfig-environment", default=contract.APPCONFIG_ENVIRONMENT, show_default=True,

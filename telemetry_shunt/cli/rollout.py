@@ -104,6 +104,7 @@ def build_kill_switch(params: dict[str, Any], session: Any, endpoint: str | None
         application=params.get("appconfig_application") or contract.APPCONFIG_APPLICATION,
         environment=params.get("appconfig_environment") or contract.APPCONFIG_ENVIRONMENT,
         profile=params.get("appconfig_profile") or contract.APPCONFIG_PROFILE,
+        strategy=params.get("appconfig_strategy"),
     )
 
 

@@ -15,7 +15,6 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from telemetry_shunt.agent_rollout.killswitch import (
-    ALL_AT_ONCE,
     AppConfigKillSwitch,
     FileKillSwitch,
     describe,
@@ -45,6 +44,9 @@ def stub_ids(stub: Stubber) -> None:
                       {"ApplicationId": "app1234"})
     stub.add_response("list_configuration_profiles", {"Items": [{"Id": "prof123", "Name": "kill-switch"}]},
                       {"ApplicationId": "app1234"})
+    stub.add_response("list_deployment_strategies", {"Items": [
+        {"Id": "AppConfig.AllAtOnce", "Name": "AppConfig.AllAtOnce"},
+        {"Id": "strat12", "Name": "TelemetryShunt-KillSwitch-AllAtOnce"}]}, {})
 
 
 def test_read_flags_uses_the_data_plane(clients):
@@ -89,8 +91,8 @@ def test_kill_on_for_one_az_creates_a_version_and_deploys_it_all_at_once(clients
         "Content": json.dumps(expected, sort_keys=True).encode(), "ContentType": "application/json",
         "Description": ANY, "LatestVersionNumber": 4})
     s1.add_response("start_deployment", {"DeploymentNumber": 9, "State": "DEPLOYING"}, {
-        "ApplicationId": "app1234", "EnvironmentId": "env1234", "DeploymentStrategyId": ALL_AT_ONCE,
-        "ConfigurationProfileId": "prof123", "ConfigurationVersion": "5", "Description": ANY})
+        "ApplicationId": "app1234", "EnvironmentId": "env1234", "DeploymentStrategyId": "strat12",
+            "ConfigurationProfileId": "prof123", "ConfigurationVersion": "5", "Description": ANY})
     result = AppConfigKillSwitch(appconfig, data).set_telemetry("us-east-1b", False)
     assert result.to_dict() == {"flag": "telemetry-us-east-1b", "telemetry": "OFF", "kill_switch": "ENGAGED",
                                 "changed": True, "version": "5", "deployment": "9", "dry_run": False}

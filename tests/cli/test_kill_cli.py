@@ -13,7 +13,7 @@ from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 from moto import mock_aws
 
-from telemetry_shunt.agent_rollout.killswitch import ALL_AT_ONCE, AppConfigKillSwitch
+from telemetry_shunt.agent_rollout.killswitch import AppConfigKillSwitch
 from telemetry_shunt.cli import cli
 from telemetry_shunt.cli import kill as kill_cli
 
@@ -89,6 +89,8 @@ def test_kill_on_through_appconfig_with_stubbed_clients(monkeypatch):
                           {"ApplicationId": "app1234"})
         stub.add_response("list_configuration_profiles", {"Items": [{"Id": "prof123", "Name": "kill-switch"}]},
                           {"ApplicationId": "app1234"})
+        stub.add_response("list_deployment_strategies", {"Items": [
+            {"Id": "strat12", "Name": "TelemetryShunt-KillSwitch-AllAtOnce"}]}, {})
         stub.add_response("list_hosted_configuration_versions", {"Items": [
             {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123", "VersionNumber": 1}]},
             {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123"})
@@ -101,7 +103,7 @@ def test_kill_on_through_appconfig_with_stubbed_clients(monkeypatch):
             "ApplicationId": "app1234", "ConfigurationProfileId": "prof123", "Content": ANY,
             "ContentType": "application/json", "Description": "shunt kill on global", "LatestVersionNumber": 1})
         stub.add_response("start_deployment", {"DeploymentNumber": 7, "State": "DEPLOYING"}, {
-            "ApplicationId": "app1234", "EnvironmentId": "env1234", "DeploymentStrategyId": ALL_AT_ONCE,
+            "ApplicationId": "app1234", "EnvironmentId": "env1234", "DeploymentStrategyId": "strat12",
             "ConfigurationProfileId": "prof123", "ConfigurationVersion": "2", "Description": "shunt kill on global"})
         result = run("kill", "on", "--yes", "--output", "json")
         stub.assert_no_pending_responses()
