@@ -190,8 +190,9 @@ read_flags() {
 # The decision when AppConfig cannot be read and this boot has none yet.
 boot_decision() {
   local cached at age
-  if [ "$BOOT_CACHE_MAX_AGE" -gt 0 ] && read -r cached at < "$STATE_DIR/last-known-good" 2>/dev/null; then
-    age=$(( $(date +%s) - ${at:-0} ))
+  if [ "$BOOT_CACHE_MAX_AGE" -gt 0 ] 2>/dev/null && read -r cached at 2>/dev/null < "$STATE_DIR/last-known-good" \
+      && [[ "$at" =~ ^[0-9]+$ ]]; then
+    age=$(( $(date +%s) - at ))
     if { [ "$cached" = on ] || [ "$cached" = off ]; } && [ "$age" -ge 0 ] && [ "$age" -le "$BOOT_CACHE_MAX_AGE" ]; then
       log "AppConfig unreachable at boot: using the last-known-good decision '$cached' (${age}s old)"
       echo "$cached"

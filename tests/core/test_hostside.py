@@ -336,6 +336,7 @@ def test_reboot_with_appconfig_down_fails_closed_without_cache(host: Host, appco
     host.appconfig_url = closed_port_url()
     assert host.check() == "off"
     assert not host.agent_running()
+    assert "No such file" not in host.last_stderr
 
 
 def test_reboot_with_appconfig_down_uses_fresh_last_known_good_when_configured(
@@ -351,6 +352,11 @@ def test_reboot_with_appconfig_down_uses_fresh_last_known_good_when_configured(
     cached.reboot()
     (cached.state_dir / "last-known-good").write_text("on 1000\n")
     assert cached.check() == "off"
+    # Nor a garbled one, and it fails closed quietly.
+    cached.reboot()
+    (cached.state_dir / "last-known-good").write_text("on yesterday\n")
+    assert cached.check() == "off"
+    assert "failing closed" in cached.last_stderr and "syntax error" not in cached.last_stderr
     # Nor is a cached kill ignored.
     cached.reboot()
     appconfig_down = cached.appconfig_url
