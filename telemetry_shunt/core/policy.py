@@ -14,6 +14,7 @@ tokens: the construct passes deploy-time values and CloudFormation fills them in
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Sequence
@@ -100,7 +101,7 @@ def service_auth_policy(
     if orgs:
         org_condition = json.loads(json.dumps(allow_condition))
         org_condition["StringEquals"][KEY_ORG] = _one_or_list(orgs)
-        org_condition.update(NOT_ANONYMOUS)
+        org_condition.update(copy.deepcopy(NOT_ANONYMOUS))
         statements.append({
             "Sid": "AllowOrganizationToPostToRoutes",
             "Effect": "Allow",
@@ -141,7 +142,7 @@ def service_network_auth_policy(*, pushers: Sequence[Pusher], partition: str = "
             "Principal": {"AWS": _one_or_list(principals)},
             "Action": ACTION_INVOKE,
             "Resource": "*",
-            "Condition": dict(NOT_ANONYMOUS),
+            "Condition": copy.deepcopy(NOT_ANONYMOUS),
         })
     orgs = _orgs(pushers)
     if orgs:
@@ -151,7 +152,7 @@ def service_network_auth_policy(*, pushers: Sequence[Pusher], partition: str = "
             "Principal": "*",
             "Action": ACTION_INVOKE,
             "Resource": "*",
-            "Condition": {"StringEquals": {KEY_ORG: _one_or_list(orgs)}, **NOT_ANONYMOUS},
+            "Condition": {"StringEquals": {KEY_ORG: _one_or_list(orgs)}, **copy.deepcopy(NOT_ANONYMOUS)},
         })
     statements.append(_deny_anonymous())
     return {"Version": "2012-10-17", "Statement": statements}
