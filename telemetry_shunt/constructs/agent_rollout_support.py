@@ -258,7 +258,7 @@ class AgentRolloutSupport(Construct):
             grantee=grantee,
             actions=["ec2:DescribeInstances", "ssm:ListCommands", "ssm:ListCommandInvocations",
                      "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation", "ssm:CancelCommand",
-                     "cloudwatch:GetMetricData", "cloudwatch:DescribeAlarms"],
+                     "cloudwatch:GetMetricData", "cloudwatch:ListMetrics", "cloudwatch:DescribeAlarms"],
             resource_arns=["*"],
         )
         self.table.grant(grantee, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
@@ -267,7 +267,7 @@ class AgentRolloutSupport(Construct):
         self.kill_switch.grant_flip(grantee)
         self._acknowledge_wildcards(grantee, [
             ("Resource::*", "EC2 DescribeInstances, SSM ListCommands/ListCommandInvocations/GetCommandInvocation/"
-             "DescribeInstanceInformation/CancelCommand, CloudWatch GetMetricData and AppConfig ListApplications/"
+             "DescribeInstanceInformation/CancelCommand, CloudWatch GetMetricData/ListMetrics and AppConfig ListApplications/"
              "ListDeploymentStrategies support no resource-level permissions; CancelCommand only stops commands "
              "already sent (SendCommand is scoped). DescribeAlarms is read-only and covers the engine's extra "
              "alarms, whose names only the operator knows."),

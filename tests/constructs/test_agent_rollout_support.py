@@ -41,7 +41,7 @@ OPERATOR_ACTIONS = {
     "ec2:DescribeInstances",
     "ssm:SendCommand", "ssm:ListCommands", "ssm:ListCommandInvocations", "ssm:GetCommandInvocation",
     "ssm:DescribeInstanceInformation", "ssm:CancelCommand", "ssm:DescribeDocument", "ssm:ListDocumentVersions",
-    "cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData",
+    "cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
     "dynamodb:Scan", "dynamodb:ConditionCheckItem",
     "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration",
@@ -56,7 +56,8 @@ OPERATOR_ACTIONS = {
 # for the engine's extra alarms; all read-only except CancelCommand, which only stops commands already sent.
 STAR_ACTIONS = {
     "ec2:DescribeInstances", "ssm:ListCommands", "ssm:ListCommandInvocations", "ssm:GetCommandInvocation",
-    "ssm:DescribeInstanceInformation", "ssm:CancelCommand", "cloudwatch:GetMetricData", "cloudwatch:DescribeAlarms",
+    "ssm:DescribeInstanceInformation", "ssm:CancelCommand", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
+    "cloudwatch:DescribeAlarms",
     "appconfig:ListApplications", "appconfig:ListDeploymentStrategies",
 }
 
