@@ -81,6 +81,7 @@ class RolloutSettings:
     resource_prefix: str = DEFAULT_RESOURCE_PREFIX
     package: str | None = None
     extra_alarms: tuple[str, ...] = ()
+    rollback_version: str | None = None
 
     def validate(self) -> None:
         if self.bake_seconds < self.heartbeat_period_seconds:
@@ -122,6 +123,8 @@ class Check:
 @dataclass
 class Preflight:
     checks: list[Check] = field(default_factory=list)
+    # the version each host runs now: where a rollback takes it
+    previous_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -217,6 +220,33 @@ class RolloutEngine:
                 kwargs["NextToken"] = page["NextToken"]
         return online
 
+    def current_versions(self, instance_ids: Sequence[str], period_seconds: float) -> dict[str, set[str]]:
+        """The agent versions each host is heartbeating right now (last 5 heartbeat periods).
+
+        ListMetrics finds the (InstanceId, AgentVersion) pairs of the last 3 hours; GetMetricData keeps
+        the pairs with datapoints in the last five periods.
+        """
+        wanted = set(instance_ids)
+        pairs: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {"Namespace": HEARTBEAT_NAMESPACE, "MetricName": HEARTBEAT_METRIC,
+                                  "Dimensions": [{"Name": HEARTBEAT_INSTANCE_DIMENSION}], "RecentlyActive": "PT3H"}
+        while True:
+            page = self.aws(self.clients.cloudwatch, "list_metrics", **kwargs)
+            for metric in page.get("Metrics", []):
+                dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+                iid, version = dims.get(HEARTBEAT_INSTANCE_DIMENSION), dims.get(HEARTBEAT_VERSION_DIMENSION)
+                if iid in wanted and version and len(dims) == 2:
+                    pairs.append((iid, version))
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+        now = self.clock.now()
+        beating = self._beating(pairs, now - 5 * period_seconds, now, period_seconds)
+        out: dict[str, set[str]] = {i: set() for i in instance_ids}
+        for iid, version in beating:
+            out[iid].add(version)
+        return out
+
     def alarms_for(self, azs: Iterable[str], settings: RolloutSettings) -> list[str]:
         return [heartbeat_alarm_name(az, settings.resource_prefix) for az in azs] + list(settings.extra_alarms)
 
@@ -250,11 +280,35 @@ class RolloutEngine:
         result.add("alarms", not bad, f"{len(states)} OK" if not bad else
                    ", ".join(f"{n} is {s or 'missing'}" for n, s in sorted(bad.items())))
         ids = [i for b in plan.batches for i in b.instance_ids]
+        self._check_rollback_versions(result, ids, version, settings)
         online = self.agents_online(ids)
         offline = [i for i in ids if i not in online]
         result.add("ssm agents", not offline, f"{len(online)} online" if not offline else
                    f"{len(offline)} not online: {', '.join(offline[:5])}{' ...' if len(offline) > 5 else ''}")
         return result
+
+    def _check_rollback_versions(self, result: Preflight, ids: Sequence[str], version: str,
+                                 settings: RolloutSettings) -> None:
+        if settings.rollback_version:
+            present = self.version_exists(settings.package_name, settings.rollback_version)
+            result.previous_versions = dict.fromkeys(ids, settings.rollback_version)
+            result.add("rollback version", present, f"{settings.rollback_version} (given)" if present else
+                       f"rollback version {settings.rollback_version!r} of package {settings.package_name} "
+                       "does not exist")
+            return
+        seen = self.current_versions(ids, settings.heartbeat_period_seconds)
+        unclear = sorted(i for i, versions in seen.items() if len(versions) != 1)
+        if unclear:
+            result.add("rollback version", False,
+                       f"cannot tell the current agent version of {len(unclear)} host(s) from their heartbeats "
+                       f"({', '.join(unclear[:3])}{' ...' if len(unclear) > 3 else ''}): pass --rollback-version")
+            return
+        result.previous_versions = {i: next(iter(v)) for i, v in seen.items()}
+        counts: dict[str, int] = {}
+        for v in result.previous_versions.values():
+            counts[v] = counts.get(v, 0) + 1
+        result.add("rollback version", True, "hosts run " + ", ".join(
+            f"{v} ({n})" for v, n in sorted(counts.items())) + "; a rollback returns them there")
 
     # --- state transitions --------------------------------------------------------------------------
 
@@ -291,7 +345,7 @@ class RolloutEngine:
         try:
             check = preflight or self.preflight(plan, version, settings)
             check.raise_if_failed()
-            state = self._new_state(rollout_id, fleet, version, plan, settings)
+            state = self._new_state(rollout_id, fleet, version, plan, settings, check.previous_versions)
             self.audit.append({"ts": iso(self.clock.now()), "rollout_id": rollout_id, "seq": 1, "event": "created",
                                "actor": self.owner, "fleet": fleet, "version": version,
                                "hosts": plan.host_count, "zones": [z.az for z in plan.zones]})
@@ -373,12 +427,13 @@ class RolloutEngine:
     # --- the state machine --------------------------------------------------------------------------
 
     def _new_state(self, rollout_id: str, fleet: str, version: str, plan: RolloutPlan,
-                   settings: RolloutSettings) -> RolloutState:
+                   settings: RolloutSettings, previous_versions: dict[str, str]) -> RolloutState:
         now = self.clock.now()
         batches: dict[str, dict[str, Any]] = {}
         for b in plan.batches:
             batches[b.batch_id] = {**b.to_dict(), "kind": UPGRADE, "phase": "pending", "hosts": {},
-                                   "command_id": None, "comment": None}
+                                   "command_id": None, "comment": None,
+                                   "previous_versions": {i: previous_versions[i] for i in b.instance_ids}}
         waves = {f"{z.az}/{w}": {"phase": "pending", "bake_started_at": None, "evidence_since": None}
                  for z in plan.zones for w in z.waves}
         meta = {
@@ -516,9 +571,8 @@ class RolloutEngine:
         self.progress(f"  {batch_id}: {batch['kind']} sent to {len(batch['instance_ids'])} hosts ({command_id})")
 
     def _send(self, state: RolloutState, batch: dict[str, Any]) -> str:
-        params: dict[str, list[str]] = {}
-        if batch["kind"] == UPGRADE:
-            params[AGENT_VERSION_PARAMETER] = [state.meta["version"]]
+        version = state.meta["version"] if batch["kind"] == UPGRADE else batch["version"]
+        params = {AGENT_VERSION_PARAMETER: [version]}
         response = self.aws(
             self.clients.ssm, "send_command",
             InstanceIds=list(batch["instance_ids"]), DocumentName=self._document(batch["kind"]),
@@ -632,10 +686,19 @@ class RolloutEngine:
 
     def _silent_hosts(self, instance_ids: Sequence[str], version: str, since: float, until: float) -> list[str]:
         """Upgraded hosts with no heartbeat datapoint at ``version`` in [since, until]."""
-        period = int(self._settings.heartbeat_period_seconds)
+        beating = self._beating([(i, version) for i in instance_ids], since, until,
+                                self._settings.heartbeat_period_seconds)
+        alive = {i for i, _ in beating}
+        return [i for i in instance_ids if i not in alive]
+
+    def _beating(self, pairs: Sequence[tuple[str, str]], since: float, until: float,
+                 period_seconds: float) -> set[tuple[str, str]]:
+        """The (instance, version) pairs with a heartbeat datapoint in [since, until] (GetMetricData,
+        500 queries a call)."""
+        period = int(period_seconds)
         period = 60 if period >= 60 else max(1, period)
-        seen: set[str] = set()
-        for group in chunk(list(instance_ids), 500):
+        seen: set[tuple[str, str]] = set()
+        for group in chunk(list(pairs), 500):
             queries = [{
                 "Id": f"h{n}",
                 "MetricStat": {"Metric": {
@@ -644,18 +707,18 @@ class RolloutEngine:
                                    {"Name": HEARTBEAT_VERSION_DIMENSION, "Value": version}]},
                     "Period": period, "Stat": "SampleCount"},
                 "ReturnData": True,
-            } for n, iid in enumerate(group)]
+            } for n, (iid, version) in enumerate(group)]
             kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": to_datetime(since),
                                       "EndTime": to_datetime(until + 1)}
             while True:
                 page = self.aws(self.clients.cloudwatch, "get_metric_data", **kwargs)
                 for result in page.get("MetricDataResults", []):
                     if any(v > 0 for v in result.get("Values", [])):
-                        seen.add(group[int(result["Id"][1:])])
+                        seen.add(tuple(group[int(result["Id"][1:])]))
                 if not page.get("NextToken"):
                     break
                 kwargs["NextToken"] = page["NextToken"]
-        return [i for i in instance_ids if i not in seen]
+        return seen
 
     # halting and rolling back ---------------------------------------------------------------------------
 
@@ -663,6 +726,15 @@ class RolloutEngine:
         """Every host of ``az`` that was sent the upgrade (failed ones too: they may be half-upgraded)."""
         return sorted(i for b in state.meta["zone_batches"][az] if state.batches[b]["kind"] == UPGRADE
                       for i, s in state.batches[b]["hosts"].items() if s in ("upgraded", "failed"))
+
+    def rollback_targets(self, state: RolloutState, az: str) -> dict[str, list[str]]:
+        """``{version to return to: [instance ids]}`` for the hosts of ``az`` to roll back."""
+        previous = {i: v for b in state.meta["zone_batches"][az] for i, v in
+                    state.batches[b].get("previous_versions", {}).items()}
+        out: dict[str, list[str]] = {}
+        for iid in self.hosts_to_roll_back(state, az):
+            out.setdefault(previous[iid], []).append(iid)
+        return out
 
     def _halt(self, state: RolloutState, az: str, reason: str) -> RolloutState:
         state.meta["status"] = ROLLING_BACK
@@ -681,13 +753,14 @@ class RolloutEngine:
             rb_ids = state.meta.setdefault("rollback_batches", {}).get(az)
             if rb_ids is None:
                 rb_ids = []
-                for n, ids in enumerate(chunk(self.hosts_to_roll_back(state, az))):
-                    batch_id = f"{az}.rollback.{n:03d}"
-                    state.add_batch({"batch_id": batch_id, "az": az, "wave": ROLLBACK, "kind": ROLLBACK,
-                                     "instance_ids": ids, "max_concurrency": str(len(ids)),
-                                     "max_errors": str(len(ids)), "phase": "pending", "hosts": {},
-                                     "command_id": None, "comment": None})
-                    rb_ids.append(batch_id)
+                for version, ids in sorted(self.rollback_targets(state, az).items()):
+                    for group in chunk(ids):
+                        batch_id = f"{az}.rollback.{len(rb_ids):03d}"
+                        state.add_batch({"batch_id": batch_id, "az": az, "wave": ROLLBACK, "kind": ROLLBACK,
+                                         "version": version, "instance_ids": group,
+                                         "max_concurrency": str(len(group)), "max_errors": str(len(group)),
+                                         "phase": "pending", "hosts": {}, "command_id": None, "comment": None})
+                        rb_ids.append(batch_id)
                 state.meta["rollback_batches"][az] = rb_ids
                 self._transition(state, "rollback_planned", az=az, batches=rb_ids,
                                  hosts=sum(len(state.batches[b]["instance_ids"]) for b in rb_ids))

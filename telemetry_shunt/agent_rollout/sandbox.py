@@ -152,7 +152,6 @@ class HeartbeatSimulator:
         self.period = period_seconds
         self.az = {h["instance_id"]: h["az"] for h in hosts}
         self.version = dict.fromkeys(self.az, START_VERSION)
-        self.history: dict[str, list[str]] = {i: [] for i in self.az}
         self._seen: set[str] = set()
         self._now = now or (lambda: datetime.now(UTC).timestamp())
         self._stop = threading.Event()
@@ -169,10 +168,9 @@ class HeartbeatSimulator:
                 if iid not in self.version:
                     continue
                 if command["DocumentName"] == agent_document_name("upgrade"):
-                    self.history[iid].append(self.version[iid])
                     self.version[iid] = command["Parameters"][AGENT_VERSION_PARAMETER][0]
-                elif command["DocumentName"] == agent_document_name("rollback") and self.history[iid]:
-                    self.version[iid] = self.history[iid].pop()
+                elif command["DocumentName"] == agent_document_name("rollback"):
+                    self.version[iid] = command["Parameters"][AGENT_VERSION_PARAMETER][0]
         ts = datetime.fromtimestamp(self._now(), UTC)
         data = []
         for iid, version in self.version.items():

@@ -145,6 +145,7 @@ def _settings(params: dict[str, Any]):
         heartbeat_period_seconds=params["heartbeat_period_seconds"],
         command_timeout_seconds=params["command_timeout_seconds"], lease_seconds=params["lease_seconds"],
         resource_prefix=params["prefix"], package=params["package"], extra_alarms=tuple(params["alarms"]),
+        rollback_version=params["rollback_version"],
     )
     settings.validate()
     return settings
@@ -229,6 +230,9 @@ def run_options(func: Callable) -> Callable:
 @click.option("--prefix", default=DEFAULT_RESOURCE_PREFIX, show_default=True,
               help="Resource prefix of the SSM documents and heartbeat alarms.")
 @click.option("--alarm", "alarms", multiple=True, help="Extra CloudWatch alarm that must stay OK (repeat).")
+@click.option("--rollback-version", default=None,
+              help="Version a rollback installs. Default: each host's current version, read from its "
+                   "heartbeats (preflight fails if a host's version is unclear).")
 @click.option("--rollout-id", default=None, help="Id for the rollout (default: generated).")
 @run_options
 @click.option("--dry-run", is_flag=True, help="Run preflight and print the plan; change nothing.")

@@ -65,13 +65,14 @@ class FakeFleet:
         self.stuck: set[str] = set()               # upgrades stay InProgress on these until cancelled
         self.stuck_always: set[str] = set()        # every command stays InProgress on these
         self.slow_polls = 0                        # invocations report InProgress this many polls first
-        self.silent: set[str] = set()              # these hosts never publish heartbeats
+        self.silent: set[str] = set()              # these hosts stop heartbeating once upgraded
+        self.dark: set[str] = set()                # these hosts never heartbeat
         self.offline: set[str] = set()             # SSM agent not online
         self.alarm_states: dict[str, str] = {heartbeat_alarm_name(az): "OK" for az in counts}
         self.alarm_schedule: list[tuple[float, str, str]] = []  # (at, alarm, state)
         self.throttle: Counter[str] = Counter()    # operation -> throttled calls left
         self.crash_after_send: int | None = None   # crash once the n-th command was accepted
-        self.versions = {OLD, NEW}
+        self.versions = {"0.9.0", OLD, NEW}
         # records
         self.commands: list[dict[str, Any]] = []
         self.calls: Counter[str] = Counter()
@@ -155,8 +156,9 @@ class FakeSsm:
                     host.upgraded_at = self.f.clock.now()
             elif DocumentName == ROLLBACK_DOC:
                 host.rollbacks += 1
-                if host.previous:
-                    host.version = host.previous.pop()
+                expected = host.previous.pop() if host.previous else host.version
+                assert Parameters[AGENT_VERSION_PARAMETER] == [expected], (iid, Parameters, expected)
+                host.version = expected
         if self.f.crash_after_send is not None and len(self.f.commands) >= self.f.crash_after_send:
             self.f.crash_after_send = None
             raise SimulatedCrash("crashed after SendCommand was accepted")
@@ -206,6 +208,21 @@ class FakeCloudWatch:
         return {"MetricAlarms": [{"AlarmName": n, "StateValue": self.f.alarm_states[n]}
                                  for n in AlarmNames if n in self.f.alarm_states], "CompositeAlarms": []}
 
+    def list_metrics(self, Namespace, MetricName, Dimensions, RecentlyActive=None, NextToken=None):  # noqa: N803
+        self.f._enter("list_metrics")
+        metrics = []
+        for h in self.f.hosts.values():
+            if h.instance_id in self.f.dark:
+                continue
+            for version in {h.version, *h.previous}:  # the last 3 hours may show older versions too
+                metrics.append({"Namespace": Namespace, "MetricName": MetricName, "Dimensions": [
+                    {"Name": "InstanceId", "Value": h.instance_id}, {"Name": "AgentVersion", "Value": version}]})
+        start = int(NextToken or 0)
+        out = {"Metrics": metrics[start:start + 500]}
+        if start + 500 < len(metrics):
+            out["NextToken"] = str(start + 500)
+        return out
+
     def get_metric_data(self, MetricDataQueries, StartTime, EndTime, NextToken=None):  # noqa: N803
         self.f._enter("get_metric_data")
         assert len(MetricDataQueries) <= 500
@@ -213,8 +230,10 @@ class FakeCloudWatch:
         for q in MetricDataQueries:
             dims = {d["Name"]: d["Value"] for d in q["MetricStat"]["Metric"]["Dimensions"]}
             host = self.f.hosts[dims["InstanceId"]]
-            alive = (host.instance_id not in self.f.silent and host.version == dims["AgentVersion"]
-                     and host.upgraded_at is not None and host.upgraded_at <= EndTime.timestamp())
+            silent = host.instance_id in self.f.dark or (
+                host.instance_id in self.f.silent and host.upgraded_at is not None)
+            alive = (not silent and host.version == dims["AgentVersion"]
+                     and (host.upgraded_at is None or host.upgraded_at <= EndTime.timestamp()))
             results.append({"Id": q["Id"], "Values": [1.0] if alive else [], "StatusCode": "Complete"})
         return {"MetricDataResults": results}
 

@@ -49,10 +49,11 @@ def check_invariants(rig, state):
     # the stored state is what the engine returned, and matches the hosts
     stored = rig.store.load(state.rollout_id)
     assert stored.meta["status"] == state.meta["status"]
+    previous = {i: v for b in stored.batches.values() for i, v in b.get("previous_versions", {}).items()}
     for iid, kinds in stored.host_statuses().items():
         host = rig.fleet.hosts[iid]
         if kinds.get("rollback") == "rolled_back":
-            assert host.version == OLD
+            assert host.version == previous[iid]
         elif kinds.get("upgrade") == "upgraded":
             assert host.version == NEW
     # every host sent a command is accounted for in the state
@@ -235,9 +236,10 @@ def test_second_operator_is_refused_with_holder_and_expiry(rig_factory):
     assert len(errors) == 1 and errors[0].exit_code == 3
     assert "locked by op-1 (rollout r-test) until 20" in str(errors[0])
     assert all(h.upgrades == 1 for h in rig.fleet.hosts.values())
-    # once released, the other operator can go
+    assert not (rig.store.dir / "rollouts" / "r-other.json").exists()
     rig.clock.on_sleep.clear()
     assert rig.store.read_lease("web") is None
+    check_invariants(rig, state)
 
 
 def test_operator_abort_mid_rollout_then_resume(rig_factory):
@@ -294,6 +296,32 @@ def test_preflight_failures(rig_factory, mutate, message):
         rig.start()
     assert rig.fleet.commands == []
     assert rig.store.read_lease("web") is None
+
+
+def test_rollback_returns_each_host_to_its_own_previous_version(rig_factory):
+    rig = rig_factory({A: 1, B: 12})
+    older = rig.fleet.ids(B)[::3]
+    for iid in older:
+        rig.fleet.hosts[iid].version = "0.9.0"
+    rig.fleet.silent.add(rig.fleet.ids(B)[7])
+    state = rig.start()
+    assert state.status == ROLLED_BACK
+    rollbacks = [c for c in rig.fleet.commands if c["DocumentName"] == ROLLBACK_DOC]
+    assert sorted(c["Parameters"]["version"][0] for c in rollbacks) == ["0.9.0", OLD]
+    assert {i for i in rig.fleet.ids(B) if rig.fleet.hosts[i].version == "0.9.0"} == set(older)
+    assert all(rig.fleet.hosts[i].version == OLD for i in rig.fleet.ids(B) if i not in older)
+    check_invariants(rig, state)
+
+
+def test_unknown_current_version_needs_an_explicit_rollback_version(rig_factory):
+    rig = rig_factory({A: 3})
+    rig.fleet.dark.add(rig.fleet.ids(A)[1])
+    with pytest.raises(PreflightFailed, match="cannot tell the current agent version of 1 host.*--rollback-version"):
+        rig.start()
+    rig.settings = RolloutSettings(bake_seconds=600, poll_seconds=30, lease_seconds=120, rollback_version="4.0.4")
+    with pytest.raises(PreflightFailed, match="rollback version '4.0.4' .* does not exist"):
+        rig.start()
+    assert rig.fleet.commands == []
 
 
 def test_bake_shorter_than_heartbeat_period_is_rejected(rig_factory):

@@ -36,6 +36,7 @@ class MotoRig:
         self.hosts = seed(self.session, endpoint_url=None, instances_per_az=3)
         self.clock = SimulatedClock(start=time.time())
         self.sim = HeartbeatSimulator(self.session, endpoint_url=None, hosts=self.hosts, now=self.clock.now)
+        self.sim.step()  # the agents have been heartbeating at 1.0.0
         self.clock.on_sleep.append(lambda _now: self.sim.step())
         self.clients = AwsClients(ec2=self.session.client("ec2"), ssm=self.session.client("ssm"),
                                   cloudwatch=self.session.client("cloudwatch"))
@@ -82,9 +83,9 @@ def test_rollout_completes_with_state_in_dynamodb(moto_rig):
     assert all(c["Parameters"]["version"] == ["1.1.0"] for c in commands)
     assert moto_rig.store.read_lease("demo") is None
     assert [m["rollout_id"] for m in moto_rig.store.list_rollouts()] == ["r-moto"]
-    # AWS calls per wave stay small: one describe_alarms per poll, one get_metric_data per bake
+    # AWS calls stay small: one get_metric_data per bake (+1 in preflight to read current versions)
     calls = engine.aws.calls
-    assert calls["send_command"] == 6 and calls["get_metric_data"] == 6
+    assert calls["send_command"] == 6 and calls["get_metric_data"] == 6 + 1 and calls["list_metrics"] == 1
 
 
 def test_silent_version_halts_and_rolls_back_the_zone(moto_rig):

@@ -30,6 +30,7 @@ def env(tmp_path, monkeypatch):
         hosts = seed(session, endpoint_url=None, instances_per_az=2)
         clock = SimulatedClock(start=time.time())
         sim = HeartbeatSimulator(session, endpoint_url=None, hosts=hosts, now=clock.now)
+        sim.step()  # the agents have been heartbeating at 1.0.0
         clock.on_sleep.append(lambda _now: sim.step())
         monkeypatch.setattr(rollout_cli, "CLOCK_FACTORY", lambda: clock)
         kill_file = tmp_path / "kill.json"
