@@ -293,6 +293,11 @@ def _condition(op: str, key: str, values: Sequence[str], ctx: Mapping[str, Any])
         want_absent = values[0].lower() == "true"
         return (actual is None) == want_absent
     if actual is None:
+        # Set operators over no values: ForAllValues is vacuously true, ForAnyValue false (IAM docs).
+        if qualifier == "ForAllValues":
+            return True
+        if qualifier == "ForAnyValue":
+            return False
         return if_exists or base in _NEGATED
     actual_values = [str(v) for v in _as_list(actual)]
     if qualifier == "ForAllValues":
