@@ -132,3 +132,14 @@ def test_bad_input_fails_at_synth() -> None:
         AgentControlStack(App(), "Empty", availability_zones=[], agent=AgentSource.cloudwatch_agent())
     with pytest.raises(ValidationError, match="got 'euw1-az1'"):
         AgentControlStack(App(), "Ids", availability_zones=["euw1-az1"], agent=AgentSource.cloudwatch_agent())
+
+
+_DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
+
+
+@pytest.mark.parametrize(("doc", "index"), [("kill-switch.md", 0), ("kill-switch.md", 1),
+                                            ("agent-rollout-support.md", 0)])
+def test_doc_examples_run(doc: str, index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (_DOCS / doc).read_text(), re.DOTALL)
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    exec(compile(blocks[index], f"<{doc}#{index}>", "exec"), {"__name__": "__doc_example__"})
