@@ -241,10 +241,14 @@ class RolloutEngine:
                 break
             kwargs["NextToken"] = page["NextToken"]
         now = self.clock.now()
-        beating = self._beating(pairs, now - 5 * period_seconds, now, period_seconds)
+        latest = self._latest_beats(pairs, now - 5 * period_seconds, now, period_seconds)
+        newest: dict[str, float] = {}
+        for (iid, _), ts in latest.items():
+            newest[iid] = max(ts, newest.get(iid, ts))
         out: dict[str, set[str]] = {i: set() for i in instance_ids}
-        for iid, version in beating:
-            out[iid].add(version)
+        for (iid, version), ts in latest.items():
+            if ts == newest[iid]:  # a host that just changed version beat at both: the newest counts
+                out[iid].add(version)
         return out
 
     def alarms_for(self, azs: Iterable[str], settings: RolloutSettings) -> list[str]:
@@ -693,11 +697,16 @@ class RolloutEngine:
 
     def _beating(self, pairs: Sequence[tuple[str, str]], since: float, until: float,
                  period_seconds: float) -> set[tuple[str, str]]:
-        """The (instance, version) pairs with a heartbeat datapoint in [since, until] (GetMetricData,
-        500 queries a call)."""
+        """The (instance, version) pairs with a heartbeat datapoint in [since, until]."""
+        return set(self._latest_beats(pairs, since, until, period_seconds))
+
+    def _latest_beats(self, pairs: Sequence[tuple[str, str]], since: float, until: float,
+                      period_seconds: float) -> dict[tuple[str, str], float]:
+        """``{(instance, version): newest datapoint time}`` for pairs that beat in [since, until]
+        (GetMetricData, 500 queries a call)."""
         period = int(period_seconds)
         period = 60 if period >= 60 else max(1, period)
-        seen: set[tuple[str, str]] = set()
+        seen: dict[tuple[str, str], float] = {}
         for group in chunk(list(pairs), 500):
             queries = [{
                 "Id": f"h{n}",
@@ -713,8 +722,11 @@ class RolloutEngine:
             while True:
                 page = self.aws(self.clients.cloudwatch, "get_metric_data", **kwargs)
                 for result in page.get("MetricDataResults", []):
-                    if any(v > 0 for v in result.get("Values", [])):
-                        seen.add(tuple(group[int(result["Id"][1:])]))
+                    stamps = [t for t, v in zip(result.get("Timestamps", []), result.get("Values", []), strict=False)
+                              if v > 0]
+                    if stamps:
+                        pair = tuple(group[int(result["Id"][1:])])
+                        seen[pair] = max([seen.get(pair, 0.0), *(t.timestamp() for t in stamps)])
                 if not page.get("NextToken"):
                     break
                 kwargs["NextToken"] = page["NextToken"]

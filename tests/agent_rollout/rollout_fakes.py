@@ -234,7 +234,8 @@ class FakeCloudWatch:
                 host.instance_id in self.f.silent and host.upgraded_at is not None)
             alive = (not silent and host.version == dims["AgentVersion"]
                      and (host.upgraded_at is None or host.upgraded_at <= EndTime.timestamp()))
-            results.append({"Id": q["Id"], "Values": [1.0] if alive else [], "StatusCode": "Complete"})
+            results.append({"Id": q["Id"], "Values": [1.0] if alive else [], "Timestamps": [EndTime] if alive else [],
+                            "StatusCode": "Complete"})
         return {"MetricDataResults": results}
 
 

@@ -162,3 +162,14 @@ def test_abort_request_through_dynamodb_stops_the_next_batch(moto_rig):
     state = moto_rig.engine("op-3").resume("r-ab")
     assert state.status == COMPLETED
     assert moto_rig.store.abort_requested("r-ab") is None
+
+
+def test_current_versions_come_from_the_newest_heartbeat(moto_rig):
+    engine = moto_rig.engine()
+    plan = plan_rollout(engine.discover("demo"))
+    engine.start(fleet="demo", version="1.1.0", plan=plan, settings=SETTINGS, rollout_id="r-v1")
+    moto_rig.clock.sleep(SETTINGS.heartbeat_period_seconds)
+    # the last zone's hosts beat at 1.0.0 and at 1.1.0 within the window: the newest beat decides
+    check = moto_rig.engine("op-2").preflight(plan, "1.0.0", SETTINGS)
+    assert check.ok, check.rows()
+    assert set(check.previous_versions.values()) == {"1.1.0"}
