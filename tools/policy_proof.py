@@ -26,8 +26,9 @@ symbolic principal (anonymous or a role session, user or account root in some 12
 organization, in the service's partition) matched against ``Principal``/``NotPrincipal`` exactly, and
 the facts Lattice guarantees (the resource is ``<service ARN><RequestPath>``, ``RequestMethod``,
 ``RequestPath``, ``ServiceArn`` and ``aws:PrincipalType`` are always present; anonymous callers have
-type ``Anonymous`` and no principal keys). Everything else (other keys, their presence, the
-principal's organization and type) is left free, which only enlarges the set of requests considered.
+type ``anonymous`` in some letter case and no organization, account, ARN or tags). Everything else
+(other keys, their presence, the principal's organization and type) is left free, which only enlarges
+the set of requests considered.
 
 Anything this module does not model (set operators, numeric/date/IP operators, policy variables,
 unresolved CDK tokens, non-AWS principals) raises :class:`ProofError` instead of being approximated.
@@ -82,6 +83,8 @@ _IAMPROVER_OPERATORS = {
 }
 _NEGATED = {"StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike", "StringNotEqualsIgnoreCase"}
 _KINDS = ("role", "user", "root")
+# Keys an unsigned request cannot carry: they describe a signed-in principal.
+_ABSENT_WHEN_ANONYMOUS = {KEY_ORG, KEY_ACCOUNT, KEY_PRINCIPAL_ARN, "aws:principalorgpaths"}
 _PRINCIPAL_TYPES = {"role": "AssumedRole", "user": "User", "root": "Account"}
 
 
@@ -147,7 +150,7 @@ class _Request:
             self.has(KEY_SERVICE_ARN), self.value(KEY_SERVICE_ARN) == z3.StringVal(self.service_arn),
             z3.Not(z3.InRe(self.action, z3.Concat(_ANY, z3.Range("A", "Z"), _ANY))),
             self.has(KEY_PRINCIPAL_TYPE),
-            z3.Implies(anon, self.value(KEY_PRINCIPAL_TYPE) == z3.StringVal("Anonymous")),
+            z3.Implies(anon, z3.InRe(self.value(KEY_PRINCIPAL_TYPE), _ci_re("anonymous"))),
             z3.Implies(z3.Not(anon), z3.Not(z3.InRe(self.value(KEY_PRINCIPAL_TYPE), _ci_re("anonymous")))),
             z3.Implies(z3.Not(anon), z3.And(
                 z3.InRe(self.account, _DIGITS12),
@@ -156,7 +159,7 @@ class _Request:
             )),
         ]
         for key, present in self._present.items():
-            if key.startswith("aws:principal") and key != KEY_PRINCIPAL_TYPE:
+            if key in _ABSENT_WHEN_ANONYMOUS or key.startswith("aws:principaltag/"):
                 facts.append(z3.Implies(anon, z3.Not(present)))
         if KEY_ACCOUNT in self._present:
             facts.append(z3.Implies(z3.Not(anon), z3.And(self.has(KEY_ACCOUNT), self.value(KEY_ACCOUNT) == self.account)))
@@ -178,6 +181,7 @@ class _Request:
                 z3.Re(f"arn:{self.partition}:vpc-lattice:"), z3.Star(word), z3.Re(":"), _DIGITS12,
                 z3.Re(":servicenetwork/sn-"), z3.Plus(word)))),
         ]
+        out.append(z3.Implies(self.anonymous, ptype == z3.StringVal("Anonymous")))
         for kind, type_name in _PRINCIPAL_TYPES.items():
             out.append(z3.Implies(z3.And(z3.Not(self.anonymous), self.kind == z3.StringVal(kind)),
                                   ptype == z3.StringVal(type_name)))
