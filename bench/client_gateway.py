@@ -8,12 +8,23 @@ blackhole (listens but never accepts), 5xx, 429 (Retry-After: 5), 403.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MODES = ("healthy", "refused", "slow", "never", "blackhole", "5xx", "429", "403")
 SLOW_SECONDS = 0.5
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A client that gave up (its deadline passed) is expected here, not an error worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class BenchGateway:
@@ -35,7 +46,7 @@ class BenchGateway:
             self._sock.listen(1024)
             port = self._sock.getsockname()[1]
         else:
-            self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+            self._server = QuietServer(("127.0.0.1", 0), self._handler())
             self._server.daemon_threads = True
             port = self._server.server_address[1]
             threading.Thread(target=self._server.serve_forever, daemon=True).start()

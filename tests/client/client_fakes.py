@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -118,6 +119,16 @@ def verify_sigv4(
 # --- the fake gateway ----------------------------------------------------------------------------------
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A client that gave up (its deadline passed) is expected here, not an error worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class FakeGateway:
     """``POST /metrics`` on 127.0.0.1. ``mode`` can change at any time:
 
@@ -148,7 +159,7 @@ class FakeGateway:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 gateway._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -275,7 +286,7 @@ class FakeAgent:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -116,14 +116,14 @@ def test_credentials_are_resolved_on_the_worker_thread(gateway, make_client, mon
 
     def slow_chain(self):
         seen.append(threading.current_thread())
-        time.sleep(0.3)  # an instance-metadata lookup
+        time.sleep(1.0)  # an instance-metadata lookup
         return fake_credentials()
 
     monkeypatch.setattr(botocore.session.Session, "get_credentials", slow_chain)
     started = time.monotonic()
     client = make_client(gateway.url, credentials=None)
     client.emit("m", 1)
-    assert time.monotonic() - started < 0.25
+    assert time.monotonic() - started < 0.8
     assert gateway.wait_for_records(1)
     assert seen and seen[0] is not threading.main_thread() and seen[0].name == "telemetry-shunt-client"
 
