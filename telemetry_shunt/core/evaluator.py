@@ -196,6 +196,7 @@ def _matching(policy: Mapping[str, Any], caller: Caller, action: str, resource: 
         effect = stmt.get("Effect")
         if effect not in ("Allow", "Deny"):
             raise ValidationError(f"statement {sid} has Effect {effect!r}; expected Allow or Deny")
+        _refuse_variables(stmt, sid)
         if resource_policy and not _principal_matches(stmt, caller):
             continue
         if not _element_matches(stmt, "Action", "NotAction", action, case_insensitive=True):
@@ -206,6 +207,16 @@ def _matching(policy: Mapping[str, Any], caller: Caller, action: str, resource: 
             continue
         (allows if effect == "Allow" else denies).append(sid)
     return allows, denies
+
+
+def _refuse_variables(stmt: Mapping[str, Any], sid: str) -> None:
+    """Policy variables (``${aws:username}``) and unresolved CDK tokens would be matched literally: refuse them."""
+    values = [v for element in ("Action", "NotAction", "Resource", "NotResource") for v in _as_list(stmt.get(element))]
+    values += [v for block in (stmt.get("Condition") or {}).values() for vs in block.values() for v in _as_list(vs)]
+    for value in values:
+        if isinstance(value, str) and "${" in value:
+            raise ValidationError(f"statement {sid} uses {value!r}: this evaluator does not substitute policy variables "
+                                  "or CDK tokens; resolve the template first (shunt policy check --template ...)")
 
 
 def _as_list(value: Any) -> list[Any]:
