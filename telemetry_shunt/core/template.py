@@ -118,6 +118,8 @@ class Resolver:
 
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
+            if name.startswith("!"):  # ${!Literal} is CloudFormation's escape for a literal ${Literal}
+                return "${" + name[1:] + "}"
             if name in variables:
                 return str(self.resolve(variables[name]))
             if "." in name:
@@ -125,7 +127,7 @@ class Resolver:
                 return self.get_att(logical, attr)
             return self.ref(name)
 
-        return re.sub(r"\$\{([^!}][^}]*)\}", repl, text)
+        return re.sub(r"\$\{([^}]+)\}", repl, text)
 
 
 def load_template(path: str | Path) -> dict[str, Any]:

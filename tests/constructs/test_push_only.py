@@ -18,7 +18,7 @@ import pytest
 import app as default_app
 from telemetry_shunt.core.evaluator import Request, evaluate
 from telemetry_shunt.core.routes import default_routes
-from telemetry_shunt.core.template import Environment, LatticePolicies, lattice_policies
+from telemetry_shunt.core.template import Environment, LatticePolicies, Resolver, lattice_policies
 from tools.policy_proof import EVERY_PUSHER_CAN_PUSH, prove_push_only
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,6 +151,15 @@ def test_template_resolves_to_concrete_policies_in_the_partition(name, request, 
     assert "Token[" not in text and "Fn::" not in text and '"Ref"' not in text
     sn_condition = lp.service_policy["Statement"][0]["Condition"]["StringEquals"]["vpc-lattice-svcs:ServiceNetworkArn"]
     assert sn_condition == lp.service_network_arn
+
+
+def test_resolver_unescapes_fn_sub_literals():
+    """``${!Literal}`` in Fn::Sub is CloudFormation's escape for ``${Literal}`` (e.g. a policy variable)."""
+    template = {"Resources": {"Svc": {"Type": "AWS::VpcLattice::Service", "Properties": {}}}}
+    resolved = Resolver(template, Environment("aws-us-gov", "us-gov-west-1", "123456789012")).resolve(
+        {"Fn::Sub": ["${Svc}/${!aws:username}/${Path}-${AWS::Region}", {"Path": "metrics"}]})
+    assert resolved == ("arn:aws-us-gov:vpc-lattice:us-gov-west-1:123456789012:service/svc-"
+                        f"{Resolver(template, Environment()).fake_id('Svc')}/${{aws:username}}/metrics-us-gov-west-1")
 
 
 # --- request matrix -----------------------------------------------------------------------------------
