@@ -14,6 +14,7 @@ so no host is sent the upgrade twice.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 import uuid
@@ -187,6 +188,38 @@ class RolloutEngine:
                 return hosts
             kwargs["NextToken"] = page["NextToken"]
 
+    def allowed_versions(self, settings: RolloutSettings) -> list[str] | None:
+        """The upgrade document's ``allowedValues`` for the version (S3 artifacts list the checksummed
+        versions there), or None when it has none (a Distributor package: ask the package)."""
+        try:
+            doc = self.aws(self.clients.ssm, "get_document", Name=self._document_name(UPGRADE, settings),
+                           DocumentVersion="$LATEST", DocumentFormat="JSON")
+        except Exception as exc:
+            if error_code(exc) in ("InvalidDocument", "InvalidDocumentVersion"):
+                return None  # reported by the document check
+            raise
+        try:
+            content = json.loads(doc.get("Content") or "{}")
+        except ValueError:
+            return None
+        allowed = content.get("parameters", {}).get(AGENT_VERSION_PARAMETER, {}).get("allowedValues")
+        return list(allowed) if isinstance(allowed, list) else None
+
+    def check_version(self, version: str, settings: RolloutSettings) -> tuple[bool, str]:
+        allowed = self.allowed_versions(settings)
+        if allowed is not None:
+            if version in allowed:
+                return True, f"{version} is an allowed version of the upgrade document"
+            return False, (f"version {version!r} is not one the upgrade document allows "
+                           f"({', '.join(allowed[:8])}{' ...' if len(allowed) > 8 else ''})")
+        if self.version_exists(settings.package_name, version):
+            return True, f"{settings.package_name} {version} exists"
+        return False, f"version {version!r} of package {settings.package_name} does not exist"
+
+    @staticmethod
+    def _document_name(kind: str, settings: RolloutSettings) -> str:
+        return agent_document_name(kind, settings.resource_prefix)
+
     def version_exists(self, package: str, version: str) -> bool:
         try:
             self.aws(self.clients.ssm, "describe_document", Name=package, VersionName=version)
@@ -266,9 +299,7 @@ class RolloutEngine:
                        f"ENGAGED (telemetry OFF) in {', '.join(engaged)}: run 'shunt kill off' first")
         except ShuntError as exc:
             result.add("kill switch", False, f"cannot read it: {exc}")
-        present = self.version_exists(settings.package_name, version)
-        result.add("version", present, f"{settings.package_name} {version} exists" if present else
-                   f"version {version!r} of package {settings.package_name} does not exist")
+        result.add("version", *self.check_version(version, settings))
         for action in (UPGRADE, ROLLBACK):
             doc = agent_document_name(action, settings.resource_prefix)
             found = True
@@ -294,11 +325,10 @@ class RolloutEngine:
     def _check_rollback_versions(self, result: Preflight, ids: Sequence[str], version: str,
                                  settings: RolloutSettings) -> None:
         if settings.rollback_version:
-            present = self.version_exists(settings.package_name, settings.rollback_version)
+            present, detail = self.check_version(settings.rollback_version, settings)
             result.previous_versions = dict.fromkeys(ids, settings.rollback_version)
             result.add("rollback version", present, f"{settings.rollback_version} (given)" if present else
-                       f"rollback version {settings.rollback_version!r} of package {settings.package_name} "
-                       "does not exist")
+                       f"rollback {detail}")
             return
         seen = self.current_versions(ids, settings.heartbeat_period_seconds)
         unclear = sorted(i for i, versions in seen.items() if len(versions) != 1)
@@ -580,6 +610,8 @@ class RolloutEngine:
         response = self.aws(
             self.clients.ssm, "send_command",
             InstanceIds=list(batch["instance_ids"]), DocumentName=self._document(batch["kind"]),
+            # the newest content: CloudFormation may not promote a document's new default version
+            DocumentVersion="$LATEST",
             Comment=batch["comment"], Parameters=params, MaxConcurrency=batch["max_concurrency"],
             MaxErrors=batch["max_errors"],
             # SSM's delivery timeout has a floor of 30 s; our own deadline (below) is what cancels

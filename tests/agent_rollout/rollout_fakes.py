@@ -9,6 +9,7 @@ was upgraded twice and that rollbacks restored the previous version.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,7 @@ class FakeFleet:
         self.throttle: Counter[str] = Counter()    # operation -> throttled calls left
         self.crash_after_send: int | None = None   # crash once the n-th command was accepted
         self.versions = {"0.9.0", OLD, NEW}
+        self.allowed_values: list[str] | None = None  # an S3-artifact upgrade document lists its versions
         # records
         self.commands: list[dict[str, Any]] = []
         self.calls: Counter[str] = Counter()
@@ -128,9 +130,19 @@ class FakeSsm:
             {"InstanceId": i, "PingStatus": "ConnectionLost" if i in self.f.offline else "Online"}
             for i in ids if i in self.f.hosts]}
 
+    def get_document(self, Name, DocumentVersion=None, DocumentFormat=None):  # noqa: N803
+        self.f._enter("get_document")
+        if Name not in (UPGRADE_DOC, ROLLBACK_DOC):
+            raise client_error("InvalidDocument", "GetDocument", "The specified document does not exist.")
+        version = {"type": "String"}
+        if self.f.allowed_values is not None:
+            version["allowedValues"] = list(self.f.allowed_values)
+        return {"Name": Name, "Content": json.dumps({"schemaVersion": "2.2", "parameters": {"version": version}})}
+
     def send_command(self, InstanceIds, DocumentName, Comment, Parameters, MaxConcurrency, MaxErrors,  # noqa: N803
-                     TimeoutSeconds):
+                     TimeoutSeconds, DocumentVersion=None):
         self.f._enter("send_command")
+        assert DocumentVersion == "$LATEST"
         assert 1 <= len(InstanceIds) <= 50, "SSM takes at most 50 instance ids"
         assert len(Comment) <= 100
         assert int(MaxErrors) >= 0 and int(MaxConcurrency) >= 1

@@ -324,6 +324,16 @@ def test_unknown_current_version_needs_an_explicit_rollback_version(rig_factory)
     assert rig.fleet.commands == []
 
 
+def test_s3_artifact_versions_come_from_the_upgrade_document(rig_factory):
+    rig = rig_factory({A: 2})
+    rig.fleet.allowed_values = [OLD, "1.0.5"]
+    with pytest.raises(PreflightFailed, match="version '1.1.0' is not one the upgrade document allows"):
+        rig.start()
+    rig.fleet.allowed_values = [OLD, NEW]
+    rig.fleet.versions.clear()  # no Distributor package at all
+    assert rig.start().status == COMPLETED
+
+
 def test_bake_shorter_than_heartbeat_period_is_rejected(rig_factory):
     rig = rig_factory({A: 3}, settings=RolloutSettings(bake_seconds=30))
     with pytest.raises(ValidationError, match="shorter than the heartbeat period"):
