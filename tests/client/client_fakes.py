@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -138,7 +139,7 @@ class FakeGateway:
     A bad signature always gets a 403, as Lattice does.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.mode = "ok"
         self.delay = 0.5
         self.retry_after = "1"
@@ -160,9 +161,13 @@ class FakeGateway:
                 gateway._handle(self)
 
         self._server = QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:  # (certificate file, key file)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -287,7 +292,6 @@ class FakeAgent:
                 self.wfile.write(payload)
 
         self._server = QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
+import ssl
+import subprocess
 
 import pytest
 from client_fakes import (
     REGION,
     SECRET_KEY,
+    FakeGateway,
     balanced,
     fake_credentials,
     sigv4_signature,
@@ -120,3 +124,33 @@ def test_invalid_values_are_dropped_alone(gateway, make_client, value):
     assert wait_until(lambda: client.stats().dropped["invalid"] == 2)
     stats = client.stats()
     assert stats.emitted == 4 and balanced(stats)
+
+
+@pytest.fixture
+def tls_gateway(tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI to make a throwaway certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    server = FakeGateway(tls=(str(cert), str(key)))
+    yield server, str(cert)
+    server.close()
+
+
+def test_https_endpoints_are_verified_and_signed(tls_gateway, make_client):
+    gateway, cert = tls_gateway
+    trusted = make_client(gateway.url, ssl_context=ssl.create_default_context(cafile=cert))
+    trusted.emit("m", 1)
+    records = gateway.wait_for_records(1)
+    assert [r["value"] for r in records] == [1.0]
+    assert gateway.requests[0]["problem"] is None
+    assert gateway.requests[0]["headers"]["host"] == f"127.0.0.1:{gateway.port}"
+
+    untrusted = make_client(gateway.url, failure_threshold=1, max_attempts=1)  # system CAs only
+    untrusted.emit("m", 2)
+    assert wait_until(lambda: untrusted.stats().dropped["connection"] == 1)
+    assert untrusted.stats().state == "sending"  # a failed handshake is a failure, not a configuration stop
