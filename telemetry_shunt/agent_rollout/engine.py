@@ -446,6 +446,7 @@ class RolloutEngine:
         try:
             state = self.store.load(rollout_id)
             if state.status != ROLLING_BACK:
+                self._settle_in_flight(state)
                 touched = [az for az in reversed(state.meta["zone_order"])
                            if self.hosts_to_roll_back(state, az)]
                 state.meta["rollback_zones"] = touched
@@ -457,6 +458,22 @@ class RolloutEngine:
             return self._run(state)
         finally:
             self._release()
+
+    def _settle_in_flight(self, state: RolloutState) -> None:
+        """Before a rollback: learn the outcome of upgrade batches a dead controller left in flight, so
+        every host that may have been upgraded is rolled back."""
+        self._settings = RolloutSettings.from_dict(state.meta["settings"])
+        for batch_id, batch in sorted(state.batches.items()):
+            if batch["kind"] != UPGRADE or batch["phase"] not in ("sending", "sent"):
+                continue
+            if batch["phase"] == "sending":
+                command_id = self._find_sent(batch)
+                if command_id is None:
+                    state.touch(batch_id)["phase"] = "pending"
+                    self._transition(state, "batch_not_sent", batch=batch_id)
+                    continue
+                self._record_sent(state, batch_id, command_id, found=True)
+            self._wait(state, batch_id)
 
     # --- the state machine --------------------------------------------------------------------------
 

@@ -271,6 +271,35 @@ def test_operator_rollback_of_a_completed_rollout(rig_factory):
     check_invariants(rig, state)
 
 
+@pytest.mark.parametrize("crash_after_send", [True, False])
+def test_operator_rollback_after_a_crash_mid_batch_covers_the_in_flight_hosts(rig_factory, crash_after_send):
+    rig = rig_factory({A: 1, B: 20})
+    if crash_after_send:
+        rig.fleet.crash_after_send = 3  # B's rest batch accepted, CommandId never saved
+        with pytest.raises(SimulatedCrash):
+            rig.start()
+    else:  # intent saved, then died before SendCommand: the batch was never sent
+        original = rig.store.save
+
+        def save(state):
+            original(state)
+            if state.batches[f"{B}.rest.000"]["phase"] == "sending":
+                rig.store.save = original
+                raise SimulatedCrash("died before SendCommand")
+
+        rig.store.save = save
+        with pytest.raises(SimulatedCrash):
+            rig.start()
+        assert rig.fleet.hosts[rig.fleet.ids(B)[1]].upgrades == 0
+    rig.clock.on_sleep.clear()
+    rig.clock.advance(rig.settings.lease_seconds + 1)
+    state = rig.engine("op-2").rollback("r-test")
+    assert state.status == ROLLED_BACK
+    assert upgraded(rig) == []
+    assert all(h.upgrades <= 1 for h in rig.fleet.hosts.values())
+    check_invariants(rig, state)
+
+
 def test_resume_of_a_finished_rollout_changes_nothing(rig_factory):
     rig = rig_factory({A: 2})
     state = rig.start()
