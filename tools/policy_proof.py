@@ -451,6 +451,66 @@ def prove_push_only(
     return results
 
 
+_SESSION = re.compile(r"^arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
+
+
+def smt_allows(
+    service_policy: Mapping[str, Any] | None,
+    network_policy: Mapping[str, Any] | None,
+    *,
+    service_arn: str,
+    principal: str | None,
+    method: str,
+    path: str,
+    org_id: str | None = None,
+    service_network_arn: str | None = None,
+    action: str = "vpc-lattice-svcs:Invoke",
+) -> bool:
+    """Whether the proof's encoding allows one concrete request (the evaluator's context, pinned).
+
+    For cross-checking the encoding against :func:`telemetry_shunt.core.evaluator.evaluate`, which
+    must agree on every request; the proofs above quantify over all of them instead.
+    """
+    req = _Request(service_arn)
+    allowed = z3.And(_layer_allows(network_policy, req, "service network"), _layer_allows(service_policy, req, "service"))
+    pins = [req.action == z3.StringVal(action.lower()), req.value(KEY_METHOD) == z3.StringVal(method),
+            req.path == z3.StringVal(path), req.has(KEY_PORT), req.value(KEY_PORT) == z3.StringVal("443")]
+    if service_network_arn is None:
+        pins.append(z3.Not(req.has(KEY_SERVICE_NETWORK)))
+    else:
+        pins += [req.has(KEY_SERVICE_NETWORK), req.value(KEY_SERVICE_NETWORK) == z3.StringVal(service_network_arn)]
+    if principal in (None, "", "anonymous", "*"):
+        pins += [req.anonymous, req.value(KEY_PRINCIPAL_TYPE) == z3.StringVal("Anonymous")]
+    else:
+        assert principal is not None
+        if m := _SESSION.match(principal) or _ROLE.match(principal):
+            kind, arn = "role", f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
+        elif m := _USER.match(principal):
+            kind, arn = "user", principal
+        elif m := _ROOT.match(principal):
+            kind, arn = "root", principal
+        else:
+            raise ProofError(f"principal {principal!r} is not a role session, role, user or account root ARN")
+        if m.group(1) != req.partition:
+            return False  # partitions are isolated
+        pins += [z3.Not(req.anonymous), req.kind == z3.StringVal(kind), req.account == z3.StringVal(m.group(2)),
+                 req.value(KEY_PRINCIPAL_TYPE) == z3.StringVal(_PRINCIPAL_TYPES[kind]),
+                 req.has(KEY_PRINCIPAL_ARN), req.value(KEY_PRINCIPAL_ARN) == z3.StringVal(principal if kind != "role" else arn)]
+        if kind != "root":
+            pins.append(req.name == z3.StringVal(m.group(3)))
+        if org_id is None:
+            pins.append(z3.Not(req.has(KEY_ORG)))
+        else:
+            pins += [req.has(KEY_ORG), req.value(KEY_ORG) == z3.StringVal(org_id)]
+    described = {KEY_METHOD, KEY_PATH, KEY_SERVICE_ARN, KEY_SERVICE_NETWORK, KEY_PORT, KEY_PRINCIPAL_TYPE, KEY_ORG,
+                 KEY_PRINCIPAL_ARN, KEY_ACCOUNT}
+    pins += [z3.Not(present) for key, present in req._present.items() if key not in described]
+    verdict, _ = _solve(req, z3.And(allowed, *pins))
+    if verdict not in ("sat", "unsat"):
+        raise ProofError(f"Z3 could not decide the request: {verdict}")
+    return verdict == "sat"
+
+
 def context_pushers(cdk_json: str | Path | None = None) -> list[str]:
     """The default app's pushers (``telemetry-shunt:pushers`` in cdk.json)."""
     path = Path(cdk_json) if cdk_json else Path(__file__).resolve().parent.parent / "cdk.json"
@@ -483,5 +543,5 @@ def prove_push_only_from_policies(
 __all__ = [
     "EVERY_PUSHER_CAN_PUSH", "NOBODY_BUT_PUSHERS", "NOTHING_BUT_POST", "NOTHING_OUTSIDE_ROUTES",
     "ONLY_THROUGH_SERVICE_NETWORK", "ProofError", "ProofResult", "context_pushers", "prove_push_only",
-    "prove_push_only_from_policies",
+    "prove_push_only_from_policies", "smt_allows",
 ]

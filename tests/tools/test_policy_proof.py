@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from telemetry_shunt.core.evaluator import Request, evaluate
 from telemetry_shunt.core.policy import service_auth_policy, service_network_auth_policy
@@ -21,6 +23,7 @@ from tools.policy_proof import (
     context_pushers,
     prove_push_only,
     prove_push_only_from_policies,
+    smt_allows,
 )
 
 ROUTES = ["/metrics", "/v1/traces"]
@@ -314,3 +317,67 @@ def test_a_negated_deny_also_catches_callers_without_the_key():
     results = prove(service, None, ["o-a1b2c3d4e5"])
     only_failing(results, NOBODY_BUT_PUSHERS)
     assert replay(results[NOBODY_BUT_PUSHERS], service, None)["org_id"] is None
+
+
+# --- the encoding agrees with the offline evaluator on concrete requests ---------------------------------
+SVC, SN = arns()
+PRINCIPAL_ELEMENTS = ["*", {"AWS": "*"}, {"AWS": "111111111111"}, {"AWS": "arn:aws:iam::222222222222:root"},
+                      {"AWS": "arn:aws:iam::111111111111:role/agent"}, {"AWS": "arn:aws:iam::111111111111:role/ops/agent"},
+                      {"AWS": "arn:aws:iam::222222222222:user/bob"},
+                      {"AWS": ["arn:aws:iam::111111111111:role/agent", "222222222222"]}]
+ACTIONS = ["vpc-lattice-svcs:Invoke", "vpc-lattice-svcs:*", "*", "VPC-Lattice-Svcs:invoke", "vpc-lattice-svcs:Connect", "s3:*"]
+RESOURCES = ["*", f"{SVC}/metrics", f"{SVC}/*", f"{SVC}/v1/*", f"{SVC}/m?trics", "arn:aws:vpc-lattice:*:*:service/*",
+             [f"{SVC}/metrics", f"{SVC}/v1/logs"]]
+CONDITIONS = [
+    ("StringEquals", "vpc-lattice-svcs:RequestMethod", "POST"),
+    ("StringNotEquals", "vpc-lattice-svcs:RequestMethod", ["POST", "PUT"]),
+    ("StringEqualsIgnoreCase", "vpc-lattice-svcs:RequestMethod", "post"),
+    ("StringEqualsIgnoreCase", "aws:PrincipalType", "anonymous"),
+    ("StringNotEqualsIgnoreCase", "aws:PrincipalType", "ANONYMOUS"),
+    ("StringEquals", "aws:PrincipalType", "AssumedRole"),
+    ("StringEquals", "aws:PrincipalOrgID", "o-a1b2c3d4e5"),
+    ("StringNotEqualsIfExists", "aws:PrincipalOrgID", "o-a1b2c3d4e5"),
+    ("StringEqualsIfExists", "aws:PrincipalOrgID", "o-a1b2c3d4e5"),
+    ("Null", "aws:PrincipalOrgID", "true"),
+    ("Null", "aws:PrincipalOrgID", "false"),
+    ("StringLike", "vpc-lattice-svcs:RequestPath", "/v1/*"),
+    ("StringNotLike", "vpc-lattice-svcs:RequestPath", "/m*"),
+    ("ArnEquals", "vpc-lattice-svcs:ServiceNetworkArn", SN),
+    ("ArnLike", "vpc-lattice-svcs:ServiceNetworkArn", "arn:aws:vpc-lattice:*:*:servicenetwork/*"),
+    ("StringEquals", "aws:PrincipalAccount", "222222222222"),
+    ("ArnLike", "aws:PrincipalArn", "arn:aws:iam::111111111111:role/*"),
+    ("StringEquals", "vpc-lattice-svcs:ServiceArn", SVC),
+    ("StringEquals", "vpc-lattice-svcs:SourceVpc", "vpc-1"),
+    ("StringNotEquals", "vpc-lattice-svcs:SourceVpc", "vpc-1"),
+]
+
+
+@st.composite
+def statements(draw) -> dict:
+    stmt: dict = {"Effect": draw(st.sampled_from(["Allow", "Deny"]))}
+    stmt[draw(st.sampled_from(["Principal", "Principal", "NotPrincipal"]))] = draw(st.sampled_from(PRINCIPAL_ELEMENTS))
+    stmt[draw(st.sampled_from(["Action", "Action", "NotAction"]))] = draw(st.sampled_from(ACTIONS))
+    stmt[draw(st.sampled_from(["Resource", "Resource", "NotResource"]))] = draw(st.sampled_from(RESOURCES))
+    for op, key, values in draw(st.lists(st.sampled_from(CONDITIONS), max_size=3, unique_by=lambda c: c[:2])):
+        stmt.setdefault("Condition", {}).setdefault(op, {})[key] = values
+    return stmt
+
+
+POLICIES = st.one_of(st.none(), st.lists(statements(), max_size=3).map(lambda s: {"Version": "2012-10-17", "Statement": s}))
+CALLERS = [None, "arn:aws:sts::111111111111:assumed-role/agent/s", "arn:aws:sts::111111111111:assumed-role/builder/s",
+           "arn:aws:iam::222222222222:user/bob", "arn:aws:iam::222222222222:root",
+           "arn:aws:sts::333333333333:assumed-role/agent/s"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(service=POLICIES, network=POLICIES, principal=st.sampled_from(CALLERS), method=st.sampled_from(["POST", "GET", "post"]),
+       path=st.sampled_from(["/metrics", "/mitrics", "/v1/logs", "/admin", "/"]),
+       org_id=st.sampled_from([None, "o-a1b2c3d4e5", "o-zzzzzzzzzz"]),
+       sn=st.sampled_from([SN, None, SN.replace("sn-0", "sn-f")]),
+       action=st.sampled_from(["vpc-lattice-svcs:Invoke", "vpc-lattice-svcs:Connect"]))
+def test_encoding_agrees_with_the_evaluator(service, network, principal, method, path, org_id, sn, action):
+    offline = evaluate(Request(principal, method, path, org_id=org_id, action=action), service_arn=SVC,
+                       service_policy=service, service_network_policy=network, service_network_arn=sn)
+    smt = smt_allows(service, network, service_arn=SVC, principal=principal, method=method, path=path, org_id=org_id,
+                     service_network_arn=sn, action=action)
+    assert smt is offline.allowed, offline.explanation
