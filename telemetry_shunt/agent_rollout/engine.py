@@ -35,6 +35,8 @@ from telemetry_shunt.agent_rollout.state import (
     RUNNING,
     AuditLog,
     Lease,
+    RolloutExists,
+    RolloutNotFound,
     RolloutState,
     StateStore,
 )
@@ -380,6 +382,12 @@ class RolloutEngine:
             check = preflight or self.preflight(plan, version, settings)
             check.raise_if_failed()
             state = self._new_state(rollout_id, fleet, version, plan, settings, check.previous_versions)
+            try:
+                self.store.load(rollout_id)
+            except RolloutNotFound:
+                pass
+            else:
+                raise RolloutExists(f"rollout {rollout_id!r} already exists: pick another --rollout-id")
             self.audit.append({"ts": iso(self.clock.now()), "rollout_id": rollout_id, "seq": 1, "event": "created",
                                "actor": self.owner, "fleet": fleet, "version": version,
                                "hosts": plan.host_count, "zones": [z.az for z in plan.zones]})

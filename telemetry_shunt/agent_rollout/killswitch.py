@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -115,7 +116,7 @@ class AppConfigKillSwitch:
 
     def __init__(self, appconfig: Any, appconfigdata: Any, *, application: str = APPCONFIG_APPLICATION,
                  environment: str = APPCONFIG_ENVIRONMENT, profile: str = APPCONFIG_PROFILE,
-                 strategy: str | None = None) -> None:
+                 strategy: str | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.appconfig = appconfig
         self.appconfigdata = appconfigdata
         self.application = application
@@ -124,10 +125,15 @@ class AppConfigKillSwitch:
         self.strategy = strategy or kill_switch_strategy_name()
         self._token: str | None = None
         self._flags: dict[str, Any] = {}
+        self._read_at: float | None = None
+        self._monotonic = monotonic
 
     def read_flags(self) -> dict[str, Any]:
         """One data-plane session per reader: later reads reuse the poll token (one call each) and an
         empty body means "unchanged since the last read"."""
+        now = self._monotonic()
+        if self._read_at is not None and now - self._read_at < APPCONFIG_MIN_POLL_SECONDS:
+            return dict(self._flags)  # AppConfig refuses polls faster than the session's minimum interval
         if self._token is None:
             self._token = self.appconfigdata.start_configuration_session(
                 ApplicationIdentifier=self.application, EnvironmentIdentifier=self.environment,
@@ -144,6 +150,7 @@ class AppConfigKillSwitch:
         raw = body.read() if hasattr(body, "read") else body
         if raw:
             self._flags = json.loads(raw)
+        self._read_at = now
         return dict(self._flags)
 
     def _find(self, operation: str, name: str, what: str, **kwargs: Any) -> str:

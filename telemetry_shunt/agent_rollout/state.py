@@ -52,6 +52,10 @@ class RolloutNotFound(ShuntError):
     pass
 
 
+class RolloutExists(ShuntError):
+    pass
+
+
 @dataclass
 class RolloutState:
     meta: dict[str, Any]
@@ -161,7 +165,7 @@ class LocalStateStore:
 
     def create(self, state: RolloutState) -> None:
         if self._path(state.rollout_id).exists():
-            raise StateConflict(f"rollout {state.rollout_id!r} already exists")
+            raise RolloutExists(f"rollout {state.rollout_id!r} already exists: pick another --rollout-id")
         state.meta["seq"] = 1
         _atomic_write(self._path(state.rollout_id), json.dumps({"meta": state.meta, "batches": state.batches}))
         state.dirty.clear()
@@ -280,7 +284,7 @@ class DynamoStateStore:
             )
         except Exception as exc:
             if self._conditional_failed(exc):
-                raise StateConflict(f"rollout {state.rollout_id!r} already exists") from None
+                raise RolloutExists(f"rollout {state.rollout_id!r} already exists: pick another --rollout-id") from None
             raise
         state.dirty.clear()
 

@@ -61,9 +61,13 @@ def test_read_flags_uses_the_data_plane(clients):
     s2.add_response("get_latest_configuration", {
         "NextPollConfigurationToken": "tok-3", "NextPollIntervalInSeconds": 15, "ContentType": "application/json",
         "Configuration": body("")}, {"ConfigurationToken": "tok-2"})
-    switch = AppConfigKillSwitch(appconfig, data)
+    t = [100.0]
+    switch = AppConfigKillSwitch(appconfig, data, monotonic=lambda: t[0])
     flags = switch.read_flags()
     assert flags["telemetry-us-east-1b"] == {"enabled": False}
+    t[0] += 5
+    assert switch.read_flags() == flags  # within the 15 s minimum: served from the last read, no call
+    t[0] += 15
     assert switch.read_flags() == flags  # empty body: unchanged, one call with the next token
     assert describe(flags, ["us-east-1a"]) == {
         "global": "telemetry ON (kill switch released)",

@@ -205,3 +205,15 @@ def test_help_documents_exit_codes():
     for code in ("0 ", "1 ", "2 ", "3 ", "130"):
         assert code in result.stdout
     assert "Exit codes" in run("rollout", "start", "--help").stdout
+
+
+def test_reusing_a_rollout_id_is_a_user_error(env):
+    args = ["rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "r-twice", "--yes",
+            "--az", "us-east-1a", *FAST]
+    assert run(*args).exit_code == 0
+    again = run(*args)
+    assert again.exit_code == 1
+    assert again.stderr.strip().splitlines()[-1] == (
+        "shunt: rollout 'r-twice' already exists: pick another --rollout-id")
+    events = [json.loads(line) for line in open(".shunt/audit.jsonl")]
+    assert [e["event"] for e in events].count("created") == 1
