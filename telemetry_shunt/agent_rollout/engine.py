@@ -434,7 +434,7 @@ class RolloutEngine:
             return state
         self.store.request_abort(rollout_id, self.owner, self.clock.now())
         held = self.store.read_lease(state.meta["fleet"])
-        if held is not None and held.expires_at > self.clock.now():
+        if held is not None and held.expires_at > self.clock.now() and held.rollout_id == rollout_id:
             self.progress(f"abort requested; {held.owner} stops at its next check")
             return state
         settings = RolloutSettings.from_dict(state.meta["settings"])
@@ -792,9 +792,12 @@ class RolloutEngine:
     # halting and rolling back ---------------------------------------------------------------------------
 
     def hosts_to_roll_back(self, state: RolloutState, az: str) -> list[str]:
-        """Every host of ``az`` that was sent the upgrade (failed ones too: they may be half-upgraded)."""
+        """Every host of ``az`` that was sent the upgrade (failed ones too: they may be half-upgraded) and
+        has not been rolled back yet."""
+        done = {i for b in state.meta.get("rollback_batches", {}).get(az, [])
+                for i, s in state.batches[b]["hosts"].items() if s == "rolled_back"}
         return sorted(i for b in state.meta["zone_batches"][az] if state.batches[b]["kind"] == UPGRADE
-                      for i, s in state.batches[b]["hosts"].items() if s in ("upgraded", "failed"))
+                      for i, s in state.batches[b]["hosts"].items() if s in ("upgraded", "failed") and i not in done)
 
     def rollback_targets(self, state: RolloutState, az: str) -> dict[str, list[str]]:
         """``{version to return to: [instance ids]}`` for the hosts of ``az`` to roll back."""

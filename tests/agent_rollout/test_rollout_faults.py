@@ -300,6 +300,22 @@ def test_operator_rollback_after_a_crash_mid_batch_covers_the_in_flight_hosts(ri
     check_invariants(rig, state)
 
 
+def test_rolling_back_twice_sends_nothing_new(rig_factory):
+    rig = rig_factory({A: 3, B: 3})
+    rig.fleet.silent.add(rig.fleet.ids(B)[0])
+    state = rig.start()
+    assert state.status == ROLLED_BACK
+    sent = len(rig.fleet.commands)
+    again = rig.engine("op-2").rollback("r-test")
+    # zone A (done) is rolled back now; B was rolled back by the halt and is not touched again
+    assert again.status == ROLLED_BACK
+    new = rig.fleet.commands[sent:]
+    assert [c["DocumentName"] for c in new] == [ROLLBACK_DOC] and set(new[0]["InstanceIds"]) == set(rig.fleet.ids(A))
+    assert upgraded(rig) == []
+    assert all(h.rollbacks <= 1 for h in rig.fleet.hosts.values())
+    check_invariants(rig, again)
+
+
 def test_resume_of_a_finished_rollout_changes_nothing(rig_factory):
     rig = rig_factory({A: 2})
     state = rig.start()
