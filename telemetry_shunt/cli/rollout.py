@@ -151,6 +151,22 @@ def _settings(params: dict[str, Any]):
     return settings
 
 
+def _next_step(state) -> str:
+    meta = state.meta
+    if meta["status"] in ("completed", "rolled_back", "halted"):
+        return f"rollout is {meta['status']}: nothing to resume"
+    if meta["status"] == "rolling_back":
+        return "would finish rolling back " + ", ".join(meta.get("rollback_zones", []))
+    for az in meta["zone_order"]:
+        if meta["zones"][az] != "done":
+            for b in meta["zone_batches"][az]:
+                batch = state.batches[b]
+                if batch["phase"] != "done":
+                    return f"would continue in {az} with batch {b} ({batch['phase']})"
+            return f"would continue in {az} (bake)"
+    return "would mark the rollout completed"
+
+
 class Interrupted(ShuntError):
     exit_code = 130
 
@@ -310,6 +326,7 @@ def status_cmd(rollout_id: str | None, show_hosts: bool, **params: Any) -> None:
 
 @rollout.command("resume", epilog=EXIT_CODES_HELP)
 @click.argument("rollout_id")
+@click.option("--dry-run", is_flag=True, help="Show where the rollout would continue; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @state_options
 @kill_switch_options
@@ -318,8 +335,14 @@ def status_cmd(rollout_id: str | None, show_hosts: bool, **params: Any) -> None:
 @cli_boundary
 def resume_cmd(rollout_id: str, **params: Any) -> None:
     """Continue an interrupted or aborted rollout exactly where its state says (nothing is sent twice)."""
+    from telemetry_shunt.agent_rollout.engine import summarize
+
     ctx = Context(params)
     state = ctx.store.load(rollout_id)
+    if params["dry_run"]:
+        _render_summary(summarize(state), params["output"])
+        progress(f"dry run: {_next_step(state)}; nothing changed")
+        return
     if state.status not in ("completed", "rolled_back", "halted"):
         confirm(params["yes"], f"Resume rollout {rollout_id} ({state.status})")
     engine = ctx.engine()
@@ -329,6 +352,7 @@ def resume_cmd(rollout_id: str, **params: Any) -> None:
 
 @rollout.command("abort", epilog=EXIT_CODES_HELP)
 @click.argument("rollout_id")
+@click.option("--dry-run", is_flag=True, help="Show the rollout and who would be asked to stop; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @state_options
 @kill_switch_options
@@ -337,11 +361,20 @@ def resume_cmd(rollout_id: str, **params: Any) -> None:
 @cli_boundary
 def abort_cmd(rollout_id: str, **params: Any) -> None:
     """Stop a rollout before its next batch or bake check; hosts keep the version they have."""
-    ctx = Context(params)
-    confirm(params["yes"], f"Abort rollout {rollout_id}")
-    state = ctx.engine().request_abort(rollout_id)
     from telemetry_shunt.agent_rollout.engine import summarize
 
+    ctx = Context(params)
+    if params["dry_run"]:
+        state = ctx.store.load(rollout_id)
+        lease = ctx.store.read_lease(state.meta["fleet"])
+        _render_summary(summarize(state), params["output"])
+        who = (f"controller {lease.owner} would stop at its next check"
+               if lease and lease.rollout_id == rollout_id and lease.expires_at > ctx.clock.now()
+               else "no controller runs: the rollout would be marked aborted now")
+        progress(f"dry run: {who}; nothing changed")
+        return
+    confirm(params["yes"], f"Abort rollout {rollout_id}")
+    state = ctx.engine().request_abort(rollout_id)
     _render_summary(summarize(state), params["output"])
 
 

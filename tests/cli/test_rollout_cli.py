@@ -170,6 +170,11 @@ def test_interrupt_leaves_a_resumable_state_and_exit_130(env):
         "shunt: interrupted; state is saved: run 'shunt rollout resume r-int' to continue")
     status = json.loads(run("rollout", "status", "r-int", "--output", "json").stdout)
     assert status["status"] == "running" and status["controller"] == "none (resume it to continue)"
+    dry = run("rollout", "resume", "r-int", "--dry-run")
+    assert dry.exit_code == 0 and "dry run: would continue in us-east-1a" in dry.stderr
+    abort_dry = run("rollout", "abort", "r-int", "--dry-run")
+    assert "no controller runs" in abort_dry.stderr
+    assert json.loads(run("rollout", "status", "r-int", "--output", "json").stdout)["status"] == "running"
     resumed = run("rollout", "resume", "r-int", "--yes")
     assert resumed.exit_code == 0, resumed.stderr
     commands = env["session"].client("ssm").list_commands()["Commands"]
