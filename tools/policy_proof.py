@@ -24,8 +24,8 @@ them. Those parts are encoded here: a presence flag per condition key (an absent
 operators and satisfies negated ones, as in IAM), case-insensitive equality as a regular expression, a
 symbolic principal (anonymous or a role session, user or account root in some 12-digit account and
 organization, in the service's partition) matched against ``Principal``/``NotPrincipal`` exactly, and
-the facts Lattice guarantees (the resource is ``<service ARN><RequestPath>``, ``RequestMethod``,
-``RequestPath``, ``ServiceArn`` and ``aws:PrincipalType`` are always present; anonymous callers have
+the facts Lattice guarantees (for ``Invoke`` the resource is ``<service ARN><RequestPath>`` and
+``RequestMethod`` and ``RequestPath`` are present; ``ServiceArn`` and ``aws:PrincipalType`` always are; anonymous callers have
 type ``anonymous`` in some letter case and no organization, account, ARN or tags). Everything else
 (other keys, their presence, the principal's organization and type) is left free, which only enlarges
 the set of requests considered.
@@ -58,6 +58,7 @@ NOTHING_OUTSIDE_ROUTES = "nothing outside the routes"
 ONLY_THROUGH_SERVICE_NETWORK = "only through the service network"
 EVERY_PUSHER_CAN_PUSH = "every pusher can POST to every route"
 
+ACTION_INVOKE = "vpc-lattice-svcs:invoke"  # lower-cased, as the action variable is
 KEY_METHOD = "vpc-lattice-svcs:requestmethod"
 KEY_PATH = "vpc-lattice-svcs:requestpath"
 KEY_SERVICE_ARN = "vpc-lattice-svcs:servicearn"
@@ -142,11 +143,17 @@ class _Request:
     def facts(self) -> list[z3.BoolRef]:
         """What holds of every real request (call after encoding, so every key used is covered)."""
         anon = self.anonymous
+        # An HTTP request (Invoke) has a method and a path, and its resource is <service ARN><path>; other
+        # actions (Connect, for TLS passthrough) may lack both and are only known to target this service.
+        http = self.action == z3.StringVal(ACTION_INVOKE)
         facts = [
-            z3.PrefixOf(z3.StringVal("/"), self.path),
-            self.resource == z3.Concat(z3.StringVal(self.service_arn), self.path),
-            self.has(KEY_PATH), self.value(KEY_PATH) == self.path,
-            self.has(KEY_METHOD), z3.Length(self.value(KEY_METHOD)) > 0,
+            z3.PrefixOf(z3.StringVal(self.service_arn), self.resource),
+            z3.Implies(http, z3.And(
+                z3.PrefixOf(z3.StringVal("/"), self.path),
+                self.resource == z3.Concat(z3.StringVal(self.service_arn), self.path),
+                self.has(KEY_PATH), self.value(KEY_PATH) == self.path,
+                self.has(KEY_METHOD), z3.Length(self.value(KEY_METHOD)) > 0,
+            )),
             self.has(KEY_SERVICE_ARN), self.value(KEY_SERVICE_ARN) == z3.StringVal(self.service_arn),
             z3.Not(z3.InRe(self.action, z3.Concat(_ANY, z3.Range("A", "Z"), _ANY))),
             self.has(KEY_PRINCIPAL_TYPE),
@@ -172,7 +179,7 @@ class _Request:
                              z3.Re("_"), z3.Re("."))
         ptype = self.value(KEY_PRINCIPAL_TYPE)
         out = [
-            self.action == z3.StringVal("vpc-lattice-svcs:invoke"),
+            self.action == z3.StringVal(ACTION_INVOKE),
             z3.InRe(self.value(KEY_METHOD), z3.Plus(z3.Range("A", "Z"))),
             z3.InRe(self.path, z3.Star(path_char)),
             z3.InRe(self.name, z3.Concat(z3.Range("a", "z"), z3.Star(word))),
@@ -473,8 +480,9 @@ def smt_allows(
     """
     req = _Request(service_arn)
     allowed = z3.And(_layer_allows(network_policy, req, "service network"), _layer_allows(service_policy, req, "service"))
-    pins = [req.action == z3.StringVal(action.lower()), req.value(KEY_METHOD) == z3.StringVal(method),
-            req.path == z3.StringVal(path), req.has(KEY_PORT), req.value(KEY_PORT) == z3.StringVal("443")]
+    pins = [req.action == z3.StringVal(action.lower()), req.has(KEY_METHOD), req.value(KEY_METHOD) == z3.StringVal(method),
+            req.path == z3.StringVal(path), req.has(KEY_PATH), req.value(KEY_PATH) == z3.StringVal(path),
+            req.resource == z3.StringVal(service_arn + path), req.has(KEY_PORT), req.value(KEY_PORT) == z3.StringVal("443")]
     if service_network_arn is None:
         pins.append(z3.Not(req.has(KEY_SERVICE_NETWORK)))
     else:

@@ -164,6 +164,24 @@ def test_a_missing_service_network_condition_is_caught():
     assert replay(results[ONLY_THROUGH_SERVICE_NETWORK], service, network)["service_network_arn"] != arns()[1]
 
 
+def test_a_method_condition_that_exists_only_for_http_lets_other_actions_through():
+    """Connect (TLS passthrough) carries no RequestMethod: ...IfExists on the method lets it through."""
+    pushers = pushers_for("account")
+    service, network = build(pushers)
+    service["Statement"] = [s for s in service["Statement"] if s["Sid"] != "DenyEveryMethodButPost"]
+    allow = service["Statement"][0]
+    allow["Action"] = "vpc-lattice-svcs:*"
+    allow["Condition"]["StringEqualsIfExists"] = {"vpc-lattice-svcs:RequestMethod": allow["Condition"]["StringEquals"].pop(
+        "vpc-lattice-svcs:RequestMethod")}
+    network["Statement"][0]["Action"] = "vpc-lattice-svcs:*"
+    results = prove(service, network, pushers)
+    only_failing(results, NOTHING_BUT_POST)
+    assert results[NOTHING_BUT_POST].witness["action"] != "vpc-lattice-svcs:invoke"
+    # With the builder's deny back, the absent method matches StringNotEquals and Connect is denied.
+    service["Statement"].append(build(pushers)[0]["Statement"][1])
+    only_failing(prove(service, network, pushers))
+
+
 def test_a_missing_policy_allows_everything():
     pushers = pushers_for("role")
     service, _ = build(pushers)
