@@ -526,3 +526,62 @@ def test_an_interrupted_bake_starts_over_on_resume(rig_factory):
     first_bake_end = resumed_at + rig.settings.bake_seconds
     assert baked["seq"] > restarts[1]["seq"] and rig.clock.now() >= first_bake_end
     check_invariants(rig, state)
+
+
+class CrashingDynamo:
+    """A DynamoDB client that dies right after its n-th successful PutItem/DeleteItem (mid-save too:
+    between a batch item and the meta item)."""
+
+    def __init__(self, client, crash_after: int) -> None:
+        self.client = client
+        self.left = crash_after
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+        if name not in ("put_item", "delete_item"):
+            return method
+
+        def call(**kwargs):
+            if self.left == 0:
+                raise SimulatedCrash("process is gone")
+            result = method(**kwargs)
+            self.left -= 1
+            if self.left == 0:
+                raise SimulatedCrash(f"crashed after {name}")
+            return result
+
+        return call
+
+
+def test_crash_after_every_dynamodb_write_then_resume(rig_factory):
+    from moto import mock_aws
+
+    from telemetry_shunt.agent_rollout.aws import make_session
+    from telemetry_shunt.agent_rollout.state import DynamoStateStore, RolloutNotFound, create_state_table
+
+    counts = {A: 1, B: 3}
+    settings = RolloutSettings(bake_seconds=120, poll_seconds=60, lease_seconds=150, command_timeout_seconds=300)
+    with mock_aws():
+        client = make_session(region="us-east-1", profile=None).client("dynamodb")
+        create_state_table(client, "clean")
+        never = CrashingDynamo(client, -1)
+        clean = rig_factory(counts, settings=settings).start(store=DynamoStateStore(never, "clean"))
+        total = -1 - never.left  # writes of an uninterrupted run (lease, batches, meta, renewals, release)
+        assert total > 20
+        for k in range(1, total + 1):
+            rig = rig_factory(counts, settings=settings)
+            table = f"crash-{k}"
+            create_state_table(client, table)
+            rig.audit.path = rig.audit.path.with_name(f"audit-dynamo-{k}.jsonl")
+            rig.store = DynamoStateStore(client, table)
+            try:
+                state = rig.start(store=DynamoStateStore(CrashingDynamo(client, k), table))
+            except SimulatedCrash:
+                rig.clock.advance(settings.lease_seconds + 1)
+                try:
+                    state = rig.engine("op-2").resume("r-test")
+                except RolloutNotFound:  # died before the rollout existed: the operator starts again
+                    state = rig.start(owner="op-2")
+            assert state.status == COMPLETED, k
+            assert state.host_statuses() == clean.host_statuses(), k
+            check_invariants(rig, state)
