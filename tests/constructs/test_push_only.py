@@ -19,7 +19,7 @@ import app as default_app
 from telemetry_shunt.core.evaluator import Request, evaluate
 from telemetry_shunt.core.routes import default_routes
 from telemetry_shunt.core.template import Environment, LatticePolicies, Resolver, lattice_policies
-from tools.policy_proof import EVERY_PUSHER_CAN_PUSH, prove_push_only
+from tools.policy_proof import EVERY_PUSHER_CAN_PUSH, prove_push_only, prove_push_only_from_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]
@@ -221,3 +221,9 @@ def test_default_app_read_in_aws_cn_is_caught_by_the_proof(default_template):
     blocked = results[EVERY_PUSHER_CAN_PUSH].counterexample
     assert "role:arn:aws:iam::111111111111:role/telemetry-agent cannot POST /metrics" in blocked
     assert "account:222222222222" not in blocked
+
+
+def test_make_synth_summary_proves_the_default_app(default_template):
+    """What `make synth` prints: the proof with cdk.json's pushers and the default routes."""
+    results = prove_push_only_from_policies(lattice_policies([default_template]))
+    assert len(results) == 5 and all(r.holds for r in results), [str(r) for r in results]
