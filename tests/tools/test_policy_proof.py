@@ -399,3 +399,16 @@ def test_encoding_agrees_with_the_evaluator(service, network, principal, method,
     smt = smt_allows(service, network, service_arn=SVC, principal=principal, method=method, path=path, org_id=org_id,
                      service_network_arn=sn, action=action)
     assert smt is offline.allowed, offline.explanation
+
+
+def test_iamprover_alone_does_not_model_the_operators_that_deny_anonymous():
+    """Why the proof encodes IgnoreCase itself: iamprover returns "unknown" for these (then a Deny never matches)."""
+    from iamprover.engine.conditions import encode_condition
+    from iamprover.engine.context import Context
+    from iamprover.model import Condition
+
+    for op in ("StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase"):
+        assert encode_condition(Condition(op, "aws:PrincipalType", ["anonymous"]), Context()) is None
+    service, network = build(pushers_for("organization"))
+    used = {op for doc in (service, network) for s in doc["Statement"] for op in s.get("Condition", {})}
+    assert used == {"StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase"}
