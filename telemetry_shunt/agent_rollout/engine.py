@@ -256,7 +256,8 @@ class RolloutEngine:
         return online
 
     def current_versions(self, instance_ids: Sequence[str], period_seconds: float) -> dict[str, set[str]]:
-        """The agent versions each host is heartbeating right now (last 5 heartbeat periods).
+        """The agent versions each host is heartbeating right now (last 5 heartbeat periods, at least 60 s;
+        the newest datapoint wins).
 
         ListMetrics finds the (InstanceId, AgentVersion) pairs of the last 3 hours; GetMetricData keeps
         the pairs with datapoints in the last five periods.
@@ -276,7 +277,8 @@ class RolloutEngine:
                 break
             kwargs["NextToken"] = page["NextToken"]
         now = self.clock.now()
-        latest = self._latest_beats(pairs, now - 5 * period_seconds, now, period_seconds)
+        window = max(5 * period_seconds, 60.0)  # a few periods; generous for fast (sandbox) heartbeats
+        latest = self._latest_beats(pairs, now - window, now, period_seconds)
         newest: dict[str, float] = {}
         for (iid, _), ts in latest.items():
             newest[iid] = max(ts, newest.get(iid, ts))

@@ -17,7 +17,7 @@ from telemetry_shunt.agent_rollout.sandbox import Sandbox
 SHUNT = str(Path(sys.executable).with_name("shunt"))
 pytestmark = pytest.mark.slow
 
-QUICK = ["--bake-seconds", "1", "--poll-seconds", "0.5"]
+QUICK = ["--bake-seconds", "2", "--poll-seconds", "0.5"]  # four heartbeat periods of the simulated agents
 
 
 def shunt(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
