@@ -114,7 +114,7 @@ SCENARIOS = {
 
 
 @pytest.fixture(scope="module")
-def policies(request) -> dict[str, LatticePolicies]:
+def policies() -> dict[str, LatticePolicies]:
     """The resolved policies of every scenario whose template this worker has synthesized (lazily)."""
     return {}
 
