@@ -122,6 +122,18 @@ def plan_options(func: Callable) -> Callable:
     return func
 
 
+def _check_plan_params(params: dict[str, Any]) -> None:
+    """Fail on bad numbers before any AWS call (the planner checks them again)."""
+    from telemetry_shunt.core.rollout_plan import plan_rollout
+
+    try:
+        plan_rollout([], batch_size=params["batch_size"], max_errors_percent=params["max_errors_percent"],
+                     max_concurrency_percent=params["max_concurrency_percent"])
+    except ShuntError as exc:
+        if "fleet is empty" not in str(exc):
+            raise
+
+
 def _plan(ctx: Context, params: dict[str, Any]):
     from telemetry_shunt.core.rollout_plan import plan_rollout
 
@@ -214,6 +226,7 @@ def rollout() -> None:
 @cli_boundary
 def plan_cmd(**params: Any) -> None:
     """Discover the fleet and print the plan: zones one at a time, one-box then batches of <= 50."""
+    _check_plan_params(params)
     ctx = Context(params)
     _, plan = _plan(ctx, params)
     if params["output"] == "json":
@@ -261,6 +274,7 @@ def run_options(func: Callable) -> Callable:
 def start_cmd(**params: Any) -> None:
     """Preflight, take the fleet lease, and roll out zone by zone (one-box, bake, rest, bake)."""
     settings = _settings(params)
+    _check_plan_params(params)
     ctx = Context(params)
     engine, plan = _plan(ctx, params)
     progress("preflight: kill switch, version, documents, alarms, SSM agents ...")

@@ -222,3 +222,12 @@ def test_reusing_a_rollout_id_is_a_user_error(env):
         "shunt: rollout 'r-twice' already exists: pick another --rollout-id")
     events = [json.loads(line) for line in open(".shunt/audit.jsonl")]
     assert [e["event"] for e in events].count("created") == 1
+
+
+def test_bad_numbers_fail_before_any_aws_call(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for var in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(var, raising=False)  # no Region: any client creation would fail first
+    result = run("rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--batch-size", "0", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "shunt: batch size must be between 1 and 50, got 0"
