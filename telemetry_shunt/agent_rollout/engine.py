@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -151,6 +152,19 @@ def default_owner() -> str:
     except Exception:  # noqa: BLE001 - no user name in some containers
         user = "unknown"
     return f"{user}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+_ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
+
+
+def validate_rollout_id(rollout_id: str) -> str:
+    """Ids go into SSM command comments (100 characters with the batch id) and DynamoDB keys."""
+    if not _ROLLOUT_ID.match(rollout_id):
+        raise ValidationError(
+            f"rollout id must be 1-48 letters, digits, '.', '_' or '-' (starting with a letter or digit), "
+            f"got {rollout_id!r}"
+        )
+    return rollout_id
 
 
 def new_rollout_id(clock: Clock) -> str:
@@ -379,6 +393,7 @@ class RolloutEngine:
         """Acquire the fleet lease, run preflight, create the state and run it to a final status."""
         settings.validate()
         rollout_id = rollout_id or new_rollout_id(self.clock)
+        validate_rollout_id(rollout_id)
         self._acquire(fleet, settings, rollout_id)
         try:
             check = preflight or self.preflight(plan, version, settings)

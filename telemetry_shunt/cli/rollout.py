@@ -273,8 +273,12 @@ def run_options(func: Callable) -> Callable:
 @cli_boundary
 def start_cmd(**params: Any) -> None:
     """Preflight, take the fleet lease, and roll out zone by zone (one-box, bake, rest, bake)."""
+    from telemetry_shunt.agent_rollout.engine import validate_rollout_id
+
     settings = _settings(params)
     _check_plan_params(params)
+    if params["rollout_id"]:
+        validate_rollout_id(params["rollout_id"])
     ctx = Context(params)
     engine, plan = _plan(ctx, params)
     progress("preflight: kill switch, version, documents, alarms, SSM agents ...")

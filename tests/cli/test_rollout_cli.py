@@ -231,3 +231,5 @@ def test_bad_numbers_fail_before_any_aws_call(monkeypatch, tmp_path):
     result = run("rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--batch-size", "0", "--yes")
     assert result.exit_code == 1
     assert result.stderr.strip() == "shunt: batch size must be between 1 and 50, got 0"
+    bad_id = run("rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "no spaces", "--yes")
+    assert bad_id.exit_code == 1 and "rollout id must be 1-48 letters" in bad_id.stderr
