@@ -7,6 +7,8 @@ no zone was touched before the previous one baked, and every persisted transitio
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from rollout_fakes import NEW, OLD, ROLLBACK_DOC, UPGRADE_DOC, SimulatedCrash
 
 from telemetry_shunt.agent_rollout.engine import PreflightFailed, RolloutEngine, RolloutSettings
@@ -17,6 +19,7 @@ from telemetry_shunt.agent_rollout.state import (
     ROLLED_BACK,
     LeaseHeld,
     LocalStateStore,
+    RolloutNotFound,
 )
 from telemetry_shunt.core.contract import heartbeat_alarm_name
 from telemetry_shunt.errors import ShuntError, ValidationError
@@ -585,3 +588,70 @@ def test_crash_after_every_dynamodb_write_then_resume(rig_factory):
             assert state.status == COMPLETED, k
             assert state.host_statuses() == clean.host_statuses(), k
             check_invariants(rig, state)
+
+
+def test_unreadable_kill_switch_aborts(rig_factory):
+    rig = rig_factory({A: 2, B: 2})
+    reads = []
+
+    def broken():
+        reads.append(1)
+        if len(reads) > 3:  # preflight and the first checks pass, then AppConfig becomes unreachable
+            raise ShuntError("AppConfig unreachable")
+        return {"telemetry": {"enabled": True}}
+
+    rig.kill.read_flags = broken
+    state = rig.start()
+    assert state.status == ABORTED and "kill switch unreadable" in state.meta["reason"]
+    check_invariants(rig, state)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    counts=st.dictionaries(st.sampled_from([A, B, C]), st.integers(1, 70), min_size=1),
+    fail_ratio=st.floats(0, 0.3), silent_ratio=st.floats(0, 0.05), kill_at=st.none() | st.floats(1, 6000),
+    alarm_at=st.none() | st.floats(1, 6000), crash_after=st.none() | st.integers(1, 60),
+    seed=st.integers(0, 10_000),
+)
+def test_random_faults_keep_the_invariants(rig_factory, counts, fail_ratio, silent_ratio, kill_at, alarm_at,
+                                           crash_after, seed):
+    import random
+    import tempfile
+    from pathlib import Path
+
+    rng = random.Random(seed)
+    rig = rig_factory(counts)
+    scratch = Path(tempfile.mkdtemp(prefix="shunt-hyp-"))  # one per example: the fixture's tmp_path is shared
+    rig.store = LocalStateStore(scratch / "state")
+    rig.audit.path = scratch / "audit.jsonl"
+    ids = rig.fleet.ids()
+    rig.fleet.fail_upgrade.update(i for i in ids if rng.random() < fail_ratio)
+    rig.fleet.silent.update(i for i in ids if rng.random() < silent_ratio)
+    t0 = rig.clock.now()
+    if kill_at is not None:
+        rig.kill.flip_at.append((t0 + kill_at, "telemetry", False))
+    if alarm_at is not None:
+        rig.fleet.alarm_schedule.append((t0 + alarm_at, heartbeat_alarm_name(rng.choice(sorted(counts))), "ALARM"))
+    store = CrashingStore(rig.store, crash_after) if crash_after else rig.store
+    try:
+        state = rig.start(store=store)
+    except SimulatedCrash:
+        rig.clock.advance(rig.settings.lease_seconds + 1)
+        try:
+            state = rig.engine("op-2").resume("r-test")
+        except RolloutNotFound:
+            event("crashed before the rollout existed")
+            return
+        except ShuntError as exc:  # resuming an aborted rollout while the switch is still engaged
+            assert "still ENGAGED" in str(exc)
+            state = rig.store.load("r-test")
+    assert state.status in (COMPLETED, ROLLED_BACK, ABORTED, HALTED)
+    event(state.status)
+    if state.status == COMPLETED:
+        statuses = state.host_statuses()
+        assert all(k["upgrade"] in ("upgraded", "failed") for k in statuses.values())
+        assert len(statuses) == len(ids)
+    if state.status == ROLLED_BACK:
+        halted = [az for az, phase in state.meta["zones"].items() if phase == "rolled_back"]
+        assert len(halted) == 1 and all(rig.fleet.hosts[i].version != NEW for i in rig.fleet.ids(halted[0]))
+    check_invariants(rig, state)
