@@ -1,4 +1,4 @@
-"""``shunt kill on|off|status``: the telemetry kill switch (AWS AppConfig feature flags).
+"""The telemetry kill switch (AWS AppConfig feature flags): on, off, status.
 
 \b
   kill on   ENGAGE the kill switch: telemetry OFF (globally, or in one zone with --az)

@@ -1,4 +1,4 @@
-"""``shunt rollout plan|start|status|resume|abort|rollback``: staged agent rollouts over SSM.
+"""Staged agent rollouts over SSM Run Command: plan, start, status, resume, abort, rollback.
 
 \b
 Exit codes:

@@ -1,4 +1,4 @@
-"""``shunt sandbox start|env``: a local moto server with a demo fleet; no AWS account needed.
+"""A local moto server with a demo fleet, so rollouts and the kill switch run without AWS.
 
 \b
   shunt sandbox start --print-env      # foreground until Ctrl-C; prints the env to use
