@@ -315,8 +315,10 @@ class RolloutEngine:
             result.add("kill switch", not engaged,
                        "released (telemetry ON) in every zone" if not engaged else
                        f"ENGAGED (telemetry OFF) in {', '.join(engaged)}: run 'shunt kill off' first")
-        except ShuntError as exc:
-            result.add("kill switch", False, f"cannot read it: {exc}")
+        except Exception as exc:  # noqa: BLE001 - reported as a failed check, with what went wrong
+            hint = " (in the sandbox, set SHUNT_KILL_SWITCH_FILE: moto has no AppConfig)" \
+                if not isinstance(exc, ShuntError) else ""
+            result.add("kill switch", False, f"cannot read it: {exc}{hint}")
         result.add("version", *self.check_version(version, settings))
         for action in (UPGRADE, ROLLBACK):
             doc = agent_document_name(action, settings.resource_prefix)

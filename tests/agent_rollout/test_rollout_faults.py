@@ -655,3 +655,17 @@ def test_random_faults_keep_the_invariants(rig_factory, counts, fail_ratio, sile
         halted = [az for az, phase in state.meta["zones"].items() if phase == "rolled_back"]
         assert len(halted) == 1 and all(rig.fleet.hosts[i].version != NEW for i in rig.fleet.ids(halted[0]))
     check_invariants(rig, state)
+
+
+def test_kill_switch_that_cannot_be_read_fails_preflight(rig_factory):
+    from rollout_fakes import client_error
+
+    rig = rig_factory({A: 2})
+
+    def unreachable():
+        raise client_error("ResourceNotFoundException", "StartConfigurationSession", "no such application")
+
+    rig.kill.read_flags = unreachable
+    with pytest.raises(PreflightFailed, match="kill switch: cannot read it: .*ResourceNotFoundException"):
+        rig.start()
+    assert rig.fleet.commands == []
