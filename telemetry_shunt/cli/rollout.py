@@ -170,12 +170,18 @@ def _next_step(state) -> str:
     if meta["status"] == "rolling_back":
         return "would finish rolling back " + ", ".join(meta.get("rollback_zones", []))
     for az in meta["zone_order"]:
-        if meta["zones"][az] != "done":
+        if meta["zones"][az] == "done":
+            continue
+        for key, wave in meta["waves"].items():
+            if not key.startswith(az + "/") or wave["phase"] == "baked":
+                continue
+            if wave["phase"] == "failed":
+                return f"would halt and roll back {az} ({wave.get('reason')})"
             for b in meta["zone_batches"][az]:
                 batch = state.batches[b]
-                if batch["phase"] != "done":
+                if key == f"{az}/{batch['wave']}" and batch["phase"] != "done":
                     return f"would continue in {az} with batch {b} ({batch['phase']})"
-            return f"would continue in {az} (bake)"
+            return f"would bake {key} again from the start, then go on"
     return "would mark the rollout completed"
 
 

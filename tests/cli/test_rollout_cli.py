@@ -171,7 +171,7 @@ def test_interrupt_leaves_a_resumable_state_and_exit_130(env):
     status = json.loads(run("rollout", "status", "r-int", "--output", "json").stdout)
     assert status["status"] == "running" and status["controller"] == "none (resume it to continue)"
     dry = run("rollout", "resume", "r-int", "--dry-run")
-    assert dry.exit_code == 0 and "dry run: would continue in us-east-1a" in dry.stderr
+    assert dry.exit_code == 0 and "dry run: would bake us-east-1a/one-box again from the start" in dry.stderr
     abort_dry = run("rollout", "abort", "r-int", "--dry-run")
     assert "no controller runs" in abort_dry.stderr
     assert json.loads(run("rollout", "status", "r-int", "--output", "json").stdout)["status"] == "running"
