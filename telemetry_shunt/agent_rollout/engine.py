@@ -868,19 +868,21 @@ class RolloutEngine:
 
 
 def summarize(state: RolloutState) -> dict[str, Any]:
-    """Status for humans and JSON: one record with per-zone counts."""
+    """Status for humans and JSON: one record with per-zone counts of each host's latest outcome
+    (``upgraded``, ``failed``, ``rolled_back``, ``rollback_failed``; hosts not reached are not counted)."""
     meta = state.meta
     zones = []
     for az in meta["zone_order"]:
-        counts: dict[str, int] = {}
+        latest: dict[str, str] = {}
         hosts = 0
         for b in meta["zone_batches"][az]:
             hosts += len(state.batches[b]["instance_ids"])
-            for s in state.batches[b]["hosts"].values():
-                counts[s] = counts.get(s, 0) + 1
+            latest.update(state.batches[b]["hosts"])
         for b in meta.get("rollback_batches", {}).get(az, []):
-            for s in state.batches[b]["hosts"].values():
-                counts[s] = counts.get(s, 0) + 1
+            latest.update(state.batches[b]["hosts"])  # a rollback outcome replaces the upgrade's
+        counts: dict[str, int] = {}
+        for outcome in latest.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
         waves = {k.split("/", 1)[1]: v["phase"] for k, v in meta["waves"].items() if k.startswith(az + "/")}
         zones.append({"az": az, "phase": meta["zones"][az], "hosts": hosts, "waves": waves, **counts})
     return {

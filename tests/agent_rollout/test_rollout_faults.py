@@ -669,3 +669,15 @@ def test_kill_switch_that_cannot_be_read_fails_preflight(rig_factory):
     with pytest.raises(PreflightFailed, match="kill switch: cannot read it: .*ResourceNotFoundException"):
         rig.start()
     assert rig.fleet.commands == []
+
+
+def test_summary_counts_each_hosts_latest_outcome(rig_factory):
+    from telemetry_shunt.agent_rollout.engine import summarize
+
+    rig = rig_factory({A: 2, B: 11})
+    rig.fleet.fail_upgrade.update(rig.fleet.ids(B)[1:3])  # 2 of 10 > MaxErrors 1
+    state = rig.start()
+    zones = {z["az"]: z for z in summarize(state)["zones"]}
+    assert zones[A]["upgraded"] == 2 and "rolled_back" not in zones[A]
+    assert zones[B]["rolled_back"] == 11 and "upgraded" not in zones[B] and "failed" not in zones[B]
+    assert zones[B]["hosts"] == 11
