@@ -646,7 +646,8 @@ class RolloutEngine:
         batch["command_id"] = command_id
         batch["sent_at"] = self.clock.now()
         self._transition(state, "batch_sent", batch=batch_id, command_id=command_id, recovered=found)
-        self.progress(f"  {batch_id}: {batch['kind']} sent to {len(batch['instance_ids'])} hosts ({command_id})")
+        what = f"rollback to {batch['version']}" if batch["kind"] == ROLLBACK else f"upgrade to {state.meta['version']}"
+        self.progress(f"  {batch_id}: {what} sent to {len(batch['instance_ids'])} hosts ({command_id})")
 
     def _send(self, state: RolloutState, batch: dict[str, Any]) -> str:
         version = state.meta["version"] if batch["kind"] == UPGRADE else batch["version"]
