@@ -277,7 +277,7 @@ def _tables(rows: list[dict], memory: list[dict], emits: int, load: list[float])
         lat = row.get("latency", {})
         own = healthy.get(row["client"])
         close = row.get("close", {}).get("seconds")
-        close_text = f"{close:.3f}" if close is not None else f"> {CLOSE_CAP_SECONDS:.0f} (killed)"
+        close_text = f"{close:.3f}" if close is not None else "killed while closing"
         lines.append(
             f"| {row['client']} | {row['mode']} | {_num(lat.get('median_us'), 3)} | {_num(lat.get('p99_us'), 3)} "
             f"| {_pct(rate(row, 'per_second'), rate(own, 'per_second'))} "
