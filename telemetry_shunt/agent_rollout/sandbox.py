@@ -13,7 +13,8 @@ What is real and what is simulated:
   gave it, except hosts on the demo version ``1.2.0-broken``, which stay silent (so a rollout to it
   halts and rolls back, as a broken agent would).
 * AppConfig is not in moto: the kill switch is a local JSON file (``--kill-switch-file`` /
-  ``SHUNT_KILL_SWITCH_FILE``), printed by ``shunt sandbox --print-env``.
+  ``SHUNT_KILL_SWITCH_FILE``, printed by ``shunt sandbox start --print-env``); a command whose endpoint
+  is the running sandbox's finds it through ``sandbox.json`` when neither is given.
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ Exit codes:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -98,6 +100,10 @@ def build_kill_switch(params: dict[str, Any], session: Any, endpoint: str | None
 
     if params.get("kill_switch_file"):
         return FileKillSwitch(params["kill_switch_file"])
+    sandbox_file = sandbox_kill_switch_file(endpoint or os.environ.get("AWS_ENDPOINT_URL"))
+    if sandbox_file:
+        progress(f"endpoint is the sandbox: kill switch is the local file {sandbox_file} (moto has no AppConfig)")
+        return FileKillSwitch(sandbox_file)
     return AppConfigKillSwitch(
         make_client(session, "appconfig", endpoint_url=endpoint),
         make_client(session, "appconfigdata", endpoint_url=endpoint),
@@ -106,6 +112,21 @@ def build_kill_switch(params: dict[str, Any], session: Any, endpoint: str | None
         profile=params.get("appconfig_profile") or contract.APPCONFIG_PROFILE,
         strategy=params.get("appconfig_strategy"),
     )
+
+
+def sandbox_kill_switch_file(endpoint: str | None) -> str | None:
+    """The sandbox's kill-switch file when ``endpoint`` is a running sandbox (its ``sandbox.json`` in
+    ``SHUNT_SANDBOX_DIR``, default ``.shunt/sandbox``), else None."""
+    if not endpoint:
+        return None
+    path = Path(os.environ.get("SHUNT_SANDBOX_DIR", ".shunt/sandbox")) / "sandbox.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if info.get("endpoint_url", "").rstrip("/") != endpoint.rstrip("/"):
+        return None
+    return info.get("env", {}).get("SHUNT_KILL_SWITCH_FILE")
 
 
 def plan_options(func: Callable) -> Callable:

@@ -116,3 +116,18 @@ def test_help_is_unambiguous():
     text = run("kill", "--help").stdout
     assert "ENGAGE the kill switch: telemetry OFF" in text
     assert "RELEASE the kill switch: telemetry ON" in text
+
+
+def test_the_sandbox_endpoint_selects_the_sandbox_kill_switch_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SHUNT_KILL_SWITCH_FILE", raising=False)
+    kill_file = tmp_path / "sb-kill.json"
+    kill_file.write_text('{"telemetry": {"enabled": false}}')
+    (tmp_path / ".shunt" / "sandbox").mkdir(parents=True)
+    (tmp_path / ".shunt" / "sandbox" / "sandbox.json").write_text(json.dumps(
+        {"endpoint_url": "http://127.0.0.1:4567", "env": {"SHUNT_KILL_SWITCH_FILE": str(kill_file)}}))
+    with mock_aws():
+        result = run("kill", "status", "--output", "json", "--endpoint-url", "http://127.0.0.1:4567")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"global": "telemetry OFF (kill switch engaged)"}
+    assert "endpoint is the sandbox" in result.stderr
