@@ -13,7 +13,13 @@ from constructs import Construct, IValidation
 
 from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork, TelemetryServiceNetwork
 from telemetry_shunt.core import contract
-from telemetry_shunt.core.policy import check_policy_size, service_auth_policy
+from telemetry_shunt.core.policy import (
+    WORST_CASE_PARTITION,
+    WORST_CASE_SERVICE_ARN,
+    WORST_CASE_SERVICE_NETWORK_ARN,
+    check_policy_size,
+    service_auth_policy,
+)
 from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, validate_pushers, validate_routes
 from telemetry_shunt.core.validation import lattice_name
 from telemetry_shunt.errors import ValidationError
@@ -152,15 +158,18 @@ class TelemetryGateway(Construct):
         if not self._routes:
             # Synthesis then fails on the "no routes" validation, which says what to do.
             return {"Version": "2012-10-17", "Statement": []}
-        document = service_auth_policy(
+        sizing = service_auth_policy(
+            service_arn=WORST_CASE_SERVICE_ARN, routes=self._routes, pushers=self.pushers,
+            partition=WORST_CASE_PARTITION, service_network_arn=WORST_CASE_SERVICE_NETWORK_ARN,
+        )
+        check_policy_size(sizing, what="gateway service")
+        return service_auth_policy(
             service_arn=self.resource.attr_arn,
             routes=self._routes,
             pushers=self.pushers,
             partition=Aws.PARTITION,
             service_network_arn=self.service_network.service_network_arn,
         )
-        check_policy_size(document, what="gateway service")
-        return document
 
     # --- internals --------------------------------------------------------------------------
     def _target_group(self, collector: str) -> lattice.CfnTargetGroup:

@@ -13,7 +13,7 @@ from aws_cdk import aws_vpclattice as lattice
 from constructs import Construct
 
 from telemetry_shunt.constructs._nag import acknowledge
-from telemetry_shunt.core.policy import check_policy_size, service_network_auth_policy
+from telemetry_shunt.core.policy import WORST_CASE_PARTITION, check_policy_size, service_network_auth_policy
 from telemetry_shunt.core.routes import Pusher, validate_pushers
 from telemetry_shunt.core.validation import account_id, is_token, lattice_name, organization_id
 from telemetry_shunt.errors import ValidationError
@@ -105,8 +105,9 @@ class TelemetryServiceNetwork(Construct):
             raise ValidationError(f"log_retention {log_retention.to_human_string()} must be at least 1 day")
 
         self.resource = lattice.CfnServiceNetwork(self, "Resource", name=name, auth_type="AWS_IAM")
+        check_policy_size(service_network_auth_policy(pushers=self.pushers, partition=WORST_CASE_PARTITION),
+                          what="service network")
         policy = service_network_auth_policy(pushers=self.pushers, partition=Aws.PARTITION)
-        check_policy_size(policy, what="service network")
         self.auth_policy = lattice.CfnAuthPolicy(
             self, "AuthPolicy", resource_identifier=self.resource.attr_arn, policy=policy
         )

@@ -35,6 +35,13 @@ MAX_POLICY_BYTES = 10 * 1024
 # Deploy-time values (tokens) are counted at the longest they can resolve to, e.g.
 # arn:aws-us-gov:vpc-lattice:us-gov-west-1:123456789012:servicenetwork/sn-0123456789abcdef0
 _TOKEN_WORST_CASE = 100
+# Constructs size their policies with these in place of the deploy-time values they know about (the
+# partition and the Lattice ARNs), so a partition token counts 10 bytes, not 100.
+WORST_CASE_PARTITION = "aws-us-gov"
+WORST_CASE_SERVICE_ARN = "arn:aws-us-gov:vpc-lattice:us-gov-west-1:123456789012:service/svc-0123456789abcdef0"
+WORST_CASE_SERVICE_NETWORK_ARN = (
+    "arn:aws-us-gov:vpc-lattice:us-gov-west-1:123456789012:servicenetwork/sn-0123456789abcdef0"
+)
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
 
 NOT_ANONYMOUS = {"StringNotEqualsIgnoreCase": {KEY_PRINCIPAL_TYPE: "anonymous"}}

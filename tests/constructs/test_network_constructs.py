@@ -387,3 +387,18 @@ def test_attachment_rejects_bad_input(tmp_path, kwargs, match):
                   subnet_configuration=[ec2.SubnetConfiguration(name="p", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
     with pytest.raises(ValidationError, match=match):
         AppVpcAttachment(stack, "Att", vpc=vpc, service_network=TelemetryServiceNetwork.from_service_network_arn(stack, "SN", SN_ARN), **kwargs)
+
+
+def test_policy_size_counts_partition_tokens_at_their_real_length(tmp_path):
+    # 110 account pushers: with each partition token counted at 100 bytes the network policy would be
+    # ~16 KB and refused; at its real worst case ("aws-us-gov", 10 bytes) it is ~6 KB and fits.
+    accounts = [Pusher.account(str(100000000000 + i)) for i in range(110)]
+    stack = cdk.Stack(new_app(tmp_path), "Sized")
+    sn = TelemetryServiceNetwork(stack, "SN", pushers=accounts)
+    from telemetry_shunt.core.policy import policy_size
+
+    from telemetry_shunt.core.policy import service_network_auth_policy
+
+    assert policy_size(stack.resolve(sn.auth_policy.policy)) < 10 * 1024
+    # What a token-blind count would have said (and refused):
+    assert policy_size(service_network_auth_policy(pushers=accounts, partition=cdk.Aws.PARTITION)) > 10 * 1024
