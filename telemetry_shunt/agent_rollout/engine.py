@@ -58,6 +58,7 @@ from telemetry_shunt.core.killswitch import telemetry_enabled
 from telemetry_shunt.core.rollout_plan import Host, RolloutPlan, chunk
 from telemetry_shunt.errors import ShuntError, ValidationError
 
+ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 TERMINAL_INVOCATION = {"Success", "Failed", "TimedOut", "Cancelled"}
 FAILED_INVOCATION = {"Failed", "TimedOut", "Cancelled"}
 UPGRADE, ROLLBACK = "upgrade", "rollback"
@@ -213,6 +214,10 @@ class RolloutEngine:
         except Exception as exc:
             if error_code(exc) in ("InvalidDocument", "InvalidDocumentVersion"):
                 return None  # reported by the document check
+            if error_code(exc) in ACCESS_DENIED:
+                self.progress("warning: no ssm:GetDocument permission: versions are checked against the "
+                              "Distributor package only")
+                return None
             raise
         try:
             content = json.loads(doc.get("Content") or "{}")
@@ -350,7 +355,14 @@ class RolloutEngine:
             result.add("rollback version", present, f"{settings.rollback_version} (given)" if present else
                        f"rollback {detail}")
             return
-        seen = self.current_versions(ids, settings.heartbeat_period_seconds)
+        try:
+            seen = self.current_versions(ids, settings.heartbeat_period_seconds)
+        except Exception as exc:
+            if error_code(exc) not in ACCESS_DENIED:
+                raise
+            result.add("rollback version", False, f"cannot read the hosts' heartbeat metrics ({error_code(exc)} "
+                       "on cloudwatch:ListMetrics): pass --rollback-version")
+            return
         unclear = sorted(i for i, versions in seen.items() if len(versions) != 1)
         if unclear:
             result.add("rollback version", False,

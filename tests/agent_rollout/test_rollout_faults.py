@@ -681,3 +681,22 @@ def test_summary_counts_each_hosts_latest_outcome(rig_factory):
     assert zones[A]["upgraded"] == 2 and "rolled_back" not in zones[A]
     assert zones[B]["rolled_back"] == 11 and "upgraded" not in zones[B] and "failed" not in zones[B]
     assert zones[B]["hosts"] == 11
+
+
+def test_without_list_metrics_permission_preflight_asks_for_the_rollback_version(rig_factory):
+    from rollout_fakes import client_error
+
+    rig = rig_factory({A: 2})
+    clients = rig.fleet.clients()
+
+    def denied(**_):
+        raise client_error("AccessDenied", "ListMetrics", "not authorized to perform cloudwatch:ListMetrics")
+
+    clients.cloudwatch.list_metrics = denied
+    engine = rig.engine()
+    engine.clients = clients
+    check = engine.preflight(rig.plan(), NEW, rig.settings)
+    assert [c.detail for c in check.checks if not c.ok] == [
+        "cannot read the hosts' heartbeat metrics (AccessDenied on cloudwatch:ListMetrics): pass --rollback-version"]
+    given = RolloutSettings(bake_seconds=600, poll_seconds=30, lease_seconds=120, rollback_version=OLD)
+    assert engine.preflight(rig.plan(), NEW, given).ok
