@@ -76,7 +76,8 @@ def proof_lines(templates: dict[str, Path]) -> list[str]:
     results = prove_push_only_from_policies(found)
     lines = []
     for r in results:
-        lines.append(f"  {'PROVEN' if r.holds else 'VIOLATED'}  {r.invariant}" + ("" if r.holds else f"  e.g. {r.counterexample}"))
+        verdict = "PROVEN" if r.holds else "VIOLATED"
+        lines.append(f"  {verdict}  {r.invariant}" + ("" if r.holds else f"  e.g. {r.counterexample}"))
     if not all(r.holds for r in results):
         lines.append("FAILED")
     return lines
@@ -95,7 +96,8 @@ def main() -> int:
               + (", ".join(f"{n} {t}" for t, n in sorted(lattice.items())) or "none"))
         for rule in (r for r in template["Resources"].values() if r["Type"] == "AWS::VpcLattice::Rule"):
             match = rule["Properties"]["Match"]["HttpMatch"]
-            print(f"    route {match['Method']} {match['PathMatch']['Match']['Exact']}  (priority {rule['Properties']['Priority']})")
+            path = match["PathMatch"]["Match"]["Exact"]
+            print(f"    route {match['Method']} {path}  (priority {rule['Properties']['Priority']})")
         acks = acknowledgements(name)
         if acks:
             print(f"    {len(acks)} cdk-nag acknowledgements, each on its resource with a reason")

@@ -36,7 +36,8 @@ class _ImportedServiceNetwork(Construct):
         super().__init__(scope, id)
         if not Token.is_unresolved(arn):
             parts = Arn.split(arn, ArnFormat.SLASH_RESOURCE_NAME)
-            if parts.service != "vpc-lattice" or parts.resource != "servicenetwork" or not (parts.resource_name or "").startswith("sn-"):
+            name = parts.resource_name or ""
+            if parts.service != "vpc-lattice" or parts.resource != "servicenetwork" or not name.startswith("sn-"):
                 raise ValidationError(
                     f"service network ARN {arn!r} must look like "
                     "'arn:aws:vpc-lattice:us-east-1:111111111111:servicenetwork/sn-0123456789abcdef0'"

@@ -108,7 +108,8 @@ def test_service_network_access_logs_go_to_encrypted_expiring_bucket(concentrato
     t.has_resource_properties("AWS::S3::Bucket", {
         "BucketEncryption": {"ServerSideEncryptionConfiguration": [
             {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
-        "LifecycleConfiguration": {"Rules": Match.array_with([Match.object_like({"ExpirationInDays": 365, "Status": "Enabled"})])},
+        "LifecycleConfiguration": {"Rules": Match.array_with([
+            Match.object_like({"ExpirationInDays": 365, "Status": "Enabled"})])},
         "PublicAccessBlockConfiguration": Match.object_like({"BlockPublicAcls": True, "RestrictPublicBuckets": True}),
         "LoggingConfiguration": Match.object_like({"DestinationBucketName": Match.any_value()}),
     })
@@ -385,8 +386,9 @@ def test_attachment_rejects_bad_input(tmp_path, kwargs, match):
     stack = cdk.Stack(new_app(tmp_path), "B")
     vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0,
                   subnet_configuration=[ec2.SubnetConfiguration(name="p", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)])
+    shared = TelemetryServiceNetwork.from_service_network_arn(stack, "SN", SN_ARN)
     with pytest.raises(ValidationError, match=match):
-        AppVpcAttachment(stack, "Att", vpc=vpc, service_network=TelemetryServiceNetwork.from_service_network_arn(stack, "SN", SN_ARN), **kwargs)
+        AppVpcAttachment(stack, "Att", vpc=vpc, service_network=shared, **kwargs)
 
 
 def test_policy_size_counts_partition_tokens_at_their_real_length(tmp_path):
@@ -395,9 +397,7 @@ def test_policy_size_counts_partition_tokens_at_their_real_length(tmp_path):
     accounts = [Pusher.account(str(100000000000 + i)) for i in range(110)]
     stack = cdk.Stack(new_app(tmp_path), "Sized")
     sn = TelemetryServiceNetwork(stack, "SN", pushers=accounts)
-    from telemetry_shunt.core.policy import policy_size
-
-    from telemetry_shunt.core.policy import service_network_auth_policy
+    from telemetry_shunt.core.policy import policy_size, service_network_auth_policy
 
     assert policy_size(stack.resolve(sn.auth_policy.policy)) < 10 * 1024
     # What a token-blind count would have said (and refused):
