@@ -57,7 +57,9 @@ def cidr(value: str, *, what: str = "CIDR", min_prefix: int = 16, max_prefix: in
     try:
         network = ipaddress.IPv4Network(value, strict=True)
     except (ipaddress.AddressValueError, ipaddress.NetmaskValueError, ValueError) as exc:
-        raise ValidationError(f"{what} {value!r} is not a valid IPv4 network ({exc}); use a block such as '10.80.0.0/16'") from None
+        raise ValidationError(
+            f"{what} {value!r} is not a valid IPv4 network ({exc}); use a block such as '10.80.0.0/16'"
+        ) from None
     if not (min_prefix <= network.prefixlen <= max_prefix):
         raise ValidationError(f"{what} {value!r} must be between /{min_prefix} and /{max_prefix} (a VPC's range)")
     return network
