@@ -182,13 +182,17 @@ class AppConfigKillSwitch:
                 ApplicationId=app, ConfigurationProfileId=profile):
             for item in page.get("Items", []):
                 latest = max(latest, int(item["VersionNumber"]))
-        document: dict[str, Any] = {"version": "1", "flags": {}, "values": {}}
-        if latest:
-            content = self.appconfig.get_hosted_configuration_version(
-                ApplicationId=app, ConfigurationProfileId=profile, VersionNumber=latest)["Content"]
-            raw = content.read() if hasattr(content, "read") else content
-            document = json.loads(raw)
-        document.setdefault("flags", {}).setdefault(key, {"name": key})
+        if not latest:
+            raise ShuntError(f"the kill-switch profile {self.profile!r} has no hosted version yet: deploy the "
+                             "KillSwitch stack first")
+        content = self.appconfig.get_hosted_configuration_version(
+            ApplicationId=app, ConfigurationProfileId=profile, VersionNumber=latest)["Content"]
+        raw = content.read() if hasattr(content, "read") else content
+        document = json.loads(raw)
+        if key not in document.get("flags", {}):
+            # the stack owns the flag definitions (a redeploy would drop a flag added here)
+            raise ShuntError(f"flag {key!r} is not in the kill-switch profile: add the AZ to the KillSwitch "
+                             "stack, deploy it, then flip it")
         values = document.setdefault("values", {})
         changed = values.get(key, {}).get("enabled") is not enabled
         values[key] = {**values.get(key, {}), "enabled": enabled}

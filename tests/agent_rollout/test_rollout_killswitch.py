@@ -83,12 +83,14 @@ def test_kill_on_for_one_az_creates_a_version_and_deploys_it_all_at_once(clients
         {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123", "VersionNumber": 3},
         {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123", "VersionNumber": 4}]},
         {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123"})
-    current = {"version": "1", "flags": {"telemetry": {"name": "telemetry"}}, "values": {"telemetry": {"enabled": True}}}
+    current = {"version": "1",
+               "flags": {"telemetry": {"name": "telemetry"}, "telemetry-us-east-1b": {"name": "Telemetry in b"}},
+               "values": {"telemetry": {"enabled": True}, "telemetry-us-east-1b": {"enabled": True}}}
     s1.add_response("get_hosted_configuration_version", {"VersionNumber": 4, "Content": body(current),
                                                          "ContentType": "application/json"},
                     {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123", "VersionNumber": 4})
     expected = {"version": "1",
-                "flags": {"telemetry": {"name": "telemetry"}, "telemetry-us-east-1b": {"name": "telemetry-us-east-1b"}},
+                "flags": {"telemetry": {"name": "telemetry"}, "telemetry-us-east-1b": {"name": "Telemetry in b"}},
                 "values": {"telemetry": {"enabled": True}, "telemetry-us-east-1b": {"enabled": False}}}
     s1.add_response("create_hosted_configuration_version", {"VersionNumber": 5, "ContentType": "application/json"}, {
         "ApplicationId": "app1234", "ConfigurationProfileId": "prof123",
@@ -102,13 +104,37 @@ def test_kill_on_for_one_az_creates_a_version_and_deploys_it_all_at_once(clients
                                 "changed": True, "version": "5", "deployment": "9", "dry_run": False}
 
 
-def test_first_flip_on_an_empty_profile_and_dry_run_writes_nothing(clients):
+def test_an_empty_profile_is_refused(clients):
     appconfig, data, s1, _ = clients
     stub_ids(s1)
     s1.add_response("list_hosted_configuration_versions", {"Items": []},
                     {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123"})
+    with pytest.raises(ShuntError, match="no hosted version yet: deploy the KillSwitch stack first"):
+        AppConfigKillSwitch(appconfig, data).set_telemetry(None, False)
+
+
+def stub_latest(s1, document):
+    s1.add_response("list_hosted_configuration_versions", {"Items": [
+        {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123", "VersionNumber": 2}]},
+        {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123"})
+    s1.add_response("get_hosted_configuration_version", {"VersionNumber": 2, "Content": body(document)},
+                    {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123", "VersionNumber": 2})
+
+
+def test_an_az_the_stack_does_not_define_is_refused(clients):
+    appconfig, data, s1, _ = clients
+    stub_ids(s1)
+    stub_latest(s1, {"version": "1", "flags": {"telemetry": {"name": "t"}}, "values": {"telemetry": {"enabled": True}}})
+    with pytest.raises(ShuntError, match="flag 'telemetry-us-east-1d' is not in the kill-switch profile"):
+        AppConfigKillSwitch(appconfig, data).set_telemetry("us-east-1d", False)
+
+
+def test_dry_run_writes_nothing(clients):
+    appconfig, data, s1, _ = clients
+    stub_ids(s1)
+    stub_latest(s1, {"version": "1", "flags": {"telemetry": {"name": "t"}}, "values": {"telemetry": {"enabled": True}}})
     result = AppConfigKillSwitch(appconfig, data).set_telemetry(None, False, dry_run=True)
-    assert result.dry_run and result.changed and result.version is None
+    assert result.dry_run and result.changed and result.version is None  # no create/start stubbed: none made
 
 
 def test_missing_appconfig_application_is_a_one_line_error(clients):
