@@ -39,6 +39,7 @@ DROP_REASONS = (
     "server_error",  # the last attempt got a 5xx (or 408) answer
     "throttled",  # the last attempt got a 429 (or 503 with Retry-After)
     "credentials",  # the last attempt could not get credentials (a failing refresh)
+    "internal_error",  # a bug in this client dropped the batch (logged once at ERROR)
     "shutdown",  # still unsent when close() or interpreter exit ran out of time
     "closed",  # emitted after close()
 )
@@ -242,6 +243,7 @@ class TelemetryClient:
         self._state = STARTING if self._kill_switch is not None else SENDING
         self._error: str | None = None
         self._flag_problem: str | None = None
+        self._bug_reported = False
         self._breaker = CircuitBreaker(**self._breaker_args)
         self._requests = 0
         self._failed_requests = 0
@@ -365,7 +367,7 @@ class TelemetryClient:
                     continue
             if not self._breaker.allow():
                 return
-            self._attempt(self._pending, _monotonic() + self._request_timeout)
+            self._attempt_safely(self._pending, _monotonic() + self._request_timeout)
 
     def _take_batch(self) -> _Batch | None:
         buffer = self._buffer
@@ -374,14 +376,36 @@ class TelemetryClient:
             items = [buffer.popleft() for _ in range(n)]
             self._taken += n
             self._held += n
-        body, records, invalid = encode_records(items)
+        try:
+            body, records, invalid = encode_records(items)
+            if records and self._compress:
+                body = compress(body)
+        except Exception:
+            self._report_bug()
+            with self._lock:
+                self._held -= n
+                self._worker_drops["internal_error"] += n
+            return None
         if invalid:
             with self._lock:
                 self._held -= invalid
                 self._worker_drops["invalid"] += invalid
         if not records:
             return None
-        return _Batch(compress(body) if self._compress else body, records)
+        return _Batch(body, records)
+
+    def _attempt_safely(self, batch: _Batch, deadline: float) -> None:
+        try:
+            self._attempt(batch, deadline)
+        except Exception:
+            self._report_bug()
+            if self._pending is batch:
+                self._finish(batch, "internal_error")
+
+    def _report_bug(self) -> None:
+        if not self._bug_reported:
+            self._bug_reported = True
+            logger.exception("telemetry-shunt client: internal error, batch dropped (reported once)")
 
     def _attempt(self, batch: _Batch, deadline: float) -> None:
         batch.attempts += 1
@@ -511,7 +535,7 @@ class TelemetryClient:
                         continue
                 if not self._breaker.allow():
                     break
-                self._attempt(self._pending, min(deadline, _monotonic() + self._request_timeout))
+                self._attempt_safely(self._pending, min(deadline, _monotonic() + self._request_timeout))
                 if self._state != SENDING:
                     break
         self._drain("shutdown")

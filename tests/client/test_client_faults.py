@@ -189,3 +189,27 @@ def test_concurrent_emitters_are_counted_exactly(gateway, make_client):
     assert stats.emitted == 20_000
     assert balanced(stats) and stats.queued == 0
     assert stats.sent == len(gateway.records)
+
+
+def test_a_bug_in_the_worker_costs_one_batch_not_the_client(gateway, make_client, monkeypatch, caplog):
+    import telemetry_shunt.client._client as client_module
+
+    real_encode = client_module.encode_records
+    calls = []
+
+    def encode_failing_once(items):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real_encode(items)
+
+    monkeypatch.setattr(client_module, "encode_records", encode_failing_once)
+    caplog.set_level(logging.ERROR, logger="telemetry_shunt.client")
+    client = make_client(gateway.url)
+    client.emit("lost", 1)
+    assert wait_until(lambda: client.stats().dropped["internal_error"] == 1)
+    client.emit("kept", 2)
+    assert [r["name"] for r in gateway.wait_for_records(1)] == ["kept"]
+    assert wait_until(lambda: client.stats().sent == 1)
+    assert balanced(client.stats()) and client.stats().state == "sending"
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
