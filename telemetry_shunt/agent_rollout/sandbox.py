@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -41,6 +42,7 @@ from telemetry_shunt.core.contract import (
     agent_package_name,
     heartbeat_alarm_name,
 )
+from telemetry_shunt.errors import ShuntError
 
 REGION = "us-east-1"
 FLEET = "demo"
@@ -235,6 +237,13 @@ class Sandbox:
         import boto3
         from moto.server import ThreadedMotoServer
 
+        if self.port:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", self.port))
+                except OSError as exc:  # moto's server thread would die silently and leave us waiting
+                    raise ShuntError(f"cannot listen on 127.0.0.1:{self.port} ({exc.strerror}): pick another "
+                                     "--port, or 0 for any free port") from None
         install_moto_extensions()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log on the operator's terminal
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)

@@ -90,3 +90,16 @@ def test_broken_version_halts_with_exit_2_against_an_in_process_server(tmp_path)
         env_out = shunt("sandbox", "env", "--state-dir", str(tmp_path / "sb"), "--output", "json",
                         env=clean_env(), cwd=tmp_path)
         assert json.loads(env_out.stdout)["AWS_ENDPOINT_URL"] == box.endpoint_url
+
+
+def test_a_busy_port_is_a_one_line_error(tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = shunt("sandbox", "start", "--port", str(port), "--state-dir", str(tmp_path / "sb"),
+                       env=clean_env(), cwd=tmp_path, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"shunt: cannot listen on 127.0.0.1:{port}")
