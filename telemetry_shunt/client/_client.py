@@ -185,7 +185,8 @@ class TelemetryClient:
         append((name, value, _time(), attributes))
 
     def stats(self) -> ClientStats:
-        """Counters so far. Exact when no ``emit`` runs concurrently (one in flight may show as a drop)."""
+        """Counters so far; ``emitted == sent + dropped_total + queued`` in every snapshot. While other
+        threads are inside ``emit``, a record in flight may count as ``buffer_full`` instead of queued."""
         with self._lock:
             queued = len(self._buffer)
             accepted = _peek(self._accepted)
