@@ -173,3 +173,14 @@ def test_current_versions_come_from_the_newest_heartbeat(moto_rig):
     check = moto_rig.engine("op-2").preflight(plan, "1.0.0", SETTINGS)
     assert check.ok, check.rows()
     assert set(check.previous_versions.values()) == {"1.1.0"}
+
+
+def test_moto_extensions_target_only_the_given_instances(moto_rig):
+    ssm = moto_rig.clients.ssm
+    one = moto_rig.hosts[0]["instance_id"]
+    command = ssm.send_command(InstanceIds=[one], DocumentName="TelemetryShunt-Agent-Upgrade",
+                               Parameters={"version": ["1.1.0"]}, Comment="c")["Command"]
+    invocations = ssm.list_command_invocations(CommandId=command["CommandId"])["CommandInvocations"]
+    assert [(i["InstanceId"], i["Status"]) for i in invocations] == [(one, "Success")]
+    info = ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [one]}])
+    assert [(i["InstanceId"], i["PingStatus"]) for i in info["InstanceInformationList"]] == [(one, "Online")]
