@@ -103,3 +103,29 @@ def test_a_busy_port_is_a_one_line_error(tmp_path):
                        env=clean_env(), cwd=tmp_path, timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"shunt: cannot listen on 127.0.0.1:{port}")
+
+
+def test_ctrl_c_exits_130_and_resume_finishes(tmp_path):
+    with Sandbox(tmp_path / "sb", instances_per_az=1, heartbeat_seconds=0.5) as box:
+        env = {**clean_env(), **box.env()}
+        endpoint = env.pop("AWS_ENDPOINT_URL")
+        proc = subprocess.Popen(
+            [SHUNT, "rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "r-sigint", "--yes",
+             "--endpoint-url", endpoint, "--bake-seconds", "3", "--poll-seconds", "0.5"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+        )
+        deadline = time.time() + 60
+        audit = Path(env["SHUNT_AUDIT_LOG"])
+        while "bake_started" not in (audit.read_text() if audit.exists() else ""):
+            assert time.time() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1] == (
+            "shunt: interrupted; state is saved: run 'shunt rollout resume r-sigint' to continue")
+        resumed = shunt("rollout", "resume", "r-sigint", "--yes", "--output", "json", "--endpoint-url", endpoint,
+                        env=env, cwd=tmp_path, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["status"] == "completed"
