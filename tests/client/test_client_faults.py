@@ -176,17 +176,21 @@ def test_concurrent_emitters_are_counted_exactly(gateway, make_client):
     client = make_client(gateway.url, max_buffered_records=500, max_batch_records=200)
 
     def hammer() -> None:
-        for i in range(5000):
+        for i in range(50_000):
             client.emit("m", i, thread=threading.current_thread().name)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for thread in threads:
         thread.start()
+    snapshots = []
+    while any(thread.is_alive() for thread in threads):
+        snapshots.append(client.stats())  # taken while emits, sends and drops are all in motion
     for thread in threads:
         thread.join()
+    assert snapshots and all(balanced(snapshot) for snapshot in snapshots)
     client.close(timeout=5.0)
     stats = client.stats()
-    assert stats.emitted == 20_000
+    assert stats.emitted == 200_000
     assert balanced(stats) and stats.queued == 0
     assert stats.sent == len(gateway.records)
 
