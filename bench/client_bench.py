@@ -46,6 +46,7 @@ MEMORY_EMITS = 10_000_000
 STATEMENTS = {
     "none": "pass",
     "shunt": "emit('requests', 1, route='/pay')",
+    "shunt-off": "emit('requests', 1, route='/pay')",
     "seed": "emit('requests', 1, route='/pay')",
     "otel": "add(1, ATTRS)",
 }
@@ -66,6 +67,34 @@ def _build(client: str, url: str):
 
         shunt = TelemetryClient(url, region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "secret"),
                                 kill_switch=None)
+        return {"emit": shunt.emit}, lambda: shunt.close(timeout=1.0)
+    if client == "shunt-off":  # the kill switch reads "off" (a fake AppConfig agent in this process)
+        import http.server
+        import threading
+
+        from botocore.credentials import Credentials
+
+        from telemetry_shunt.client import KillSwitch, TelemetryClient
+
+        class Agent(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body = json.dumps({"telemetry": {"enabled": False}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        agent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+        threading.Thread(target=agent.serve_forever, daemon=True).start()
+        switch = KillSwitch(agent_url=f"http://127.0.0.1:{agent.server_address[1]}")
+        shunt = TelemetryClient(url, region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "secret"),
+                                kill_switch=switch)
+        deadline = time.monotonic() + 5
+        while shunt.stats().state != "disabled" and time.monotonic() < deadline:
+            time.sleep(0.01)
         return {"emit": shunt.emit}, lambda: shunt.close(timeout=1.0)
     if client == "seed":
         from client_seed import SeedClient
@@ -196,7 +225,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument("--clients", default=",".join(CLIENTS),
+                        help=f"any of {', '.join(CLIENTS)}, shunt-off (kill switch off; healthy gateway only)")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--passes", type=int, default=3, help="host-throughput runs per cell; the best counts")
     parser.add_argument("--child", nargs=2, metavar=("CLIENT", "URL"), help=argparse.SUPPRESS)
@@ -214,7 +244,11 @@ def main() -> None:
     quick = ["--quick"] if args.quick else []
     child_timeout = (1.0 if args.quick else THROUGHPUT_SECONDS) + LATENCY_BUDGET_SECONDS + CLOSE_CAP_SECONDS + 5
     load = [os.getloadavg()[0]]
-    cells = [(client, mode) for client in ["none", *clients] for mode in (["healthy"] if client == "none" else modes)]
+    cells = [
+        (client, mode)
+        for client in ["none", *clients]
+        for mode in (["healthy"] if client in ("none", "shunt-off") else modes)
+    ]
     rows = {}
     for client, mode in cells:
         gateway = BenchGateway(mode)
