@@ -17,7 +17,7 @@ from telemetry_shunt.agent_rollout.sandbox import Sandbox
 SHUNT = str(Path(sys.executable).with_name("shunt"))
 pytestmark = pytest.mark.slow
 
-QUICK = ["--bake-seconds", "2", "--poll-seconds", "0.5"]  # four heartbeat periods of the simulated agents
+QUICK = ["--bake-seconds", "3", "--poll-seconds", "0.5"]  # six heartbeat periods: robust on a busy machine
 
 
 def shunt(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
