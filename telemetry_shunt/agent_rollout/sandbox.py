@@ -23,6 +23,7 @@ import json
 import logging
 import socket
 import threading
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,6 +251,7 @@ class Sandbox:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        self._reset()  # moto's state is per process: start from an empty account every time
         session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
         self.hosts = seed(session, endpoint_url=self.endpoint_url, instances_per_az=self.instances_per_az)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -262,10 +264,16 @@ class Sandbox:
             {"endpoint_url": self.endpoint_url, "env": self.env(), "hosts": self.hosts}, indent=2), encoding="utf-8")
         return self
 
+    def _reset(self) -> None:
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
     def stop(self) -> None:
         if self.simulator:
             self.simulator.stop()
         if self._server:
+            self._reset()
             self._server.stop()
             self._server = None
         (self.state_dir / "sandbox.json").unlink(missing_ok=True)
