@@ -244,6 +244,7 @@ class TelemetryClient:
         self._state = STARTING if self._kill_switch is not None else SENDING
         self._error: str | None = None
         self._flag_problem: str | None = None
+        self._flags_read = False  # the kill switch has been read successfully at least once
         self._bug_reported = False
         self._breaker = CircuitBreaker(**self._breaker_args)
         self._requests = 0
@@ -335,10 +336,18 @@ class TelemetryClient:
 
     def _read_flags(self) -> None:
         enabled, problem = self._flags.read()
+        # As the host-side watcher does: fail closed until the switch has been read once, then keep
+        # the last decision through an outage of the agent (it neither kills nor revives telemetry).
         if problem != self._flag_problem:
             self._flag_problem = problem
-            if problem:
-                logger.warning("telemetry-shunt client: telemetry off, %s", problem)
+            if problem and self._flags_read:
+                logger.warning("telemetry-shunt client: keeping the last kill-switch decision, %s", problem)
+            elif problem:
+                logger.warning("telemetry-shunt client: telemetry off until the kill switch can be read, %s",
+                               problem)
+        if problem and self._flags_read:
+            return
+        self._flags_read = self._flags_read or problem is None
         if enabled and self._state in (STARTING, DISABLED):
             if self._state == DISABLED:
                 logger.info("telemetry-shunt client: kill switch on, sending again")

@@ -24,8 +24,9 @@ class KillSwitch:
     the AWS AppConfig agent on the host (``http://localhost:2772`` by default).
 
     Read at start-up and every ``poll_interval_seconds`` (the agent serves it from its cache). Telemetry
-    runs only while the flags read as "on" for ``az`` (see ``core.killswitch.telemetry_enabled``); an
-    agent that cannot be read counts as "off".
+    runs only while the flags read as "on" for ``az`` (see ``core.killswitch.telemetry_enabled``). Like
+    the host-side watcher: nothing is sent until the switch has been read once (fail closed), and an
+    agent that cannot be read later leaves the last decision in force.
     """
 
     agent_url: str = APPCONFIG_AGENT_URL

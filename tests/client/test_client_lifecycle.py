@@ -72,7 +72,7 @@ def test_the_per_az_flag_turns_one_zone_off(gateway, agent, make_client):
     assert wait_until(lambda: on.stats().state == "sending")
 
 
-def test_an_unreadable_kill_switch_counts_as_off_and_is_said_once(gateway, agent, make_client, caplog):
+def test_an_unreadable_kill_switch_at_start_up_fails_closed_and_is_said_once(gateway, agent, make_client, caplog):
     caplog.set_level(logging.WARNING, logger="telemetry_shunt.client")
     agent.status = 500
     client = make_client(gateway.url, kill_switch=agent.switch())
@@ -80,8 +80,28 @@ def test_an_unreadable_kill_switch_counts_as_off_and_is_said_once(gateway, agent
     assert wait_until(lambda: agent.reads >= 3)  # polled again and again ...
     warnings = [r for r in caplog.records if "AppConfig agent answered HTTP 500" in r.getMessage()]
     assert len(warnings) == 1  # ... but said once
+    assert "telemetry off until the kill switch can be read" in warnings[0].getMessage()
     agent.status = 200
     assert wait_until(lambda: client.stats().state == "sending")
+
+
+@pytest.mark.parametrize(("last_read", "state"), [(True, "sending"), (False, "disabled")])
+def test_an_agent_outage_later_keeps_the_last_decision(gateway, agent, make_client, caplog, last_read, state):
+    caplog.set_level(logging.WARNING, logger="telemetry_shunt.client")
+    agent.flags = {"telemetry": {"enabled": last_read}}
+    client = make_client(gateway.url, kill_switch=agent.switch())
+    assert wait_until(lambda: client.stats().state == state)
+    agent.status = 500
+    reads = agent.reads
+    assert wait_until(lambda: agent.reads >= reads + 3)  # polled through the outage
+    assert client.stats().state == state
+    assert "keeping the last kill-switch decision" in caplog.text
+    client.emit("m", 1)
+    if last_read:
+        assert gateway.wait_for_records(1)
+    else:
+        time.sleep(0.2)
+        assert gateway.requests == [] and client.stats().dropped["disabled"] == 1
 
 
 def test_kill_switch_rejects_nonsense():
