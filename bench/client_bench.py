@@ -5,7 +5,7 @@
 
 Each (client, mode) runs in its own process against a fake gateway on 127.0.0.1 (bench/client_gateway.py):
 
-- host throughput: a loop of ~10 us of work plus one emit, for 3 s, starting right after the client is
+- host throughput: a loop of ~15 us of CPU work plus one emit, for 3 s, starting right after the client is
   built (so start-up and the first failures are included), compared with the same client's healthy run
   and with no telemetry at all; best of ``--passes`` runs (other load on the machine only slows a run);
 - emit latency: then up to 20,000 timed batches of 10 emits (``time.perf_counter_ns`` around each
@@ -53,7 +53,7 @@ STATEMENTS = {
 
 
 def _work() -> int:
-    return sum(range(1700))  # ~10 us of "request handling" per iteration
+    return sum(range(1700))  # ~15 us of CPU ("request handling") per iteration
 
 
 def _build(client: str, url: str):
