@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ruff_is_clean():
     ruff = Path(sys.executable).parent / "ruff"
-    proc = subprocess.run([str(ruff), "check", "--output-format", "concise", "telemetry_shunt", "tests", "tools", "bench", "app.py"],
+    paths = ["telemetry_shunt", "tests", "tools", "bench", "app.py"]
+    proc = subprocess.run([str(ruff), "check", "--output-format", "concise", *paths],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
