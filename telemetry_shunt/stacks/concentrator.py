@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from telemetry_shunt.constructs.buffer_fleet import BufferFleet
 from telemetry_shunt.constructs.concentrator_vpc import DEFAULT_CIDR, ConcentratorVpc
 from telemetry_shunt.constructs.gateway import TelemetryGateway
 from telemetry_shunt.constructs.service_network import TelemetryServiceNetwork
+from telemetry_shunt.core.collectors import S3ArchiveSink, Sink, group_paths
 from telemetry_shunt.core.routes import Pusher, Route, default_routes
 
 
@@ -30,6 +33,8 @@ class ConcentratorStack(Stack):
         app_vpc_cidrs: Sequence[str] = (),
         vendor_egress: bool = False,
         az_count: int = 2,
+        fleet_sinks: Sequence[Sink] | None = None,
+        fleet_secrets: Mapping[str, secretsmanager.ISecret] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -43,6 +48,12 @@ class ConcentratorStack(Stack):
         self.gateway = TelemetryGateway(
             self, "Gateway", vpc=self.network.vpc, service_network=self.service_network, pushers=pushers,
             routes=default_routes() if routes is None else routes,
+        )
+        # The collectors behind the gateway; archive-only unless a vendor sink is given.
+        self.buffer_fleet = BufferFleet(
+            self, "BufferFleet", vpc=self.network.vpc, vpc_subnets=self.network.collector_subnets,
+            target_groups=self.gateway.target_groups, paths_by_collector=group_paths(self.gateway.routes),
+            sinks=list(fleet_sinks) if fleet_sinks else [S3ArchiveSink()], secrets=fleet_secrets,
         )
         CfnOutput(self, "ServiceNetworkArn", value=self.service_network.service_network_arn,
                   description="Pass to app-account stacks as context telemetry-shunt:service-network-arn")
