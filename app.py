@@ -9,6 +9,8 @@ The only place that reads context. Keys (set in cdk.json or with ``cdk synth -c 
 - ``telemetry-shunt:vendor-egress``: give the concentrator NAT egress to a SaaS vendor (default false)
 - ``telemetry-shunt:service-network-arn``, ``telemetry-shunt:gateway-arn``: for an app account in
   another account, the concentrator stack's outputs (default: wired from the concentrator stack)
+- ``telemetry-shunt:agent-azs``: AZ names of the agent fleet: the kill switch's per-AZ flags and heartbeat
+  alarms of the agent-control stack (default us-east-1a,us-east-1b; an empty value leaves the stack out)
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
+from telemetry_shunt.constructs.agent_rollout_support import AgentSource  # noqa: E402
 from telemetry_shunt.core.routes import Pusher  # noqa: E402
 from telemetry_shunt.errors import ShuntError  # noqa: E402
+from telemetry_shunt.stacks.agent_control import AgentControlStack  # noqa: E402
 from telemetry_shunt.stacks.app_account import AppAccountStack  # noqa: E402
 from telemetry_shunt.stacks.concentrator import ConcentratorStack  # noqa: E402
+
+DEFAULT_AGENT_AZS = ["us-east-1a", "us-east-1b"]
 
 
 def _list(app: cdk.App, key: str) -> list[str]:
@@ -68,12 +74,24 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
         gateway_arn=app.node.try_get_context("telemetry-shunt:gateway-arn") or concentrator.gateway.service_arn,
         vpc_cidr=app_cidr,
     )
-    return {"concentrator": concentrator, "app_account": app_account}
+    stacks = {"concentrator": concentrator, "app_account": app_account}
+    agent_azs = _list(app, "telemetry-shunt:agent-azs")
+    if agent_azs:
+        stacks["agent_control"] = AgentControlStack(
+            app, "TelemetryAgentControl",
+            description="telemetry-shunt: kill switch (AppConfig flags) and agent rollout support (SSM documents, "
+                        "state table, heartbeat alarms, operator role)",
+            availability_zones=agent_azs,
+            agent=AgentSource.adot_collector(),
+        )
+    return stacks
 
 
 def main(context: dict | None = None) -> None:
     """Synthesize; ``context`` is for tests (the CDK CLI passes context through the environment)."""
     app = cdk.App(context=context) if context is not None else cdk.App()
+    if app.node.try_get_context("telemetry-shunt:agent-azs") is None:
+        app.node.set_context("telemetry-shunt:agent-azs", DEFAULT_AGENT_AZS)
     try:
         build(app)
     except (ShuntError, ValueError) as exc:

@@ -143,3 +143,14 @@ def test_doc_examples_run(doc: str, index: int, tmp_path: Path, monkeypatch: pyt
     blocks = re.findall(r"```python\n(.*?)```", (_DOCS / doc).read_text(), re.DOTALL)
     monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
     exec(compile(blocks[index], f"<{doc}#{index}>", "exec"), {"__name__": "__doc_example__"})
+
+
+def test_default_app_wires_the_stack_from_context(tmp_path: Path) -> None:
+    import app as default_app
+
+    stacks = default_app.build(new_app(tmp_path, **{"telemetry-shunt:agent-azs": ["eu-west-1a", "eu-west-1b"]}))
+    control = stacks["agent_control"]
+    assert isinstance(control, AgentControlStack)
+    assert control.kill_switch.availability_zones == ("eu-west-1a", "eu-west-1b")
+    assert "agent_control" not in default_app.build(new_app(tmp_path / "off", **{"telemetry-shunt:agent-azs": ""}))
+    assert default_app.DEFAULT_AGENT_AZS == ["us-east-1a", "us-east-1b"]
