@@ -6,11 +6,12 @@ The only place that reads context. Keys (set in cdk.json or with ``cdk synth -c 
 - ``telemetry-shunt:pushers``: role ARNs, 12-digit account ids or an ``o-...`` organization id
 - ``telemetry-shunt:share-with``: account ids / OU ARNs / organization ARN to share the service network with
 - ``telemetry-shunt:concentrator-cidr``, ``telemetry-shunt:app-vpc-cidr``: VPC ranges (must not overlap)
-- ``telemetry-shunt:vendor-egress``: give the concentrator NAT egress to a SaaS vendor (default false)
+- ``telemetry-shunt:vendor-egress``: NAT egress from the concentrator (only) for collector images and the
+  vendor (cdk.json: true; false leaves the concentrator with no route out)
 - ``telemetry-shunt:service-network-arn``, ``telemetry-shunt:gateway-arn``: for an app account in
   another account, the concentrator stack's outputs (default: wired from the concentrator stack)
 - ``telemetry-shunt:agent-azs``: AZ names of the agent fleet: the kill switch's per-AZ flags and heartbeat
-  alarms of the agent-control stack (default us-east-1a,us-east-1b; an empty value leaves the stack out)
+  alarms of the agent-control stack (cdk.json: us-east-1a, us-east-1b; empty or absent leaves the stack out)
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ from telemetry_shunt.errors import ShuntError  # noqa: E402
 from telemetry_shunt.stacks.agent_control import AgentControlStack  # noqa: E402
 from telemetry_shunt.stacks.app_account import AppAccountStack  # noqa: E402
 from telemetry_shunt.stacks.concentrator import ConcentratorStack  # noqa: E402
-
-DEFAULT_AGENT_AZS = ["us-east-1a", "us-east-1b"]
-
 
 def _list(app: cdk.App, key: str) -> list[str]:
     value = app.node.try_get_context(key)
@@ -90,8 +88,6 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
 def main(context: dict | None = None) -> None:
     """Synthesize; ``context`` is for tests (the CDK CLI passes context through the environment)."""
     app = cdk.App(context=context) if context is not None else cdk.App()
-    if app.node.try_get_context("telemetry-shunt:agent-azs") is None:
-        app.node.set_context("telemetry-shunt:agent-azs", DEFAULT_AGENT_AZS)
     try:
         build(app)
     except (ShuntError, ValueError) as exc:
