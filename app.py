@@ -32,6 +32,7 @@ from telemetry_shunt.stacks.agent_control import AgentControlStack  # noqa: E402
 from telemetry_shunt.stacks.app_account import AppAccountStack  # noqa: E402
 from telemetry_shunt.stacks.concentrator import ConcentratorStack  # noqa: E402
 
+
 def _list(app: cdk.App, key: str) -> list[str]:
     value = app.node.try_get_context(key)
     if value is None:
