@@ -251,7 +251,8 @@ class AgentRolloutSupport(Construct):
                 stack.format_arn(service="ssm", resource="document", resource_name=package.name, account=""),
             ]
         iam.Grant.add_to_principal(
-            grantee=grantee, actions=["ssm:DescribeDocument", "ssm:ListDocumentVersions"],
+            # GetDocument: for S3-artifact agents the engine reads the upgrade document's allowed versions.
+            grantee=grantee, actions=["ssm:DescribeDocument", "ssm:GetDocument", "ssm:ListDocumentVersions"],
             resource_arns=readable_documents,
         )
         iam.Grant.add_to_principal(

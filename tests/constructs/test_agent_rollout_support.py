@@ -40,7 +40,8 @@ SHA = "0123456789abcdef" * 4
 OPERATOR_ACTIONS = {
     "ec2:DescribeInstances",
     "ssm:SendCommand", "ssm:ListCommands", "ssm:ListCommandInvocations", "ssm:GetCommandInvocation",
-    "ssm:DescribeInstanceInformation", "ssm:CancelCommand", "ssm:DescribeDocument", "ssm:ListDocumentVersions",
+    "ssm:DescribeInstanceInformation", "ssm:CancelCommand", "ssm:DescribeDocument", "ssm:GetDocument",
+    "ssm:ListDocumentVersions",
     "cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
     "dynamodb:Scan", "dynamodb:ConditionCheckItem",
