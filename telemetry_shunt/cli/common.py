@@ -16,6 +16,8 @@ import click
 from telemetry_shunt.errors import ShuntError
 
 OUTPUT_FORMATS = ("table", "json")
+# Which extra brings a module that a command imports lazily.
+_EXTRA_FOR_MODULE = {"boto3": "rollout", "botocore": "rollout", "moto": "all", "aws_cdk": "cdk"}
 
 
 def output_option(func: Callable) -> Callable:
@@ -129,6 +131,13 @@ def cli_boundary(func: Callable) -> Callable:
             raise
         except click.ClickException:
             raise
+        except ModuleNotFoundError as exc:
+            if debug or exc.name is None:
+                raise
+            extra = _EXTRA_FOR_MODULE.get(exc.name.split(".")[0], "all")
+            click.echo(f"shunt: this command needs the {exc.name!r} package: pip install 'telemetry-shunt[{extra}]'",
+                       err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("shunt: interrupted; state is saved, run the same command again or 'resume' to continue", err=True)
             ctx.exit(130)
