@@ -50,6 +50,7 @@ from iamprover.engine.encoder import statement_matches
 from iamprover.model import Condition, Statement
 
 from telemetry_shunt.core.routes import Pusher, Route, default_routes
+from telemetry_shunt.core.validation import ACCOUNT_ID, ACCOUNT_ROOT_ARN
 from telemetry_shunt.errors import ShuntError
 
 NOBODY_BUT_PUSHERS = "nobody but listed pushers"
@@ -74,8 +75,6 @@ SOLVER_TIMEOUT_MS = 60_000
 
 _ROLE = re.compile(r"^arn:([\w-]+):iam::(\d{12}):role/(?:.*/)?([^/*?]+)$")
 _USER = re.compile(r"^arn:([\w-]+):iam::(\d{12}):user/(?:.*/)?([^/*?]+)$")
-_ROOT = re.compile(r"^arn:([\w-]+):iam::(\d{12}):root$")
-_ACCOUNT = re.compile(r"^\d{12}$")
 _SERVICE_ARN = re.compile(r"^arn:([\w-]+):vpc-lattice:[^:]*:\d{12}:service/svc-[0-9a-zA-Z]+$")
 # Operators whose value test iamprover encodes exactly; presence is handled here.
 _IAMPROVER_OPERATORS = {
@@ -258,9 +257,9 @@ def _principal_term(element: Any, req: _Request, where: str) -> z3.BoolRef:
     for entry in _no_variables(_as_list(element["AWS"]), where):
         if entry == "*":
             return z3.BoolVal(True)
-        if _ACCOUNT.match(entry):
+        if ACCOUNT_ID.match(entry):
             terms.append(req.is_principal(account=entry))
-        elif m := _ROOT.match(entry):
+        elif m := ACCOUNT_ROOT_ARN.match(entry):
             terms.append(req.is_principal(account=m.group(2), partition=m.group(1)))
         elif m := _ROLE.match(entry):
             # A role principal matches the role's sessions; role names are unique in an account, paths aside.
@@ -495,7 +494,7 @@ def smt_allows(
             kind, arn = "role", f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
         elif m := _USER.match(principal):
             kind, arn = "user", principal
-        elif m := _ROOT.match(principal):
+        elif m := ACCOUNT_ROOT_ARN.match(principal):
             kind, arn = "root", principal
         else:
             raise ProofError(f"principal {principal!r} is not a role session, role, user or account root ARN")

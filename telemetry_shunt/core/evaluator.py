@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from telemetry_shunt.core.validation import ACCOUNT_ID, ACCOUNT_ROOT_ARN
 from telemetry_shunt.errors import ValidationError
 
 INVOKE = "vpc-lattice-svcs:Invoke"
@@ -23,8 +24,6 @@ LAYERS = ("identity", "service network", "service")
 _ROLE = re.compile(r"^arn:([\w-]+):iam::(\d{12}):role/(?:.*/)?([^/]+)$")
 _ASSUMED = re.compile(r"^arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
 _USER = re.compile(r"^arn:([\w-]+):iam::(\d{12}):user/(?:.*/)?([^/]+)$")
-_ROOT = re.compile(r"^arn:([\w-]+):iam::(\d{12}):root$")
-_ACCOUNT = re.compile(r"^\d{12}$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class Caller:
         if m := _USER.match(principal):
             part, acct, name = m.groups()
             return Caller("user", principal, acct, name, part)
-        if m := _ROOT.match(principal):
+        if m := ACCOUNT_ROOT_ARN.match(principal):
             part, acct = m.groups()
             return Caller("account", principal, acct, None, part)
         raise ValidationError(
@@ -243,10 +242,10 @@ def _principal_in(element: Any, caller: Caller) -> bool:
             return True
         if caller.kind == "anonymous":
             continue
-        if _ACCOUNT.match(entry):
+        if ACCOUNT_ID.match(entry):
             if caller.account == entry:
                 return True
-        elif m := _ROOT.match(entry):
+        elif m := ACCOUNT_ROOT_ARN.match(entry):
             if (m.group(1), m.group(2)) == (caller.partition, caller.account):
                 return True
         elif m := _ROLE.match(entry):

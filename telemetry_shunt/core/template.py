@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from telemetry_shunt.errors import ShuntError, ValidationError
+from telemetry_shunt.errors import ShuntError
 
 _ARN_PREFIX = {"AWS::VpcLattice::Service": "service/svc-", "AWS::VpcLattice::ServiceNetwork": "servicenetwork/sn-"}
 
@@ -114,7 +115,6 @@ class Resolver:
 
     def _sub(self, arg: Any) -> str:
         text, variables = (arg, {}) if isinstance(arg, str) else arg
-        import re
 
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
@@ -205,4 +205,4 @@ def _normalise(identifier: str) -> str:
     return identifier.rsplit("/", 1)[-1]
 
 
-__all__ = ["Environment", "LatticePolicies", "Resolver", "ValidationError", "lattice_policies", "load_template"]
+__all__ = ["Environment", "LatticePolicies", "Resolver", "lattice_policies", "load_template"]

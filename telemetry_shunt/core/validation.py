@@ -17,6 +17,8 @@ _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}|#\{Token\[|\[\s*Token\.")
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
+# An account's root principal, any partition: groups (partition, account).
+ACCOUNT_ROOT_ARN = re.compile(r"^arn:([\w-]+):iam::(\d{12}):root$")
 ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
 ROLE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})$")
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")
