@@ -35,12 +35,6 @@ from telemetry_shunt.errors import ValidationError
 
 TRAFFIC_PORT_NAME = "traffic"
 HEALTH_PORT_NAME = "health"
-PORTS = MappingProxyType(
-    {
-        "vector": (contract.VECTOR_HTTP_PORT, contract.VECTOR_HEALTH_PORT),
-        "otel": (contract.OTEL_HTTP_PORT, contract.OTEL_HEALTH_PORT),
-    }
-)
 _CONSTRUCT_ID = MappingProxyType({"vector": "Vector", "otel": "Otel"})
 _LATTICE_POLICY = "AmazonECSInfrastructureRolePolicyForVpcLattice"
 _INSIGHTS = "ECS/ContainerInsights"
@@ -306,7 +300,8 @@ class BufferFleet(Construct):
         target_events_per_task_per_second: int,
     ) -> None:
         scope = Construct(self, _CONSTRUCT_ID[kind])
-        traffic_port, health_port = PORTS[kind]
+        ports = contract.COLLECTOR_PORTS[kind]
+        traffic_port, health_port = ports.traffic, ports.health
         sg = ec2.SecurityGroup(
             scope,
             "SecurityGroup",

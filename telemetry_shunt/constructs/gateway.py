@@ -26,10 +26,6 @@ from telemetry_shunt.errors import ValidationError
 
 #: Lattice's idle timeout range for a service.
 IDLE_TIMEOUT_RANGE_SECONDS = (60, 600)
-_COLLECTOR_PORTS = {
-    "vector": (contract.VECTOR_HTTP_PORT, contract.VECTOR_HEALTH_PORT, contract.VECTOR_HEALTH_PATH),
-    "otel": (contract.OTEL_HTTP_PORT, contract.OTEL_HEALTH_PORT, contract.OTEL_HEALTH_PATH),
-}
 
 
 class TelemetryGateway(Construct):
@@ -174,12 +170,12 @@ class TelemetryGateway(Construct):
     # --- internals --------------------------------------------------------------------------
     def _target_group(self, collector: str) -> lattice.CfnTargetGroup:
         if collector not in self.target_groups:
-            port, health_port, health_path = _COLLECTOR_PORTS[collector]
+            ports = contract.COLLECTOR_PORTS[collector]
             self.target_groups[collector] = lattice.CfnTargetGroup(
                 self, f"{collector.capitalize()}Targets",
                 type="IP",
                 config=lattice.CfnTargetGroup.TargetGroupConfigProperty(
-                    port=port,
+                    port=ports.traffic,
                     protocol="HTTP",
                     protocol_version="HTTP1",
                     ip_address_type="IPV4",
@@ -188,8 +184,8 @@ class TelemetryGateway(Construct):
                         enabled=True,
                         protocol="HTTP",
                         protocol_version="HTTP1",
-                        port=health_port,
-                        path=health_path,
+                        port=ports.health,
+                        path=ports.health_path,
                         health_check_interval_seconds=10,
                         health_check_timeout_seconds=5,
                         healthy_threshold_count=2,

@@ -5,6 +5,10 @@ Change a value here and every side follows; nothing else spells these strings.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
 # --- Kill switch (AWS AppConfig feature flags) -------------------------------------------------
 APPCONFIG_APPLICATION = "telemetry-shunt"
 APPCONFIG_ENVIRONMENT = "production"
@@ -70,6 +74,20 @@ OTEL_HTTP_PORT = 4318
 OTEL_HEALTH_PORT = 13133
 OTEL_HEALTH_PATH = "/"
 COLLECTOR_KINDS = ("vector", "otel")
+
+
+@dataclass(frozen=True)
+class CollectorPorts:
+    traffic: int
+    health: int
+    health_path: str
+
+
+#: What the gateway's target groups check and the fleet's security groups admit, per collector kind.
+COLLECTOR_PORTS: Mapping[str, CollectorPorts] = MappingProxyType({
+    "vector": CollectorPorts(VECTOR_HTTP_PORT, VECTOR_HEALTH_PORT, VECTOR_HEALTH_PATH),
+    "otel": CollectorPorts(OTEL_HTTP_PORT, OTEL_HEALTH_PORT, OTEL_HEALTH_PATH),
+})
 
 # --- Rollout engine <-> SSM documents and heartbeats (appended by the rollout engine) -------------
 # Heartbeat dimensions: the per-host evidence datapoint and the per-AZ datapoint the alarms watch.
