@@ -1,5 +1,5 @@
 """The synthesized apps' auth policies are push-only: a request matrix through the offline evaluator, and
-an SMT proof over every request (tools/policy_proof.py).
+an SMT proof over every request (telemetry_shunt/verify/proof.py).
 
 Two apps are synthesized once each per module (per xdist worker): the default app (cdk.json context: a
 role pusher and an account pusher) and a variant with an account and an organization pusher, which is
@@ -19,7 +19,7 @@ import app as default_app
 from telemetry_shunt.core.evaluator import Request, evaluate
 from telemetry_shunt.core.routes import default_routes
 from telemetry_shunt.core.template import Environment, LatticePolicies, Resolver, lattice_policies
-from tools.policy_proof import EVERY_PUSHER_CAN_PUSH, prove_push_only, prove_push_only_from_policies
+from telemetry_shunt.verify.proof import EVERY_PUSHER_CAN_PUSH, prove_push_only, prove_push_only_from_policies
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((ROOT / "cdk.json").read_text())["context"]

@@ -1,4 +1,8 @@
-"""Prove, with Z3, that a service's VPC Lattice auth policies are push-only.
+"""Prove, with Z3, that a service's VPC Lattice auth policies are push-only (``shunt policy prove``).
+
+Needs the ``verify`` extra (``pip install 'telemetry-shunt[verify]'``: z3-solver and iamprover).
+:func:`prove_subject` proves what :func:`telemetry_shunt.verify.subject.proof_subject` read out of
+synthesized templates; :func:`prove_push_only` proves two policy documents directly.
 
 The proof quantifies over every request (every principal, method, path, action and context value), not
 over a sample. Lattice allows a request only if the service network's policy and the service's policy
@@ -52,6 +56,7 @@ from iamprover.model import Condition, Statement
 from telemetry_shunt.core.routes import Pusher, Route, default_routes
 from telemetry_shunt.core.validation import ACCOUNT_ID, ACCOUNT_ROOT_ARN
 from telemetry_shunt.errors import ShuntError
+from telemetry_shunt.verify.subject import ProofSubject, pushers_named_by
 
 NOBODY_BUT_PUSHERS = "nobody but listed pushers"
 NOTHING_BUT_POST = "nothing but POST"
@@ -73,9 +78,9 @@ KEY_PRINCIPAL_ARN = "aws:principalarn"
 # Per query; the policies here decide in milliseconds.
 SOLVER_TIMEOUT_MS = 60_000
 
-_ROLE = re.compile(r"^arn:([\w-]+):iam::(\d{12}):role/(?:.*/)?([^/*?]+)$")
-_USER = re.compile(r"^arn:([\w-]+):iam::(\d{12}):user/(?:.*/)?([^/*?]+)$")
-_SERVICE_ARN = re.compile(r"^arn:([\w-]+):vpc-lattice:[^:]*:\d{12}:service/svc-[0-9a-zA-Z]+$")
+_ROLE = re.compile(r"arn:([\w-]+):iam::(\d{12}):role/(?:.*/)?([^/*?]+)", re.ASCII)
+_USER = re.compile(r"arn:([\w-]+):iam::(\d{12}):user/(?:.*/)?([^/*?]+)", re.ASCII)
+_SERVICE_ARN = re.compile(r"arn:([\w-]+):vpc-lattice:[^:]*:\d{12}:service/svc-[0-9a-zA-Z]+", re.ASCII)
 # Operators whose value test iamprover encodes exactly; presence is handled here.
 _IAMPROVER_OPERATORS = {
     "StringEquals", "StringNotEquals", "StringLike", "StringNotLike",
@@ -100,10 +105,16 @@ class ProofResult:
     counterexample: str | None = None
     #: the same request as data: principal, method, path, org_id, service_network_arn (None when it holds)
     witness: Mapping[str, Any] | None = None
+    #: True when nothing was decided (the policy uses something not modelled, or Z3 gave up)
+    unknown: bool = False
+
+    @property
+    def verdict(self) -> str:
+        """``PROVEN``, ``VIOLATED`` (a counterexample) or ``NOT PROVEN`` (undecided)."""
+        return "PROVEN" if self.holds else "NOT PROVEN" if self.unknown else "VIOLATED"
 
     def __str__(self) -> str:
-        return f"{'PROVEN' if self.holds else 'VIOLATED'}  {self.invariant}" + (
-            "" if self.holds else f"  e.g. {self.counterexample}")
+        return f"{self.verdict}  {self.invariant}" + ("" if self.holds else f"  e.g. {self.counterexample}")
 
 
 # --- the symbolic request ------------------------------------------------------------------------------
@@ -111,7 +122,7 @@ class _Request:
     """Z3 variables for one request through Lattice, and the facts Lattice guarantees about them."""
 
     def __init__(self, service_arn: str) -> None:
-        m = _SERVICE_ARN.match(service_arn)
+        m = _SERVICE_ARN.fullmatch(service_arn)
         if not m:
             raise ProofError(f"service ARN {service_arn!r} is not a concrete VPC Lattice service ARN "
                              "(arn:<partition>:vpc-lattice:<region>:<account>:service/svc-...); resolve tokens first")
@@ -257,14 +268,14 @@ def _principal_term(element: Any, req: _Request, where: str) -> z3.BoolRef:
     for entry in _no_variables(_as_list(element["AWS"]), where):
         if entry == "*":
             return z3.BoolVal(True)
-        if ACCOUNT_ID.match(entry):
+        if ACCOUNT_ID.fullmatch(entry):
             terms.append(req.is_principal(account=entry))
-        elif m := ACCOUNT_ROOT_ARN.match(entry):
+        elif m := ACCOUNT_ROOT_ARN.fullmatch(entry):
             terms.append(req.is_principal(account=m.group(2), partition=m.group(1)))
-        elif m := _ROLE.match(entry):
+        elif m := _ROLE.fullmatch(entry):
             # A role principal matches the role's sessions; role names are unique in an account, paths aside.
             terms.append(req.is_principal(account=m.group(2), kind="role", name=m.group(3), partition=m.group(1)))
-        elif m := _USER.match(entry):
+        elif m := _USER.fullmatch(entry):
             terms.append(req.is_principal(account=m.group(2), kind="user", name=m.group(3), partition=m.group(1)))
         else:
             raise ProofError(f"{where}: principal {entry!r} is not an account id, account root, role or user ARN")
@@ -398,7 +409,7 @@ def _never(invariant: str, req: _Request, bad: z3.BoolRef) -> ProofResult:
     if verdict == "unsat":
         return ProofResult(invariant, True)
     if model is None:
-        return ProofResult(invariant, False, f"not proven: Z3 returned {verdict}")
+        return ProofResult(invariant, False, f"not proven: Z3 returned {verdict}", unknown=True)
     witness = _witness(req, model)
     return ProofResult(invariant, False, _describe(witness), witness)
 
@@ -408,7 +419,7 @@ def _pusher_term(p: Pusher, req: _Request) -> z3.BoolRef:
         return req.in_org(p.value)
     if p.kind == "account":
         return req.is_principal(account=p.value)
-    m = _ROLE.match(p.value)
+    m = _ROLE.fullmatch(p.value)
     assert m is not None  # Pusher.role validated it
     return req.is_principal(account=m.group(2), kind="role", name=m.group(3), partition=m.group(1))
 
@@ -446,18 +457,19 @@ def prove_push_only(
         _never(NOTHING_OUTSIDE_ROUTES, req, z3.And(allowed, z3.Not(z3.Or(*routed)))),
         _never(ONLY_THROUGH_SERVICE_NETWORK, req, z3.And(allowed, z3.Not(through_network))),
     ]
-    blocked = []
+    blocked, undecided = [], False
     for p in parsed:
         for path, at_route in zip(paths, routed, strict=True):
             push = z3.And(allowed, _pusher_term(p, req), at_route, method == z3.StringVal("POST"), through_network)
             verdict, _ = _solve(req, push)
             if verdict != "sat":
+                undecided = undecided or verdict != "unsat"
                 blocked.append(f"{p} cannot POST {path}" + ("" if verdict == "unsat" else f" (Z3 returned {verdict})"))
-    results.append(ProofResult(EVERY_PUSHER_CAN_PUSH, not blocked, "; ".join(blocked) or None))
+    results.append(ProofResult(EVERY_PUSHER_CAN_PUSH, not blocked, "; ".join(blocked) or None, unknown=undecided))
     return results
 
 
-_SESSION = re.compile(r"^arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
+_SESSION = re.compile(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+", re.ASCII)
 
 
 def smt_allows(
@@ -490,11 +502,11 @@ def smt_allows(
         pins += [req.anonymous, req.value(KEY_PRINCIPAL_TYPE) == z3.StringVal("Anonymous")]
     else:
         assert principal is not None
-        if m := _SESSION.match(principal) or _ROLE.match(principal):
+        if m := _SESSION.fullmatch(principal) or _ROLE.fullmatch(principal):
             kind, arn = "role", f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
-        elif m := _USER.match(principal):
+        elif m := _USER.fullmatch(principal):
             kind, arn = "user", principal
-        elif m := ACCOUNT_ROOT_ARN.match(principal):
+        elif m := ACCOUNT_ROOT_ARN.fullmatch(principal):
             kind, arn = "root", principal
         else:
             raise ProofError(f"principal {principal!r} is not a role session, role, user or account root ARN")
@@ -518,37 +530,46 @@ def smt_allows(
     return verdict == "sat"
 
 
-def context_pushers(cdk_json: str | Path | None = None) -> list[str]:
-    """The default app's pushers (``telemetry-shunt:pushers`` in cdk.json)."""
-    path = Path(cdk_json) if cdk_json else Path(__file__).resolve().parent.parent / "cdk.json"
-    value = json.loads(path.read_text())["context"].get("telemetry-shunt:pushers", [])
+def context_pushers(cdk_json: str | Path) -> list[str]:
+    """An app's intended pushers: ``telemetry-shunt:pushers`` in its cdk.json (``make synth`` proves against them)."""
+    value = json.loads(Path(cdk_json).read_text())["context"].get("telemetry-shunt:pushers", [])
     return [value] if isinstance(value, str) else list(value)
 
 
 def prove_push_only_from_policies(
     found: Any, *, pushers: Sequence[str | Pusher] | None = None, routes: Sequence[str | Route] | None = None
 ) -> list[ProofResult]:
-    """Prove a :class:`~telemetry_shunt.core.template.LatticePolicies` push-only (for ``make synth``).
+    """Prove a :class:`~telemetry_shunt.core.template.LatticePolicies` push-only.
 
-    Pushers default to the default app's context (cdk.json), routes to :func:`default_routes`. A policy
-    that cannot be proven (missing, or using something not modelled) is reported as not holding.
+    Pushers default to those the service policy's Allow statements name
+    (:func:`~telemetry_shunt.verify.subject.pushers_named_by`), routes to :func:`default_routes`. A
+    policy that cannot be proven (missing, or using something not modelled) is reported as not proven.
     """
-    pushers = context_pushers() if pushers is None else pushers
-    routes = default_routes() if routes is None else routes
     missing = [what for what, doc in (("service", found.service_policy), ("service network", found.service_network_policy))
                if doc is None]
     if missing or found.service_network_arn is None:
         reason = f"not proven: no {' or '.join(missing) or 'service network'} auth policy found in the template(s)"
-        return [ProofResult(NOBODY_BUT_PUSHERS, False, reason)]
+        return [ProofResult(NOBODY_BUT_PUSHERS, False, reason, unknown=True)]
+    routes = default_routes() if routes is None else routes
     try:
+        pushers = pushers_named_by(found.service_policy) if pushers is None else pushers
         return prove_push_only(found.service_policy, found.service_network_policy, service_arn=found.service_arn,
                                service_network_arn=found.service_network_arn, pushers=pushers, routes=routes)
     except ShuntError as exc:
-        return [ProofResult(NOBODY_BUT_PUSHERS, False, f"not proven: {exc}")]
+        return [ProofResult(NOBODY_BUT_PUSHERS, False, f"not proven: {exc}", unknown=True)]
+
+
+def prove_subject(subject: ProofSubject) -> list[ProofResult]:
+    """Prove what :func:`~telemetry_shunt.verify.subject.proof_subject` read (``shunt policy prove``, ``make synth``).
+
+    One result per invariant, in a fixed order; a policy the prover does not model gives one
+    ``NOT PROVEN`` result that says what it could not model.
+    """
+    return prove_push_only_from_policies(subject.policies, pushers=list(subject.pushers), routes=list(subject.routes))
 
 
 __all__ = [
     "EVERY_PUSHER_CAN_PUSH", "NOBODY_BUT_PUSHERS", "NOTHING_BUT_POST", "NOTHING_OUTSIDE_ROUTES",
     "ONLY_THROUGH_SERVICE_NETWORK", "ProofError", "ProofResult", "context_pushers", "prove_push_only",
-    "prove_push_only_from_policies", "smt_allows",
+    "prove_push_only_from_policies", "prove_subject", "smt_allows",
 ]
