@@ -15,7 +15,7 @@ from constructs import Construct
 from telemetry_shunt.constructs._nag import acknowledge
 from telemetry_shunt.core.policy import WORST_CASE_PARTITION, check_policy_size, service_network_auth_policy
 from telemetry_shunt.core.routes import Pusher, validate_pushers
-from telemetry_shunt.core.validation import account_id, is_token, lattice_name, organization_id
+from telemetry_shunt.core.validation import lattice_name, share_principal
 from telemetry_shunt.errors import ValidationError
 
 
@@ -55,21 +55,7 @@ class _ImportedServiceNetwork(Construct):
 
 def _share_principal(value: str) -> str:
     """An account id, an OU ARN or an organization ARN: what RAM accepts as a share principal."""
-    if is_token(value):
-        return value
-    if value.isdigit():
-        return account_id(value)
-    if value.startswith("arn:") and (":organization/" in value or ":ou/" in value):
-        return value
-    if value.startswith("o-"):
-        organization_id(value)
-        raise ValidationError(
-            f"share target {value!r} is an organization id; RAM needs the organization ARN, "
-            f"e.g. 'arn:aws:organizations::111111111111:organization/{value}'"
-        )
-    raise ValidationError(
-        f"share target {value!r} is not a 12-digit account id, an OU ARN or an organization ARN"
-    )
+    return share_principal(value)
 
 
 class TelemetryServiceNetwork(Construct):

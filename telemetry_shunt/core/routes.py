@@ -18,7 +18,7 @@ from telemetry_shunt.errors import ValidationError
 
 # A listener holds at most 10 rules (VPC Lattice quota); every route is one rule.
 MAX_RULES_PER_LISTENER = 10
-_PATH = re.compile(r"^/[A-Za-z0-9._~\-/]*$")
+_PATH = re.compile(r"/[A-Za-z0-9._~\-/]*", re.ASCII)
 COLLECTORS = contract.COLLECTOR_KINDS
 
 
@@ -36,14 +36,14 @@ class Route:
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ValidationError(f"route path must start with '/', got {self.path!r}")
-        if not _PATH.match(self.path) or "//" in self.path:
+        if not _PATH.fullmatch(self.path) or "//" in self.path:
             raise ValidationError(
                 f"route path {self.path!r} may contain only letters, digits and . _ ~ - / (no wildcards, "
                 "no query string, no '//'): routes are exact paths"
             )
         if len(self.path) > 200:
             raise ValidationError(f"route path {self.path[:40]!r}... is {len(self.path)} characters; keep it under 200")
-        if self.collector not in COLLECTORS:
+        if not isinstance(self.collector, str) or self.collector not in COLLECTORS:
             raise ValidationError(f"route {self.path!r} names collector {self.collector!r}; use one of {', '.join(COLLECTORS)}")
 
     @property
@@ -85,6 +85,9 @@ def validate_routes(routes: Sequence[Route]) -> list[Route]:
     return routes
 
 
+_PUSHER_KINDS = {"role": role_arn, "account": account_id, "organization": organization_id}
+
+
 @dataclass(frozen=True)
 class Pusher:
     """A principal allowed to push telemetry: a role, every principal of an account, or of an organization."""
@@ -92,17 +95,29 @@ class Pusher:
     kind: str  # "role" | "account" | "organization"
     value: str
 
+    def __post_init__(self) -> None:
+        # Validated here, not only in the helpers: Pusher("account", "not-an-account") must not reach a policy.
+        if isinstance(self.value, str) and "*" in self.value:
+            raise ValidationError(f"pusher {self.value!r} is a wildcard: push-only policies name their principals")
+        check = _PUSHER_KINDS.get(self.kind) if isinstance(self.kind, str) else None
+        if check is None:
+            raise ValidationError(
+                f"pusher kind {self.kind!r} is not one of {', '.join(_PUSHER_KINDS)}: "
+                "use Pusher.role(arn), Pusher.account(id) or Pusher.organization(org_id)"
+            )
+        check(self.value)
+
     @staticmethod
     def role(arn: str) -> Pusher:
-        return Pusher("role", role_arn(arn))
+        return Pusher("role", arn)
 
     @staticmethod
     def account(account: str) -> Pusher:
-        return Pusher("account", account_id(account))
+        return Pusher("account", account)
 
     @staticmethod
     def organization(org_id: str) -> Pusher:
-        return Pusher("organization", organization_id(org_id))
+        return Pusher("organization", org_id)
 
     @staticmethod
     def parse(text: str) -> Pusher:

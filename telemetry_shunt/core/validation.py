@@ -16,16 +16,30 @@ from telemetry_shunt.errors import ValidationError
 _TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}|#\{Token\[|\[\s*Token\.")
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
+# Every pattern is matched whole and ASCII-only: ``re.match`` with ``$`` accepts a trailing newline and
+# Unicode ``\d`` accepts digits such as '١١١'. Validators call ``fullmatch``; the trailing ``\Z`` keeps the
+# patterns other modules import whole even under ``re.match``.
+ACCOUNT_ID = re.compile(r"[0-9]{12}\Z", re.ASCII)
 # An account's root principal, any partition: groups (partition, account).
-ACCOUNT_ROOT_ARN = re.compile(r"^arn:([\w-]+):iam::(\d{12}):root$")
-ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
-ROLE_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})$")
-VPC_ID = re.compile(r"^vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?$")
-AZ_NAME = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d[a-z]$")
+ACCOUNT_ROOT_ARN = re.compile(r"arn:([A-Za-z0-9_-]+):iam::([0-9]{12}):root\Z", re.ASCII)
+ORG_ID = re.compile(r"o-[a-z0-9]{10,32}\Z", re.ASCII)
+ROLE_ARN = re.compile(
+    r"arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}):role/(?:[A-Za-z0-9_+=,.@-]+/)*([A-Za-z0-9_+=,.@-]{1,64})\Z",
+    re.ASCII,
+)
+VPC_ID = re.compile(r"vpc-[0-9a-f]{8}(?:[0-9a-f]{9})?\Z", re.ASCII)
+AZ_NAME = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9][a-z]\Z", re.ASCII)
+# AWS Organizations identifiers (Organizations API reference: Organization.Arn, OrganizationalUnit.Arn).
+ORGANIZATION_ARN = re.compile(
+    r"arn:(aws|aws-cn|aws-us-gov):organizations::[0-9]{12}:organization/o-[a-z0-9]{10,32}\Z", re.ASCII
+)
+OU_ARN = re.compile(
+    r"arn:(aws|aws-cn|aws-us-gov):organizations::[0-9]{12}:ou/o-[a-z0-9]{10,32}/ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}\Z",
+    re.ASCII,
+)
 
 # Lattice name rules, from the CloudFormation resource schemas.
-_LATTICE_NAME = re.compile(r"^(?![-])(?!.*[-]$)(?!.*[-]{2})[a-z0-9-]+$")
+_LATTICE_NAME = re.compile(r"(?!-)(?!.*-\Z)(?!.*--)[a-z0-9-]+\Z", re.ASCII)
 LATTICE_NAME_RULES = {
     # kind: (min, max, forbidden prefix)
     "service network": (3, 63, "servicenetwork-"),
@@ -41,12 +55,18 @@ def is_token(value: object) -> bool:
     return isinstance(value, str) and bool(_TOKEN.search(value))
 
 
+def _deploy_time(value: object) -> bool:
+    """A token that may pass unchecked: no whitespace or control character around it either."""
+    return is_token(value) and not any(c.isspace() or not c.isprintable() for c in value)  # type: ignore[union-attr]
+
+
 def lattice_name(kind: str, name: str) -> str:
     """Validate a VPC Lattice resource name of ``kind`` (see :data:`LATTICE_NAME_RULES`)."""
     if is_token(name):
         return name
     lo, hi, prefix = LATTICE_NAME_RULES[kind]
-    if not (lo <= len(name) <= hi) or not _LATTICE_NAME.match(name) or name.startswith(prefix):
+    if not isinstance(name, str) or not (lo <= len(name) <= hi) or not _LATTICE_NAME.fullmatch(name) \
+            or name.startswith(prefix):
         raise ValidationError(
             f"{kind} name {name!r} is not one VPC Lattice accepts: use {lo}-{hi} characters of a-z, 0-9 and "
             f"single hyphens, not starting or ending with a hyphen, and not starting with {prefix!r}"
@@ -90,7 +110,7 @@ def availability_zones(azs: Sequence[str], *, minimum: int = 2) -> list[str]:
         raise ValidationError(f"need at least {minimum} Availability Zones, got {len(azs)} ({azs!r}): "
                               "the telemetry path must survive the loss of one zone")
     for az in concrete:
-        if not AZ_NAME.match(az):
+        if not isinstance(az, str) or not AZ_NAME.fullmatch(az):
             raise ValidationError(f"Availability Zone {az!r} is not an AZ name such as 'us-east-1a'")
     if len(set(azs)) != len(azs):
         raise ValidationError(f"Availability Zones must be distinct, got {azs!r}")
@@ -98,23 +118,44 @@ def availability_zones(azs: Sequence[str], *, minimum: int = 2) -> list[str]:
 
 
 def account_id(value: str) -> str:
-    if is_token(value) or ACCOUNT_ID.match(value):
+    if _deploy_time(value) or (isinstance(value, str) and ACCOUNT_ID.fullmatch(value)):
         return value
     raise ValidationError(f"account id {value!r} must be 12 digits, e.g. '111111111111'")
 
 
 def organization_id(value: str) -> str:
-    if is_token(value) or ORG_ID.match(value):
+    if _deploy_time(value) or (isinstance(value, str) and ORG_ID.fullmatch(value)):
         return value
     raise ValidationError(f"organization id {value!r} must look like 'o-a1b2c3d4e5'")
 
 
 def role_arn(value: str) -> str:
-    if is_token(value) or ROLE_ARN.match(value):
+    if _deploy_time(value) or (isinstance(value, str) and ROLE_ARN.fullmatch(value)):
         return value
     raise ValidationError(
         f"role ARN {value!r} must look like 'arn:aws:iam::111111111111:role/name' "
         "(partition aws, aws-cn or aws-us-gov); wildcards are not allowed"
+    )
+
+
+def share_principal(value: str) -> str:
+    """An AWS RAM share principal: a 12-digit account id, an OU ARN or an organization ARN (real ids only)."""
+    if _deploy_time(value):
+        return value
+    if isinstance(value, str):
+        if value.isascii() and value.isdigit():
+            return account_id(value)
+        if ACCOUNT_ID.fullmatch(value) or ORGANIZATION_ARN.fullmatch(value) or OU_ARN.fullmatch(value):
+            return value
+        if ORG_ID.fullmatch(value):
+            raise ValidationError(
+                f"share target {value!r} is an organization id; RAM needs the organization ARN, "
+                f"e.g. 'arn:aws:organizations::111111111111:organization/{value}'"
+            )
+    raise ValidationError(
+        f"share target {value!r} is not a 12-digit account id, an OU ARN "
+        "('arn:aws:organizations::111111111111:ou/o-a1b2c3d4e5/ou-ab12-cd34ef56') or an organization ARN "
+        "('arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5'); wildcards are not allowed"
     )
 
 

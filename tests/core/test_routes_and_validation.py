@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from telemetry_shunt.core.routes import MAX_RULES_PER_LISTENER, Pusher, Route, default_routes, validate_pushers, validate_routes
-from telemetry_shunt.core.validation import availability_zones, cidr, disjoint_cidrs, is_token, lattice_name
+from telemetry_shunt.core.validation import (
+    ACCOUNT_ID,
+    ACCOUNT_ROOT_ARN,
+    availability_zones,
+    cidr,
+    disjoint_cidrs,
+    is_token,
+    lattice_name,
+    share_principal,
+)
 from telemetry_shunt.errors import ShuntError, ValidationError
 
 TOKEN = "${Token[TOKEN.123]}"
@@ -130,3 +139,76 @@ def test_cidrs_and_azs():
     with pytest.raises(ValidationError, match="at least 2"):
         availability_zones(["us-gov-west-1a"])
     assert is_token(TOKEN) and not is_token("plain")
+
+
+# --- strict inputs: whole-string, ASCII-only matching; every constructor validates ------------------------
+ARABIC_INDIC_ACCOUNT = "\u0661" * 12  # '١١١١١١١١١١١١': Unicode \d would take it
+
+
+@pytest.mark.parametrize(
+    ("build", "named"),
+    [
+        (lambda: Route("/metrics\n"), "'/metrics\\n'"),
+        (lambda: Route("/metrics", ["vector"]), "['vector']"),
+        (lambda: Pusher.role("arn:aws:iam::111111111111:role/agent\n"), "role/agent\\n'"),
+        (lambda: Pusher.role(f"arn:aws:iam::{ARABIC_INDIC_ACCOUNT}:role/agent"), ARABIC_INDIC_ACCOUNT),
+        (lambda: Pusher.role("arn:aws:iam::111111111111:role/\u00e9quipe"), "\u00e9quipe"),
+        (lambda: Pusher.account(ARABIC_INDIC_ACCOUNT), ARABIC_INDIC_ACCOUNT),
+        (lambda: Pusher.account("111111111111\n"), "'111111111111\\n'"),
+        (lambda: Pusher.account(111111111111), "111111111111"),
+        (lambda: Pusher.organization("o-abcdefghij\n"), "'o-abcdefghij\\n'"),
+        (lambda: Pusher("bogus", "111111111111"), "'bogus'"),
+        (lambda: Pusher("account", "not-an-account"), "'not-an-account'"),
+        (lambda: Pusher("role", "111111111111"), "'111111111111'"),
+        (lambda: Pusher("organization", "arn:aws:iam::111111111111:role/a"), "role/a'"),
+        (lambda: Pusher("account", "*"), "'*'"),
+        (lambda: Pusher.role(TOKEN + "\n"), "Token"),
+        (lambda: lattice_name("service", "gateway\n"), "'gateway\\n'"),
+        (lambda: availability_zones(["us-east-1a\n", "us-east-1b"]), "'us-east-1a\\n'"),
+        (lambda: availability_zones(["us-east-\u0661a", "us-east-1b"]), "us-east-\u0661a"),
+        (lambda: cidr("10.1.0.0/16\n"), "'10.1.0.0/16\\n'"),
+    ],
+)
+def test_each_bad_value_is_refused_at_construction_naming_it(build, named):
+    with pytest.raises(ValidationError) as info:
+        build()
+    assert named in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "111111111111",
+        "arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5",
+        "arn:aws-us-gov:organizations::111111111111:ou/o-a1b2c3d4e5/ou-ab12-cd34ef56",
+        TOKEN,
+    ],
+)
+def test_share_principals_accepted(value):
+    assert share_principal(value) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("arn:aws:organizations::*:ou/*", "not a 12-digit account id, an OU ARN"),
+        ("arn:aws:organizations::111111111111:organization/o-*", "not a 12-digit account id"),
+        ("arn:aws:organizations::111111111111:ou/o-a1b2c3d4e5/*", "not a 12-digit account id"),
+        ("arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5\n", "not a 12-digit account id"),
+        ("arn:aws:iam::111111111111:organization/o-a1b2c3d4e5", "not a 12-digit account id"),
+        (ARABIC_INDIC_ACCOUNT, "not a 12-digit account id"),
+        ("12345", "'12345' must be 12 digits"),
+        ("o-abcdefghij", "RAM needs the organization ARN"),
+        ("*", "wildcards are not allowed"),
+    ],
+)
+def test_share_principals_refused(value, match):
+    with pytest.raises(ValidationError, match=match):
+        share_principal(value)
+
+
+def test_exported_patterns_stay_whole_under_re_match():
+    # The evaluator and the proof import these and call .match(): the \Z anchor must still hold.
+    assert not ACCOUNT_ID.match("111111111111\n") and not ACCOUNT_ROOT_ARN.match("arn:aws:iam::111111111111:root\n")
+    assert not ACCOUNT_ID.match(ARABIC_INDIC_ACCOUNT)
+    assert ACCOUNT_ROOT_ARN.match("arn:aws:iam::111111111111:root").groups() == ("aws", "111111111111")
