@@ -12,6 +12,8 @@ The only place that reads context. Keys (set in cdk.json or with ``cdk synth -c 
   another account, the concentrator stack's outputs (default: wired from the concentrator stack)
 - ``telemetry-shunt:agent-azs``: AZ names of the agent fleet: the kill switch's per-AZ flags and heartbeat
   alarms of the agent-control stack (cdk.json: us-east-1a, us-east-1b; empty or absent leaves the stack out)
+- ``telemetry-shunt:agent-fleet``: the ``telemetry-shunt:fleet`` tag value the rollout operator may command
+  (a literal name, required with ``agent-azs``; cdk.json: demo)
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def _bool(app: cdk.App, key: str) -> bool:
     return bool(value)
 
 
+def _agent_fleet(app: cdk.App) -> str:
+    value = app.node.try_get_context("telemetry-shunt:agent-fleet")
+    if not value:
+        raise ShuntError("context telemetry-shunt:agent-fleet is not set: name the fleet (tag value) the "
+                         "rollout operator may command, e.g. -c telemetry-shunt:agent-fleet=demo")
+    return str(value)
+
+
 def build(app: cdk.App) -> dict[str, cdk.Stack]:
     pushers = [Pusher.parse(p) for p in _list(app, "telemetry-shunt:pushers")]
     app_cidr = app.node.try_get_context("telemetry-shunt:app-vpc-cidr") or "10.0.0.0/16"
@@ -82,6 +92,7 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
                         "state table, heartbeat alarms, operator role)",
             availability_zones=agent_azs,
             agent=AgentSource.adot_collector(),
+            fleet=_agent_fleet(app),
         )
     return stacks
 

@@ -26,7 +26,7 @@ from constructs import Construct, IConstruct
 
 from telemetry_shunt.constructs._nag import acknowledge
 from telemetry_shunt.constructs.kill_switch import KillSwitch
-from telemetry_shunt.core import hostside
+from telemetry_shunt.core import hostside, validation
 from telemetry_shunt.core.contract import (
     AGENT_ACTIONS,
     DEFAULT_RESOURCE_PREFIX,
@@ -46,7 +46,6 @@ from telemetry_shunt.core.contract import (
 from telemetry_shunt.errors import ValidationError
 
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
-_FLEET = re.compile(r"^[\w .:/=+@*-]{1,256}$")
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _DEFAULT_RPM_INSTALL = 'rpm -U --oldpackage --replacepkgs "$ARTIFACT"'
 
@@ -121,8 +120,9 @@ class AgentRolloutSupport(Construct):
 
     :param kill_switch: the kill switch the host watcher obeys; its AZs get heartbeat alarms.
     :param agent: what to install (:class:`AgentSource`).
-    :param fleet: value of the ``telemetry-shunt:fleet`` tag on hosts the operator role may command.
-        Default ``"*"``: any instance that carries the tag, whatever its value.
+    :param fleet: the ``telemetry-shunt:fleet`` tag value of the hosts the operator role may command, taken
+        literally (``StringEquals``; no wildcards). Required: one fleet per operator role. Whoever may set
+        that tag (``ec2:CreateTags``) decides which hosts are in the fleet: restrict it (docs/rollouts.md).
     :param operator_principal: who may assume the operator role. Default: this account's root, i.e. whoever
         this account's IAM policies allow to ``sts:AssumeRole`` it.
     :param prefix: prefix of document and alarm names (contract). Default ``TelemetryShunt``.
@@ -139,7 +139,7 @@ class AgentRolloutSupport(Construct):
         *,
         kill_switch: KillSwitch,
         agent: AgentSource,
-        fleet: str = "*",
+        fleet: str,
         operator_principal: iam.IPrincipal | None = None,
         prefix: str = DEFAULT_RESOURCE_PREFIX,
         table_name: str = DEFAULT_STATE_TABLE_NAME,
@@ -149,8 +149,7 @@ class AgentRolloutSupport(Construct):
         super().__init__(scope, id)
         if not _PREFIX.match(prefix):
             raise ValidationError(f"prefix must be 1-40 letters, digits, '-' or '_', starting with a letter, got {prefix!r}")
-        if not isinstance(fleet, str) or not _FLEET.match(fleet):
-            raise ValidationError(f"fleet must be a tag value (1-256 characters) or '*', got {fleet!r}")
+        validation.fleet_name(fleet)
         if not Token.is_unresolved(table_name) and not _TABLE_NAME.match(table_name):
             raise ValidationError(f"table name must be 3-255 of letters, digits, '_', '-', '.', got {table_name!r}")
         if not isinstance(heartbeat_missing_minutes, int) or not 1 <= heartbeat_missing_minutes <= 60:
@@ -239,7 +238,7 @@ class AgentRolloutSupport(Construct):
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(
             sid="SendCommandToFleet",
             actions=["ssm:SendCommand"], resources=[instances],
-            conditions={"StringLike": {f"ssm:resourceTag/{FLEET_TAG_KEY}": self.fleet}},
+            conditions={"StringEquals": {f"ssm:resourceTag/{FLEET_TAG_KEY}": self.fleet}},
         ))
         readable_documents = list(self.document_arns)
         package = self.agent.package

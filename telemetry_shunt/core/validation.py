@@ -167,3 +167,19 @@ def duplicates(values: Iterable[str]) -> list[str]:
             dup.append(v)
         seen.add(v)
     return dup
+
+
+# EC2 tag values: up to 256 characters of letters, digits, spaces and + - = . _ : / @ ("aws:" is reserved).
+# A fleet name is compared literally everywhere (EC2 tag filter, IAM StringEquals, the lease key), so it
+# takes the ASCII subset without spaces: no '*' or '?', which an EC2 filter would expand as wildcards.
+FLEET_NAME = re.compile(r"(?!aws:)[A-Za-z0-9+=._:/@-]{1,256}", re.ASCII | re.IGNORECASE)
+
+
+def fleet_name(value: object) -> str:
+    """A ``telemetry-shunt:fleet`` tag value, taken literally (never a pattern)."""
+    if isinstance(value, str) and FLEET_NAME.fullmatch(value):
+        return value
+    raise ValidationError(
+        f"fleet name {value!r} must be a literal tag value: 1-256 of letters, digits and + - = . _ : / @ "
+        "(no spaces, no '*' or '?' wildcards, not starting with 'aws:'); name exactly one fleet"
+    )

@@ -20,7 +20,7 @@ class AgentControlStack(Stack):
     :param availability_zones: AZ names of the fleet (per-AZ flags and heartbeat alarms).
     :param agent: what the SSM documents install.
     :param operator_principal: who may assume the rollout operator role. Default: this account.
-    :param fleet: ``telemetry-shunt:fleet`` tag value the operator may command. Default: any tagged host.
+    :param fleet: the ``telemetry-shunt:fleet`` tag value the operator may command (literal, required).
     :param host_role_arn: the hosts' instance role in this stack's account; a policy attached to it grants
         reading the kill switch, publishing heartbeats and (for S3 artifacts) reading the artifact.
         Default: none (call ``stack.rollout.grant_host(role)`` yourself).
@@ -34,8 +34,8 @@ class AgentControlStack(Stack):
         *,
         availability_zones: Sequence[str],
         agent: AgentSource,
+        fleet: str,
         operator_principal: iam.IPrincipal | None = None,
-        fleet: str = "*",
         host_role_arn: str | None = None,
         poll_interval: Duration = Duration.seconds(45),
         **kwargs: Any,

@@ -66,7 +66,7 @@ STAR_ACTIONS = {
 def _build(stack: Stack, agent: AgentSource, **kwargs: Any) -> AgentRolloutSupport:
     switch = KillSwitch(stack, "KillSwitch", availability_zones=AZS)
     support = AgentRolloutSupport(stack, "AgentRollout", kill_switch=switch, agent=agent,
-                                  operator_principal=iam.ArnPrincipal(OPERATOR_ARN), **kwargs)
+                                  operator_principal=iam.ArnPrincipal(OPERATOR_ARN), **{"fleet": "web", **kwargs})
     host_role = iam.Role(stack, "HostRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
     support.grant_host(host_role)
     return support
@@ -240,7 +240,7 @@ def test_send_command_only_with_these_documents_on_the_tagged_fleet(dist: dict[s
     assert documents["Resource"] == [stack.resolve(stack.format_arn(
         service="ssm", resource="document", resource_name=agent_document_name(a))) for a in AGENT_ACTIONS]
     fleet = next(s for s in send if "Condition" in s)
-    assert fleet["Condition"] == {"StringLike": {f"ssm:resourceTag/{FLEET_TAG_KEY}": "payments"}}
+    assert fleet["Condition"] == {"StringEquals": {f"ssm:resourceTag/{FLEET_TAG_KEY}": "payments"}}
     assert fleet["Resource"] == stack.resolve(stack.format_arn(service="ec2", resource="instance", resource_name="*"))
 
 
@@ -296,13 +296,15 @@ def _support(**kwargs: Any) -> AgentRolloutSupport:
     stack = Stack(App(), "Bad")
     switch = KillSwitch(stack, "KillSwitch", availability_zones=["us-east-1a"])
     return AgentRolloutSupport(stack, "AgentRollout", kill_switch=switch,
-                               **{"agent": AgentSource.cloudwatch_agent(), **kwargs})
+                               **{"agent": AgentSource.cloudwatch_agent(), "fleet": "web", **kwargs})
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"prefix": "9lives"}, "prefix must.*'9lives'"),
-    ({"fleet": ""}, "fleet must be a tag value.*''"),
-    ({"fleet": "a\nb"}, "fleet must be a tag value"),
+    ({"fleet": ""}, "fleet name '' must be a literal tag value"),
+    ({"fleet": "a\nb"}, "fleet name 'a\\\\nb' must be a literal tag value"),
+    ({"fleet": "*"}, "fleet name '\\*' must be a literal tag value.*no '\\*' or '\\?' wildcards"),
+    ({"fleet": "payments-?"}, "fleet name 'payments-\\?' must be a literal"),
     ({"table_name": "x"}, "table name.*'x'"),
     ({"heartbeat_missing_minutes": 0}, "heartbeat_missing_minutes must be 1-60, got 0"),
 ])
@@ -335,7 +337,7 @@ def test_s3_artifact_without_a_valid_checksum_is_refused(kwargs: dict[str, Any],
 def test_boot_cache_and_poll_interval_reach_the_host_script() -> None:
     stack = Stack(App(), "Cache")
     switch = KillSwitch(stack, "KillSwitch", availability_zones=["us-east-1a"], poll_interval=Duration.seconds(30))
-    support = AgentRolloutSupport(stack, "AgentRollout", kill_switch=switch, agent=AgentSource.adot_collector(),
+    support = AgentRolloutSupport(stack, "AgentRollout", kill_switch=switch, agent=AgentSource.adot_collector(), fleet="web",
                                   boot_cache_max_age=Duration.hours(1))
     script = hostside.render_killswitch_watcher(support.host_config)
     assert 'POLL_SECONDS="${TELEMETRY_SHUNT_POLL_SECONDS:-30}"' in script

@@ -81,7 +81,7 @@ def test_operator_role_and_fleet(synthesized: dict[str, Any]) -> None:
             "Principal": {"AWS": "arn:aws:iam::222222222222:role/deployer"}})]}})
     template.has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": Match.array_with([
         Match.object_like({"Action": "ssm:SendCommand",
-                           "Condition": {"StringLike": {"ssm:resourceTag/telemetry-shunt:fleet": "edge"}}})])}})
+                           "Condition": {"StringEquals": {"ssm:resourceTag/telemetry-shunt:fleet": "edge"}}})])}})
 
 
 def test_host_role_gets_the_host_grants(synthesized: dict[str, Any]) -> None:
@@ -129,9 +129,9 @@ def test_acknowledgements_are_specific_and_next_to_their_policies(synthesized: d
 
 def test_bad_input_fails_at_synth() -> None:
     with pytest.raises(ValidationError, match="at least one Availability Zone"):
-        AgentControlStack(App(), "Empty", availability_zones=[], agent=AgentSource.cloudwatch_agent())
+        AgentControlStack(App(), "Empty", availability_zones=[], agent=AgentSource.cloudwatch_agent(), fleet="web")
     with pytest.raises(ValidationError, match="got 'euw1-az1'"):
-        AgentControlStack(App(), "Ids", availability_zones=["euw1-az1"], agent=AgentSource.cloudwatch_agent())
+        AgentControlStack(App(), "Ids", availability_zones=["euw1-az1"], agent=AgentSource.cloudwatch_agent(), fleet="web")
 
 
 _DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
