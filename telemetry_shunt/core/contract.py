@@ -112,3 +112,13 @@ def agent_package_name(prefix: str = DEFAULT_RESOURCE_PREFIX) -> str:
 def kill_switch_strategy_name(prefix: str = DEFAULT_RESOURCE_PREFIX) -> str:
     """AppConfig deployment strategy for kill-switch flips, e.g. ``TelemetryShunt-KillSwitch-AllAtOnce``."""
     return f"{prefix}-KillSwitch-AllAtOnce"
+
+
+# --- Host agent data path (core/agent_config, core/host_budgets) ---------------------------------
+# Where apps on a host send OTLP: the local agent, bound to loopback only (gRPC and HTTP).
+AGENT_OTLP_GRPC_ENDPOINT = "127.0.0.1:4317"
+AGENT_OTLP_HTTP_ENDPOINT = "127.0.0.1:4318"
+# VPC Lattice's client-side ranges (managed prefix lists com.amazonaws.<region>.vpc-lattice and
+# com.amazonaws.<region>.ipv6.vpc-lattice): the host's bandwidth cap applies to traffic to these.
+LATTICE_IPV4_RANGE = "169.254.171.0/24"
+LATTICE_IPV6_RANGE = "fd00:ec2:80::/64"
