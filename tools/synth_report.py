@@ -62,22 +62,17 @@ def acknowledgements(stack: str) -> list[tuple[str, str, str]]:
 
 
 def proof_lines(templates: dict[str, Path]) -> list[str]:
-    from telemetry_shunt.core.template import lattice_policies, load_template
+    """What `shunt policy prove cdk.out/*.template.json --pusher <cdk.json's pushers>` proves (the shipped code)."""
+    from telemetry_shunt.errors import ShuntError
+    from telemetry_shunt.verify.proof import context_pushers, prove_subject
+    from telemetry_shunt.verify.subject import proof_subject
 
-    docs = [load_template(p) for p in templates.values()]
     try:
-        found = lattice_policies(docs)
-    except Exception as exc:  # noqa: BLE001 - reported, not hidden
-        return [f"  push-only proof skipped: {exc}"]
-    try:
-        from tools.policy_proof import prove_push_only_from_policies
-    except ImportError:
-        return ["  push-only proof: tools/policy_proof.py not available"]
-    results = prove_push_only_from_policies(found)
-    lines = []
-    for r in results:
-        verdict = "PROVEN" if r.holds else "VIOLATED"
-        lines.append(f"  {verdict}  {r.invariant}" + ("" if r.holds else f"  e.g. {r.counterexample}"))
+        subject = proof_subject(list(templates.values()), pushers=context_pushers(ROOT / "cdk.json"))
+    except ShuntError as exc:
+        return [f"  push-only proof could not run: {exc}", "FAILED"]
+    results = prove_subject(subject)
+    lines = [f"  {r}" for r in results]
     if not all(r.holds for r in results):
         lines.append("FAILED")
     return lines

@@ -11,6 +11,7 @@ import importlib
 import click
 
 from telemetry_shunt import __version__
+from telemetry_shunt.cli.common import extra_for
 
 # (module, attribute) of each noun's click group; a module whose extra is not installed is skipped
 # with a hint instead of breaking the other commands.
@@ -40,7 +41,7 @@ def _register() -> None:
             @click.argument("args", nargs=-1, type=click.UNPROCESSED)
             def _unavailable(args: tuple[str, ...], _missing: str = missing, _name: str = attr) -> None:
                 raise click.ClickException(
-                    f"'shunt {_name}' needs {_missing}: pip install 'telemetry-shunt[all]'"
+                    f"'shunt {_name}' needs the {_missing!r} package: pip install 'telemetry-shunt[{extra_for(_missing)}]'"
                 )
 
             continue

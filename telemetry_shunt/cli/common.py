@@ -2,6 +2,16 @@
 
 Results go to stdout (``--output json|table``); progress and logs go to stderr. User mistakes and AWS
 errors become one line on stderr and exit code 1; ``--debug`` shows the traceback instead.
+
+Exit codes:
+
+- 0: done (for ``shunt policy prove``: every invariant PROVEN);
+- 1: a mistake the user can fix (bad input, missing file or extra, AWS error): one line on stderr;
+- 2: a rollout stopped (halted or rolled back); also click's usage errors (unknown option, missing argument);
+- 3: the rollout's state is held or changed by another operator (lease, conflict);
+- 4 (:data:`EXIT_NOT_PROVEN`): ``shunt policy prove`` ran and an invariant is VIOLATED (a counterexample)
+  or NOT PROVEN (the policy uses something the prover does not model);
+- 130: interrupted (Ctrl-C); state is saved.
 """
 
 from __future__ import annotations
@@ -16,8 +26,15 @@ import click
 from telemetry_shunt.errors import ShuntError
 
 OUTPUT_FORMATS = ("table", "json")
-# Which extra brings a module that a command imports lazily.
-_EXTRA_FOR_MODULE = {"boto3": "rollout", "botocore": "rollout", "moto": "all", "aws_cdk": "cdk"}
+EXIT_NOT_PROVEN = 4
+# Which extra brings a module that a command imports lazily (pyproject.toml [project.optional-dependencies]).
+_EXTRA_FOR_MODULE = {"boto3": "rollout", "botocore": "rollout", "moto": "sandbox", "aws_cdk": "cdk", "constructs": "cdk",
+                     "cdk_nag": "cdk", "z3": "verify", "iamprover": "verify"}
+
+
+def extra_for(module: str) -> str:
+    """The extra that installs ``module`` (a dotted name is looked up by its top-level package)."""
+    return _EXTRA_FOR_MODULE.get(module.split(".")[0], "all")
 
 
 def output_option(func: Callable) -> Callable:
@@ -134,7 +151,7 @@ def cli_boundary(func: Callable) -> Callable:
         except ModuleNotFoundError as exc:
             if debug or exc.name is None:
                 raise
-            extra = _EXTRA_FOR_MODULE.get(exc.name.split(".")[0], "all")
+            extra = extra_for(exc.name)
             click.echo(f"shunt: this command needs the {exc.name!r} package: pip install 'telemetry-shunt[{extra}]'",
                        err=True)
             ctx.exit(1)

@@ -1,4 +1,7 @@
-"""``shunt policy check``: would this request be allowed by the deployed auth policies, and why?"""
+"""``shunt policy check``: would this request be allowed by the deployed auth policies, and why?
+
+``shunt policy prove``: are the policies push-only for *every* request (the ``verify`` extra)?
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from telemetry_shunt.cli.common import cli_boundary, output_option, render
+from telemetry_shunt.cli.common import EXIT_NOT_PROVEN, cli_boundary, output_option, progress, render
 from telemetry_shunt.core.evaluator import Request, evaluate
 from telemetry_shunt.core.template import Environment, lattice_policies, load_template
 from telemetry_shunt.core.validation import PARTITIONS
@@ -101,3 +104,78 @@ def check(templates: tuple[Path, ...], principal: str, method: str, path: str, o
         "principal": principal,
         "service": found.service_arn,
     }, output)
+
+
+class NotProven(ShuntError):
+    """``shunt policy prove`` ran, and an invariant is violated or undecided."""
+
+    exit_code = EXIT_NOT_PROVEN
+
+
+@policy.command("prove")
+@click.argument("templates", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--pusher", "pushers", multiple=True, metavar="PUSHER",
+              help="Who should be able to push: role ARN, 12-digit account id or o-... organization id (repeatable). "
+                   "Default: the principals the service policy's Allow statements name.")
+@click.option("--route", "routes", multiple=True, metavar="PATH",
+              help="A routed path, e.g. /metrics (repeatable). Default: the exact paths of the service's listener rules.")
+@click.option("--service", default=None, help="Lattice service logical id or name, if the templates hold several.")
+@click.option("--partition", type=click.Choice(PARTITIONS), default="aws", show_default=True,
+              help="Partition the templates are deployed in.")
+@click.option("--region", default="us-east-1", show_default=True, help="Region the templates are deployed in.")
+@click.option("--account", default="123456789012", show_default=True, help="Account the templates are deployed in.")
+@output_option
+@cli_boundary
+def prove(templates: tuple[Path, ...], pushers: tuple[str, ...], routes: tuple[str, ...], service: str | None,
+          partition: str, region: str, account: str, output: str) -> None:
+    """Prove the service's auth policies push-only over every request; exit 4 if not.
+
+    \b
+    Five invariants, each PROVEN or VIOLATED with a counterexample request:
+      nobody but listed pushers, nothing but POST, nothing outside the routes,
+      only through the service network, every pusher can POST to every route.
+
+    \b
+    Example:
+      shunt policy prove cdk.out/TelemetryConcentrator.template.json
+      shunt policy prove cdk.out/*.template.json --pusher 222222222222 --output json
+    """
+    from telemetry_shunt.verify.proof import prove_subject  # the verify extra (z3-solver, iamprover)
+    from telemetry_shunt.verify.subject import proof_subject
+
+    subject = proof_subject(templates, pushers=pushers, routes=routes, service=service,
+                            env=Environment(partition=partition, region=region, account=account))
+    found = subject.policies
+    progress(f"proving {found.service_logical_id} ({subject.flavour}) against {len(subject.pushers)} pusher(s) "
+             f"and {len(subject.routes)} route(s)...")
+    results = prove_subject(subject)
+    proven = all(r.holds for r in results)
+    summary = {
+        "service": found.service_arn,
+        "service_logical_id": found.service_logical_id,
+        "service_network": found.service_network_arn,
+        "pushers": list(subject.pushers),
+        "pushers_from": subject.pushers_from,
+        "routes": list(subject.routes),
+        "routes_from": subject.routes_from,
+        "proven": proven,
+    }
+    rows = [{"invariant": r.invariant, "result": r.verdict, "counterexample": r.counterexample} for r in results]
+    if output == "json":
+        render({**summary, "invariants": [{**row, "witness": r.witness} for row, r in zip(rows, results, strict=True)]},
+               output)
+    else:
+        pushers_from = "the service policy's Allow statements" if subject.pushers_from == "template" else "--pusher"
+        routes_from = "the service's listener rules" if subject.routes_from == "template" else "--route"
+        render({
+            "service": f"{found.service_arn} ({found.service_logical_id})",
+            "service network": found.service_network_arn,
+            "pushers": f"{', '.join(subject.pushers)} (from {pushers_from})",
+            "routes": f"{', '.join(subject.routes)} (from {routes_from})",
+        }, output)
+        click.echo("")
+        render(rows, output, columns=["result", "invariant", "counterexample"])
+    if not proven:
+        failed = [r.invariant for r in results if not r.holds]
+        raise NotProven(f"{len(failed)} of {len(results)} invariants not proven for {found.service_logical_id}: "
+                        f"{'; '.join(failed)}")
