@@ -21,11 +21,13 @@ Kill-switch decision on a host (``telemetry-shunt-killswitch``):
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from telemetry_shunt.core.contract import (
@@ -44,6 +46,7 @@ from telemetry_shunt.core.contract import (
     HEARTBEAT_PERIOD_SECONDS,
     HEARTBEAT_VERSION_DIMENSION,
 )
+from telemetry_shunt.core.validation import is_token
 from telemetry_shunt.errors import ValidationError
 
 # Where the host pieces live (the SSM documents write them; the docs name them).
@@ -60,10 +63,11 @@ PREVIOUS_VERSION_FILE = f"{STATE_DIR}/agent-version.previous"
 
 # Agent versions travel through shell commands, S3 keys and CloudWatch dimensions: keep them plain.
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$"
-_VERSION = re.compile(VERSION_PATTERN)
-_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,250}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_PACKAGE = re.compile(r"^(arn:[a-z-]+:ssm:[a-z0-9-]+:(\d{12})?:package/)?[a-zA-Z][a-zA-Z0-9._-]{2,127}$")
+_VERSION = re.compile(VERSION_PATTERN, re.ASCII)
+_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]{0,250}", re.ASCII)
+_SHA256 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_PACKAGE = re.compile(r"(arn:[a-z-]+:ssm:[a-z0-9-]+:(\d{12})?:package/)?[a-zA-Z][a-zA-Z0-9._-]{2,127}", re.ASCII)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", re.ASCII)
 # SSM replaces {{ name }} in document text; nothing we write may contain the braces.
 _SSM_BRACES = re.compile(r"\{\{|\}\}")
 SSM_DOCUMENT_MAX_BYTES = 64 * 1024
@@ -71,7 +75,7 @@ SSM_DOCUMENT_MAX_BYTES = 64 * 1024
 
 def validate_version(version: str) -> str:
     """An agent version as used in documents, keys and metric dimensions (``1.300032.2b361``, ``0.40.0``)."""
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ValidationError(
             f"agent version must match {VERSION_PATTERN} (letters, digits, '.', '_', '+', '~', '-'), got {version!r}"
         )
@@ -79,7 +83,7 @@ def validate_version(version: str) -> str:
 
 
 def validate_service(service: str) -> str:
-    if not isinstance(service, str) or not _SERVICE.match(service):
+    if not isinstance(service, str) or not _SERVICE.fullmatch(service):
         raise ValidationError(f"agent service must be a systemd unit name such as 'aws-otel-collector', got {service!r}")
     return service
 
@@ -111,7 +115,8 @@ class HostConfig:
                 f"boot cache max age must be 0 (fail closed) or a positive number of seconds, "
                 f"got {self.boot_cache_max_age_seconds!r}"
             )
-        if not re.match(r"^http://(localhost|127\.0\.0\.1)(:\d{1,5})?$", self.appconfig_agent_url):
+        if not (isinstance(self.appconfig_agent_url, str) and re.fullmatch(
+                r"http://(localhost|127\.0\.0\.1)(:\d{1,5})?", self.appconfig_agent_url, re.ASCII)):
             raise ValidationError(
                 f"AppConfig agent URL must be http://localhost[:port], got {self.appconfig_agent_url!r}"
             )
@@ -122,185 +127,38 @@ def appconfig_agent_path() -> str:
     return f"/applications/{APPCONFIG_APPLICATION}/environments/{APPCONFIG_ENVIRONMENT}/configurations/{APPCONFIG_PROFILE}"
 
 
-# The decision in the watcher: the same rule as core.killswitch.telemetry_enabled, for python3 on the host.
-# Exit 2 (no output) when the body is not a JSON object, which the watcher treats like "unreachable".
-_DECIDE_PY = """\
-import json, sys
-try:
-    flags = json.load(sys.stdin)
-except ValueError:
-    sys.exit(2)
-if not isinstance(flags, dict):
-    sys.exit(2)
-def enabled(key, default):
-    value = flags.get(key)
-    if not isinstance(value, dict) or "enabled" not in value:
-        return default
-    return value["enabled"] is True
-az = sys.argv[1] if len(sys.argv) > 1 else ""
-on = enabled(@GLOBAL_FLAG_PY@, False) and (not az or enabled(@AZ_FLAG_PREFIX_PY@ + az, True))
-print("on" if on else "off")
-"""
+_HOSTFILES = "telemetry_shunt.core.hostfiles"
+_PLACEHOLDER = re.compile(r"@[A-Z_]+@")
 
-_IMDS_FUNCTIONS = """\
-# Instance metadata (IMDSv2); TELEMETRY_SHUNT_AZ / _INSTANCE_ID / _REGION override it (tests, non-EC2).
-imds() {
-  local token
-  token=$(curl -sf -m 2 -X PUT "$IMDS_URL/latest/api/token" \\
-    -H "X-aws-ec2-metadata-token-ttl-seconds: 300") || return 0
-  curl -sf -m 2 -H "X-aws-ec2-metadata-token: $token" "$IMDS_URL/latest/meta-data/$1" || true
-}
-availability_zone() { echo "${TELEMETRY_SHUNT_AZ:-$(imds placement/availability-zone)}"; }
-instance_id() { echo "${TELEMETRY_SHUNT_INSTANCE_ID:-$(imds instance-id)}"; }
-region() { echo "${TELEMETRY_SHUNT_REGION:-$(imds placement/region)}"; }
-"""
 
-_WATCHER = """\
-#!/usr/bin/env bash
-# telemetry-shunt kill-switch watcher. Rendered by telemetry_shunt.core.hostside; do not edit on the host.
-#   telemetry-shunt-killswitch          poll the kill switch forever (the systemd service)
-#   telemetry-shunt-killswitch --once   one check; prints the decision (on|off)
-# Decision: the global flag on and this AZ's flag not off. Unreachable at boot: fail closed (agent stays
-# stopped) unless a last-known-good decision younger than BOOT_CACHE_MAX_AGE seconds is on disk.
-# Unreachable later: keep this boot's last decision.
-set -u
-AGENT_SERVICE="${TELEMETRY_SHUNT_AGENT_SERVICE:-@AGENT_SERVICE@}"
-APPCONFIG_URL="${TELEMETRY_SHUNT_APPCONFIG_URL:-@APPCONFIG_URL@}"
-CONFIG_PATH=@CONFIG_PATH@
-POLL_SECONDS="${TELEMETRY_SHUNT_POLL_SECONDS:-@POLL_SECONDS@}"
-BOOT_CACHE_MAX_AGE="${TELEMETRY_SHUNT_BOOT_CACHE_MAX_AGE:-@BOOT_CACHE_MAX_AGE@}"
-RUN_DIR="${TELEMETRY_SHUNT_RUN_DIR:-@RUN_DIR@}"
-STATE_DIR="${TELEMETRY_SHUNT_STATE_DIR:-@STATE_DIR@}"
-IMDS_URL="${TELEMETRY_SHUNT_IMDS_URL:-http://169.254.169.254}"
-DECIDE_PY=$(cat <<'PY'
-@DECIDE_PY@
-PY
-)
-
-log() { echo "telemetry-shunt-killswitch: $*" >&2; }
-
-@IMDS_FUNCTIONS@
-# Prints on|off for the current flags, or nothing if AppConfig could not be read.
-read_flags() {
-  local body
-  body=$(curl -sf -m 5 "$APPCONFIG_URL$CONFIG_PATH") || return 1
-  printf '%s' "$body" | python3 -c "$DECIDE_PY" "$1"
-}
-
-# The decision when AppConfig cannot be read and this boot has none yet.
-boot_decision() {
-  local cached at age
-  if [ "$BOOT_CACHE_MAX_AGE" -gt 0 ] 2>/dev/null && read -r cached at 2>/dev/null < "$STATE_DIR/last-known-good" \
-      && [[ "$at" =~ ^[0-9]+$ ]]; then
-    age=$(( $(date +%s) - at ))
-    if { [ "$cached" = on ] || [ "$cached" = off ]; } && [ "$age" -ge 0 ] && [ "$age" -le "$BOOT_CACHE_MAX_AGE" ]; then
-      log "AppConfig unreachable at boot: using the last-known-good decision '$cached' (${age}s old)"
-      echo "$cached"
-      return
-    fi
-  fi
-  log "AppConfig unreachable at boot: failing closed, $AGENT_SERVICE stays stopped until the flag is read"
-  echo off
-}
-
-apply() {
-  local decision=$1 previous=$2
-  if [ "$decision" = off ]; then
-    if systemctl is-active --quiet "$AGENT_SERVICE"; then
-      log "kill switch off: stopping $AGENT_SERVICE"
-      systemctl stop "$AGENT_SERVICE" >&2
-    fi
-  elif [ "$previous" != on ]; then
-    log "kill switch on: starting $AGENT_SERVICE"
-    systemctl start "$AGENT_SERVICE" >&2
-  fi
-}
-
-check_once() {
-  local az previous decision now
-  az=$(availability_zone)
-  previous=$(cat "$RUN_DIR/decision" 2>/dev/null || true)
-  now=$(date +%s)
-  if decision=$(read_flags "$az") && [ -n "$decision" ]; then
-    printf '%s %s\\n' "$decision" "$now" > "$STATE_DIR/last-known-good.tmp" \\
-      && mv -f "$STATE_DIR/last-known-good.tmp" "$STATE_DIR/last-known-good"
-  elif [ -n "$previous" ]; then
-    log "AppConfig unreachable: keeping the last decision '$previous'"
-    decision=$previous
-  else
-    decision=$(boot_decision)
-  fi
-  apply "$decision" "$previous"
-  echo "$decision" > "$RUN_DIR/decision"
-  echo "$decision"
-}
-
-mkdir -p "$RUN_DIR" "$STATE_DIR"
-case "${1:-}" in
-  --once) check_once ;;
-  "") while true; do check_once > /dev/null; sleep "$POLL_SECONDS"; done ;;
-  *) echo "usage: $0 [--once]" >&2; exit 64 ;;
-esac
-"""
-
-_HEARTBEAT = """\
-#!/usr/bin/env bash
-# telemetry-shunt heartbeat. Rendered by telemetry_shunt.core.hostside; do not edit on the host.
-# While the agent's service is active, publishes one datapoint with {AvailabilityZone} (what the per-AZ
-# alarms watch) and one with {InstanceId, AgentVersion} (what a rollout's bake checks).
-set -u
-AGENT_SERVICE="${TELEMETRY_SHUNT_AGENT_SERVICE:-@AGENT_SERVICE@}"
-STATE_DIR="${TELEMETRY_SHUNT_STATE_DIR:-@STATE_DIR@}"
-IMDS_URL="${TELEMETRY_SHUNT_IMDS_URL:-http://169.254.169.254}"
-NAMESPACE=@NAMESPACE@
-METRIC=@METRIC@
-
-log() { echo "telemetry-shunt-heartbeat: $*" >&2; }
-
-@IMDS_FUNCTIONS@
-if ! systemctl is-active --quiet "$AGENT_SERVICE"; then
-  log "$AGENT_SERVICE is not active: no heartbeat"
-  exit 0
-fi
-az=$(availability_zone)
-instance=$(instance_id)
-region=$(region)
-if [ -z "$az" ] || [ -z "$instance" ] || [ -z "$region" ]; then
-  log "instance metadata unavailable (az='$az' instance='$instance' region='$region'): no heartbeat"
-  exit 1
-fi
-VERSION_RE=@VERSION_REGEX@
-version=$(cat "$STATE_DIR/agent-version" 2>/dev/null || true)
-if ! [[ "$version" =~ $VERSION_RE ]]; then
-  version=unknown
-fi
-data="[{\\"MetricName\\":\\"$METRIC\\",\\"Value\\":1,\\"Unit\\":\\"Count\\",\\"Dimensions\\":[\
-{\\"Name\\":\\"@AZ_DIM@\\",\\"Value\\":\\"$az\\"}]},\
-{\\"MetricName\\":\\"$METRIC\\",\\"Value\\":1,\\"Unit\\":\\"Count\\",\\"Dimensions\\":[\
-{\\"Name\\":\\"@INSTANCE_DIM@\\",\\"Value\\":\\"$instance\\"},\
-{\\"Name\\":\\"@VERSION_DIM@\\",\\"Value\\":\\"$version\\"}]}]"
-exec aws cloudwatch put-metric-data --region "$region" --namespace "$NAMESPACE" --metric-data "$data"
-"""
+@functools.cache
+def hostfile_text(name: str) -> str:
+    """The text of one file in ``telemetry_shunt/core/hostfiles`` (package data, before placeholders are filled)."""
+    return resources.files(_HOSTFILES).joinpath(name).read_text(encoding="utf-8")
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
     out = template
     for key, value in values.items():
         out = out.replace(f"@{key}@", value)
-    leftover = re.findall(r"@[A-Z_]+@", out)
+    leftover = _PLACEHOLDER.findall(out)
     if leftover:
         raise AssertionError(f"unfilled placeholders {leftover}")
     return out
 
 
 def render_decide_program() -> str:
-    """The python3 program the watcher embeds: flag JSON on stdin, AZ as argument, prints on|off."""
-    return _fill(_DECIDE_PY, {"GLOBAL_FLAG_PY": repr(GLOBAL_FLAG), "AZ_FLAG_PREFIX_PY": repr(AZ_FLAG_PREFIX)})
+    """The kill-switch rule as the watcher runs it: ``killswitch_rule.py`` verbatim, the file that
+    :mod:`telemetry_shunt.core.killswitch` imports (``python3 -c`` it with the flag names and the AZ)."""
+    program = hostfile_text("killswitch_rule.py")
+    if re.search(r"^PY$", program, re.MULTILINE):
+        raise AssertionError("killswitch_rule.py may not contain a line 'PY' (the watcher's here-document end)")
+    return program
 
 
 def render_killswitch_watcher(config: HostConfig) -> str:
     """The kill-switch watcher script (bash; needs curl and python3, both on Amazon Linux and Ubuntu)."""
-    return _fill(_WATCHER, {
+    return _fill(hostfile_text("killswitch-watcher.sh"), {
         "AGENT_SERVICE": config.agent_service,
         "APPCONFIG_URL": config.appconfig_agent_url,
         "CONFIG_PATH": shlex.quote(appconfig_agent_path()),
@@ -308,14 +166,16 @@ def render_killswitch_watcher(config: HostConfig) -> str:
         "BOOT_CACHE_MAX_AGE": str(config.boot_cache_max_age_seconds),
         "RUN_DIR": RUN_DIR,
         "STATE_DIR": STATE_DIR,
-        "DECIDE_PY": render_decide_program().rstrip("\n"),
-        "IMDS_FUNCTIONS": _IMDS_FUNCTIONS,
+        "GLOBAL_FLAG": shlex.quote(GLOBAL_FLAG),
+        "AZ_FLAG_PREFIX": shlex.quote(AZ_FLAG_PREFIX),
+        "KILLSWITCH_RULE_PY": render_decide_program().rstrip("\n"),
+        "IMDS_FUNCTIONS": hostfile_text("imds.sh"),
     })
 
 
 def render_heartbeat_script(config: HostConfig) -> str:
     """The heartbeat publisher (bash + the AWS CLI): ``aws cloudwatch put-metric-data`` with both dimension sets."""
-    return _fill(_HEARTBEAT, {
+    return _fill(hostfile_text("heartbeat.sh"), {
         "AGENT_SERVICE": config.agent_service,
         "STATE_DIR": STATE_DIR,
         "NAMESPACE": shlex.quote(HEARTBEAT_NAMESPACE),
@@ -324,57 +184,24 @@ def render_heartbeat_script(config: HostConfig) -> str:
         "INSTANCE_DIM": HEARTBEAT_INSTANCE_DIMENSION,
         "VERSION_DIM": HEARTBEAT_VERSION_DIMENSION,
         "VERSION_REGEX": shlex.quote(VERSION_PATTERN),
-        "IMDS_FUNCTIONS": _IMDS_FUNCTIONS,
+        "IMDS_FUNCTIONS": hostfile_text("imds.sh"),
     })
 
 
 def render_watcher_unit(config: HostConfig) -> str:
     """systemd service running the watcher loop; restarted if it ever exits."""
-    return (
-        "[Unit]\n"
-        f"Description=telemetry-shunt kill switch: runs {config.agent_service} only while the AppConfig flag allows\n"
-        "Wants=network-online.target\n"
-        "After=network-online.target aws-appconfig-agent.service\n"
-        "\n"
-        "[Service]\n"
-        "Type=simple\n"
-        f"ExecStart={WATCHER_PATH}\n"
-        "Restart=always\n"
-        "RestartSec=5\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n"
-    )
+    return _fill(hostfile_text(WATCHER_UNIT), {"AGENT_SERVICE": config.agent_service, "WATCHER_PATH": WATCHER_PATH})
 
 
 def render_heartbeat_unit(config: HostConfig) -> str:
     """systemd oneshot service publishing one heartbeat."""
-    return (
-        "[Unit]\n"
-        f"Description=telemetry-shunt heartbeat for {config.agent_service}\n"
-        "Wants=network-online.target\n"
-        "After=network-online.target\n"
-        "\n"
-        "[Service]\n"
-        "Type=oneshot\n"
-        f"ExecStart={HEARTBEAT_PATH}\n"
-    )
+    return _fill(hostfile_text(HEARTBEAT_UNIT), {"AGENT_SERVICE": config.agent_service,
+                                                 "HEARTBEAT_PATH": HEARTBEAT_PATH})
 
 
 def render_heartbeat_timer() -> str:
     """systemd timer running the heartbeat once per heartbeat period."""
-    return (
-        "[Unit]\n"
-        "Description=telemetry-shunt heartbeat every minute\n"
-        "\n"
-        "[Timer]\n"
-        f"OnBootSec={HEARTBEAT_PERIOD_SECONDS}\n"
-        f"OnUnitActiveSec={HEARTBEAT_PERIOD_SECONDS}\n"
-        "AccuracySec=5\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=timers.target\n"
-    )
+    return _fill(hostfile_text(HEARTBEAT_TIMER), {"HEARTBEAT_PERIOD_SECONDS": str(HEARTBEAT_PERIOD_SECONDS)})
 
 
 @dataclass(frozen=True)
@@ -406,7 +233,7 @@ class DistributorPackage:
     service: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _PACKAGE.match(self.name):
+        if not isinstance(self.name, str) or not _PACKAGE.fullmatch(self.name):
             raise ValidationError(f"Distributor package must be a package name or ARN, got {self.name!r}")
         validate_service(self.service)
 
@@ -427,16 +254,18 @@ class S3Artifact:
 
     def __post_init__(self) -> None:
         validate_service(self.service)
-        if self.key_pattern.count("{version}") < 1 or re.search(r"\{(?!version\})", self.key_pattern):
+        if (not isinstance(self.key_pattern, str) or self.key_pattern.count("{version}") < 1
+                or re.search(r"\{(?!version\})", self.key_pattern)):
             raise ValidationError(
                 f"S3 key pattern must contain '{{version}}' and no other braces, got {self.key_pattern!r}"
             )
-        if not re.match(r"^[A-Za-z0-9!_.+/=-]+$", self.key_pattern.replace("{version}", "v")):
+        if not re.fullmatch(r"[A-Za-z0-9!_.+/=-]+", self.key_pattern.replace("{version}", "v"), re.ASCII):
             raise ValidationError(
                 f"S3 key pattern may use letters, digits and '!_.+/=-' only (it goes into a shell command), "
                 f"got {self.key_pattern!r}"
             )
-        if "${Token[" not in self.bucket_name and not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", self.bucket_name):
+        # A bucket created in the same app is a CDK token until deploy time; S3 validates the real name then.
+        if not is_token(self.bucket_name) and not (isinstance(self.bucket_name, str) and _BUCKET.fullmatch(self.bucket_name)):
             raise ValidationError(f"S3 bucket name is not valid: {self.bucket_name!r}")
         if not self.sha256_by_version:
             raise ValidationError(
@@ -445,7 +274,7 @@ class S3Artifact:
             )
         for version, digest in self.sha256_by_version.items():
             validate_version(version)
-            if not isinstance(digest, str) or not _SHA256.match(digest):
+            if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
                 raise ValidationError(
                     f"SHA-256 for agent version {version!r} must be 64 lowercase hex digits, got {digest!r}"
                 )

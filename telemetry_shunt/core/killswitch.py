@@ -1,4 +1,8 @@
-"""The kill-switch decision, shared by host agents, the rollout engine and the in-app client."""
+"""The kill-switch decision, shared by host agents, the rollout engine and the in-app client.
+
+The rule itself lives in ``core/hostfiles/killswitch_rule.py``, the file the host watcher runs with python3:
+one copy, so the hosts and the Python side cannot disagree.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from telemetry_shunt.core.contract import AZ_FLAG_PREFIX, GLOBAL_FLAG
+from telemetry_shunt.core.hostfiles import killswitch_rule
 
 
 def az_flag_key(az: str) -> str:
@@ -20,12 +25,4 @@ def telemetry_enabled(flags: Mapping[str, Any], az: str | None = None) -> bool:
     (an absent per-AZ flag follows the global one). A missing global flag means off: a kill switch
     that cannot be read as "on" must not keep telemetry running.
     """
-    def enabled(key: str, default: bool) -> bool:
-        value = flags.get(key)
-        if not isinstance(value, Mapping) or "enabled" not in value:
-            return default
-        return value["enabled"] is True
-
-    if not enabled(GLOBAL_FLAG, False):
-        return False
-    return az is None or enabled(az_flag_key(az), True)
+    return killswitch_rule.telemetry_enabled(flags, az, GLOBAL_FLAG, AZ_FLAG_PREFIX)

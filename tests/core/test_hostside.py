@@ -26,12 +26,15 @@ from telemetry_shunt.core import hostside
 from telemetry_shunt.core.contract import (
     AGENT_ACTIONS,
     AGENT_VERSION_PARAMETER,
+    AZ_FLAG_PREFIX,
+    GLOBAL_FLAG,
     HEARTBEAT_AZ_DIMENSION,
     HEARTBEAT_INSTANCE_DIMENSION,
     HEARTBEAT_METRIC,
     HEARTBEAT_NAMESPACE,
     HEARTBEAT_VERSION_DIMENSION,
 )
+from telemetry_shunt.core.hostfiles import killswitch_rule
 from telemetry_shunt.core.killswitch import telemetry_enabled
 from telemetry_shunt.errors import ValidationError
 
@@ -206,6 +209,20 @@ DECISION_CASES = [
 ]
 
 
+RULE_ARGS = [GLOBAL_FLAG, AZ_FLAG_PREFIX]
+
+
+def test_one_decision_rule_for_the_host_and_python() -> None:
+    """The watcher embeds killswitch_rule.py byte for byte, and core.killswitch decides with that same module."""
+    rule_file = Path(killswitch_rule.__file__)
+    assert hostside.render_decide_program() == rule_file.read_text()
+    watcher = hostside.render_killswitch_watcher(CONFIG)
+    assert f"KILLSWITCH_RULE_PY=$(cat <<'PY'\n{rule_file.read_text()}PY\n)" in watcher
+    assert telemetry_enabled.__module__ == "telemetry_shunt.core.killswitch"
+    sentinel = {GLOBAL_FLAG: {"enabled": True}, "telemetry-z": {"enabled": False}}
+    assert killswitch_rule.telemetry_enabled(sentinel, "z", GLOBAL_FLAG, AZ_FLAG_PREFIX) is telemetry_enabled(sentinel, "z")
+
+
 @pytest.mark.parametrize(("flags", "az"), DECISION_CASES)
 def test_watcher_decides_like_telemetry_enabled(flags: dict, az: str | None, host: Host,
                                                 appconfig: FakeAppConfigAgent) -> None:
@@ -228,15 +245,15 @@ _FLAG_VALUES = st.one_of(
                              _FLAG_VALUES),
        az=st.sampled_from([None, "us-east-1a", "us-east-1b"]))
 def test_embedded_decision_program_agrees_on_generated_flags(flags: dict, az: str | None) -> None:
-    done = subprocess.run([PYTHON3, "-c", hostside.render_decide_program(), az or ""], input=json.dumps(flags),
-                          text=True, capture_output=True, check=True)
+    done = subprocess.run([PYTHON3, "-c", hostside.render_decide_program(), *RULE_ARGS, az or ""],
+                          input=json.dumps(flags), text=True, capture_output=True, check=True)
     assert done.stdout.strip() == ("on" if telemetry_enabled(flags, az) else "off")
 
 
 def test_embedded_decision_program_matches_python_function() -> None:
     program = hostside.render_decide_program()
     for flags, az in DECISION_CASES:
-        done = subprocess.run([PYTHON3, "-c", program, az or ""], input=json.dumps(flags), text=True,
+        done = subprocess.run([PYTHON3, "-c", program, *RULE_ARGS, az or ""], input=json.dumps(flags), text=True,
                               capture_output=True, check=True)
         assert done.stdout.strip() == ("on" if telemetry_enabled(flags, az) else "off"), (flags, az)
 
@@ -643,7 +660,7 @@ def test_host_config_validation(kwargs: dict, match: str) -> None:
         hostside.HostConfig(**{"agent_service": SERVICE, **kwargs})
 
 
-@pytest.mark.parametrize("version", ["", "1.0 ", "../1.0", "1.0;reboot", "{{ x }}", "-1.0", "a" * 65])
+@pytest.mark.parametrize("version", ["", "1.0 ", "1.0\n", "../1.0", "1.0;reboot", "{{ x }}", "-1.0", "a" * 65])
 def test_invalid_versions_are_refused(version: str) -> None:
     with pytest.raises(ValidationError, match="agent version must match"):
         hostside.validate_version(version)
@@ -659,12 +676,22 @@ def test_invalid_versions_are_refused(version: str) -> None:
     ({"key_pattern": "agents/{version}/$(reboot).rpm"}, "shell command.*reboot"),
     ({"key_pattern": "agents/{version}/it's.rpm"}, "shell command"),
     ({"bucket_name": "Bad_Bucket"}, "bucket name.*'Bad_Bucket'"),
+    ({"bucket_name": "bucket-b\n"}, "bucket name"),
+    ({"sha256_by_version": {"1.0\n": "a" * 64}}, "agent version must match"),
+    ({"sha256_by_version": {"1.0": "a" * 64 + "\n"}}, "64 lowercase hex"),
 ])
 def test_s3_artifact_validation(kwargs: dict, match: str) -> None:
     base = {"bucket_name": "bucket-b", "key_pattern": "a/{version}.rpm", "sha256_by_version": {"1.0": "a" * 64},
             "service": SERVICE}
     with pytest.raises(ValidationError, match=match):
         hostside.S3Artifact(**{**base, **kwargs})
+
+
+def test_s3_artifact_accepts_a_bucket_token() -> None:
+    """A bucket defined in the same app is a CDK token at synth time; its real name is checked by S3."""
+    artifact = hostside.S3Artifact(bucket_name="${Token[TOKEN.123]}", key_pattern="a/{version}.rpm",
+                                   sha256_by_version={"1.0": "a" * 64}, service=SERVICE)
+    assert artifact.bucket_name == "${Token[TOKEN.123]}"
 
 
 def test_distributor_package_validation() -> None:
