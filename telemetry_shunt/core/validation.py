@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 
 from telemetry_shunt.errors import ValidationError
 
-# CDK encodes unresolved values as "${Token[...]}" strings, or as very large/small sentinel numbers.
-_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}|#\{Token\[|\[\s*Token\.")
+# CDK encodes unresolved values as "${Token[...]}" strings, or as very large/small sentinel numbers;
+# CDK Terrain (the Terraform flavour) as "${TfToken[...]}".
+_TOKEN = re.compile(r"\$\{(?:Tf)?Token\[[^\]]+\]\}|#\{(?:Tf)?Token\[|\[\s*(?:Tf)?Token\.")
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 # Every pattern is matched whole and ASCII-only: ``re.match`` with ``$`` accepts a trailing newline and

@@ -66,3 +66,9 @@ def test_tokens_pass_construction_but_cannot_be_exported_as_literal_json():
     assert r.region is None
     with pytest.raises(ValidationError, match="deploy-time tokens"):
         r.to_json()
+
+
+def test_terraform_tokens_are_tokens_too():
+    # CDK Terrain's unresolved values look like ${TfToken[TOKEN.0]}: a Terraform-built GatewayRef holds them.
+    tok = "${TfToken[TOKEN.7]}"
+    assert ref(service_arn=tok, dns_name=tok, service_network_arn=tok).region is None
