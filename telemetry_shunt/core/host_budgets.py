@@ -121,6 +121,7 @@ def render_budget_dropin(budgets: AgentBudgets) -> str:
         "IOAccounting=yes\n"
         f"IOWeight={budgets.io_weight}\n"
         f"Nice={budgets.nice}\n"
+        f"Environment=TELEMETRY_SHUNT_BANDWIDTH_MBIT={budgets.bandwidth_mbit}\n"
         f"ExecStartPre=+{BANDWIDTH_CAP_PATH} apply\n"
     )
 

@@ -1,0 +1,245 @@
+"""The agent config's install steps, run for real with bash in a temp root against a stub agent binary.
+
+The stub agent (``agent-stub``) behaves like an OpenTelemetry collector with a ``validate`` subcommand: it
+exits 1 with an error for a config containing the marker ``BROKEN``. systemctl is a stub that records its
+calls; the health endpoint is a local HTTP server (or a closed port).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from telemetry_shunt.core import agent_files as af
+from telemetry_shunt.core import host_budgets as hb
+from telemetry_shunt.core import hostside
+
+pytestmark = pytest.mark.skipif(not (shutil.which("bash") and shutil.which("base64")), reason="needs bash, base64")
+
+SERVICE = "otelcol-contrib"
+CONFIG_PATH = "/etc/otelcol-contrib/config.yaml"
+GOOD = "receivers:\n  otlp: {}\n"
+NEWER = "receivers:\n  otlp:\n    protocols: {}\n"
+BAD = "receivers:\n  BROKEN: true\n"
+
+AGENT_STUB = """#!/usr/bin/env python3
+import sys
+args = sys.argv[1:]
+if not args or args[0] != "validate" or not args[1].startswith("--config="):
+    print("usage: agent-stub validate --config=FILE", file=sys.stderr)
+    sys.exit(2)
+text = open(args[1].split("=", 1)[1]).read()
+if "BROKEN" in text:
+    print("error decoding 'receivers': unknown type: \\"BROKEN\\"", file=sys.stderr)
+    sys.exit(1)
+"""
+
+SYSTEMCTL_STUB = """#!/usr/bin/env bash
+echo "systemctl $*" >> "$STUB_DIR/calls"
+"""
+
+
+class Health:
+    """The agent's health endpoint on 127.0.0.1 (200), or a closed port."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+class Root:
+    """A host under a temp dir: absolute paths of the steps are moved under ``fs``; stubs first on PATH."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.fs = base / "fs"
+        self.stub = base / "stub"
+        self.stub.mkdir()
+        for name, text in (("agent-stub", AGENT_STUB.replace("#!/usr/bin/env python3", f"#!{sys.executable}")),
+                           ("systemctl", SYSTEMCTL_STUB)):
+            (self.stub / name).write_text(text)
+            (self.stub / name).chmod(0o755)
+        self.owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+        self.health_url = ""
+
+    def path(self, host_path: str) -> Path:
+        return Path(f"{self.fs}{host_path}")
+
+    def env(self, dp: af.AgentDataPath) -> dict[str, str]:
+        return {
+            "PATH": f"{self.stub}:{os.environ['PATH']}",
+            "HOME": str(self.base),
+            "STUB_DIR": str(self.stub),
+            "TELEMETRY_SHUNT_AGENT_CONFIG_PATH": str(self.path(dp.config_path or "/nonexistent")),
+            "TELEMETRY_SHUNT_AGENT_CONFIG_OWNER": self.owner,
+            "TELEMETRY_SHUNT_DROPIN_PATH": str(self.path(hb.dropin_path(dp.agent_service))),
+            "TELEMETRY_SHUNT_STATE_DIR": str(self.path(af.STATE_DIR)),
+            "TELEMETRY_SHUNT_AGENT_HEALTH_URL": self.health_url,
+            "TELEMETRY_SHUNT_AGENT_HEALTH_TIMEOUT": "2",
+        }
+
+    def move(self, script: str, dp: af.AgentDataPath) -> str:
+        prefixes = ["/usr/local/bin/", f"{af.STATE_DIR}/", "/etc/systemd/system/", CONFIG_PATH.rsplit("/", 1)[0] + "/"]
+        if dp.queue_dir:
+            prefixes.append(dp.queue_dir)
+        for prefix in prefixes:
+            script = re.sub(rf"(?<![\w/.-]){re.escape(prefix)}", lambda _m, p=prefix: f"{self.fs}{p}", script)
+        # owners: the test's own user instead of the agent's
+        return script.replace(f"-o '{dp.config_owner.split(':')[0]}' -g '{dp.config_owner.split(':')[1]}'",
+                              f"-o '{self.owner.split(':')[0]}' -g '{self.owner.split(':')[1]}'")
+
+    def run(self, lines: list[str], dp: af.AgentDataPath) -> subprocess.CompletedProcess:
+        script = self.move("\n".join(["set -euo pipefail", *lines]) + "\n", dp)
+        for d in ("/usr/local/bin", af.STATE_DIR, "/etc/otelcol-contrib", hb.dropin_path(dp.agent_service).rsplit("/", 1)[0]):
+            self.path(d).mkdir(parents=True, exist_ok=True)
+        return subprocess.run(["bash", "-c", script], env=self.env(dp), capture_output=True, text=True, timeout=60)
+
+    def install_files(self, dp: af.AgentDataPath) -> None:
+        for f in af.host_files(dp, version_pattern=hostside.VERSION_PATTERN):
+            target = self.path(f.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(f.content)
+            target.chmod(int(f.mode, 8))
+
+    def calls(self) -> list[str]:
+        calls = self.stub / "calls"
+        return calls.read_text().splitlines() if calls.exists() else []
+
+
+def custom(text: str, *, health_url: str | None = None) -> af.AgentDataPath:
+    return af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=text,
+                                   validate_command='agent-stub validate --config="$CONFIG"', health_url=health_url)
+
+
+def install(root: Root, dp: af.AgentDataPath, version: str, action: str = "upgrade") -> subprocess.CompletedProcess:
+    root.install_files(dp)
+    return root.run(af.install_commands(dp, action=action, version_ref=version), dp)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Root:
+    return Root(tmp_path)
+
+
+def test_valid_config_is_installed_and_the_old_one_kept(root: Root) -> None:
+    assert install(root, custom(GOOD), "1.0.0").returncode == 0
+    assert root.path(CONFIG_PATH).read_text() == GOOD
+    result = install(root, custom(NEWER), "1.1.0")
+    assert result.returncode == 0, result.stderr
+    assert root.path(CONFIG_PATH).read_text() == NEWER
+    assert root.path(CONFIG_PATH + ".previous").read_text() == GOOD
+    assert oct(root.path(CONFIG_PATH).stat().st_mode & 0o777) == "0o640"
+    saved = root.path(f"{af.STATE_DIR}/agent-config")
+    assert (saved / "1.0.0" / "config").read_text() == GOOD and (saved / "1.1.0" / "config").read_text() == NEWER
+    assert (saved / "1.1.0" / "dropin.conf").read_text() == hb.render_budget_dropin(hb.AgentBudgets())
+
+
+def test_bad_config_is_refused_and_the_running_one_kept(root: Root) -> None:
+    assert install(root, custom(GOOD), "1.0.0").returncode == 0
+    result = install(root, custom(BAD), "1.1.0")
+    assert result.returncode == 1
+    assert f"{SERVICE} refused the new config, keeping the current one" in result.stderr
+    assert 'unknown type: "BROKEN"' in result.stderr
+    assert root.path(CONFIG_PATH).read_text() == GOOD
+    assert not root.path(CONFIG_PATH + ".previous").exists()
+    assert not root.path(f"{af.STATE_DIR}/agent-config/1.1.0").exists()
+
+
+def test_rollback_restores_the_config_saved_with_that_version(root: Root) -> None:
+    assert install(root, custom(GOOD), "1.0.0").returncode == 0
+    assert install(root, custom(NEWER), "1.1.0").returncode == 0
+    # The rollback document carries today's config (NEWER), but the host ran 1.0.0 with GOOD.
+    result = install(root, custom(NEWER), "1.0.0", action="rollback")
+    assert result.returncode == 0, result.stderr
+    assert root.path(CONFIG_PATH).read_text() == GOOD
+
+
+def test_rollback_to_a_version_never_installed_here_uses_the_documents_config(root: Root) -> None:
+    result = install(root, custom(NEWER), "0.9.0", action="rollback")
+    assert result.returncode == 0, result.stderr
+    assert root.path(CONFIG_PATH).read_text() == NEWER
+
+
+def test_rollback_restores_the_budgets_saved_with_that_version(root: Root) -> None:
+    assert install(root, custom(GOOD), "1.0.0").returncode == 0
+    bigger = af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=GOOD,
+                                     validate_command='agent-stub validate --config="$CONFIG"',
+                                     budgets=hb.AgentBudgets(memory_max_mib=1024))
+    assert install(root, bigger, "1.1.0").returncode == 0
+    assert "MemoryMax=1024M" in root.path(hb.dropin_path(SERVICE)).read_text()
+    assert install(root, bigger, "1.0.0", action="rollback").returncode == 0
+    assert "MemoryMax=512M" in root.path(hb.dropin_path(SERVICE)).read_text()
+
+
+def test_unhealthy_agent_after_restart_gets_the_previous_config_back(root: Root) -> None:
+    # ADOT's case: no validate command, the health check after the restart decides.
+    dp = af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=GOOD,
+                                 validate_command=None, health_url="http://127.0.0.1:13133/")
+    assert install(root, dp, "1.0.0").returncode == 0
+    dp2 = af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=BAD,
+                                  validate_command=None, health_url="http://127.0.0.1:13133/")
+    assert install(root, dp2, "1.1.0").returncode == 0  # nothing can refuse it before the restart
+    root.health_url = closed_url()
+    result = root.run(af.verify_commands(dp2), dp2)
+    assert result.returncode == 1
+    assert "not healthy within 2s: restoring the previous config" in result.stderr
+    assert root.path(CONFIG_PATH).read_text() == GOOD
+    assert root.calls() == [f"systemctl restart {SERVICE}"]
+
+
+def test_healthy_agent_after_restart_keeps_the_new_config(root: Root) -> None:
+    health = Health()
+    try:
+        dp = af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=NEWER,
+                                     validate_command=None, health_url="http://127.0.0.1:13133/")
+        assert install(root, custom(GOOD), "1.0.0").returncode == 0
+        assert install(root, dp, "1.1.0").returncode == 0
+        root.health_url = health.url
+        result = root.run(af.verify_commands(dp), dp)
+        assert result.returncode == 0, result.stderr
+        assert root.path(CONFIG_PATH).read_text() == NEWER and root.calls() == []
+    finally:
+        health.close()
+
+
+def test_config_with_deploy_time_values_travels_as_text(root: Root) -> None:
+    text = '{\n  "endpoint": "https://${Token[TOKEN.7]}/v1/traces"\n}\n'
+    result = install(root, custom(text), "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert root.path(CONFIG_PATH).read_text() == text  # CloudFormation resolves the token in the document
+
+
+def test_a_custom_config_without_any_check_is_refused() -> None:
+    with pytest.raises(Exception, match="validate command"):
+        af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=GOOD, validate_command=None)
