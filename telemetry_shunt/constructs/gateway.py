@@ -129,13 +129,12 @@ class TelemetryGateway(Construct):
             self._routes.pop()
             raise
         target_group = self._target_group(route.collector)
-        index = len(self._routes)
         rule = lattice.CfnRule(
-            self, f"Rule{index}",
+            self, rule_construct_id(route),
             service_identifier=self.resource.attr_id,
             listener_identifier=self.listener.attr_id,
-            # 10, 20, ... 100: room to insert a rule between two without renumbering.
-            priority=10 * index,
+            # Derived from the route alone, like the id: adding or removing a route never touches the others.
+            priority=route.rule_priority,
             match=lattice.CfnRule.MatchProperty(http_match=lattice.CfnRule.HttpMatchProperty(
                 method="POST",
                 path_match=lattice.CfnRule.PathMatchProperty(
@@ -195,6 +194,12 @@ class TelemetryGateway(Construct):
                 ),
             )
         return self.target_groups[collector]
+
+
+def rule_construct_id(route: Route) -> str:
+    """A route's rule construct id, from its path ('/' becomes ':', which paths never contain): part of the
+    public contract, since the logical id follows it."""
+    return "Rule" + route.path.replace("/", ":")
 
 
 @jsii.implements(IStableAnyProducer)

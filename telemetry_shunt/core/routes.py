@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from telemetry_shunt.errors import ValidationError
 
 # A listener holds at most 10 rules (VPC Lattice quota); every route is one rule.
 MAX_RULES_PER_LISTENER = 10
+# A listener rule's priority: 1-100, unique per listener (AWS::VpcLattice::Rule Priority).
+RULE_PRIORITY_RANGE = (1, 100)
 _PATH = re.compile(r"/[A-Za-z0-9._~\-/]*", re.ASCII)
 COLLECTORS = contract.COLLECTOR_KINDS
 
@@ -28,10 +31,15 @@ class Route:
 
     Paths match exactly (case-sensitive); use :meth:`otlp_http` and :meth:`vector_http` rather than
     building routes by hand.
+
+    ``priority`` (1-100) is the listener rule's priority. By default it is derived from the path alone
+    (:attr:`rule_priority`), so adding or removing another route never renumbers this one; set it only
+    when two routes of one gateway derive the same number (the gateway then says which is free).
     """
 
     path: str
     collector: str = "vector"
+    priority: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
@@ -45,6 +53,18 @@ class Route:
             raise ValidationError(f"route path {self.path[:40]!r}... is {len(self.path)} characters; keep it under 200")
         if not isinstance(self.collector, str) or self.collector not in COLLECTORS:
             raise ValidationError(f"route {self.path!r} names collector {self.collector!r}; use one of {', '.join(COLLECTORS)}")
+        lo, hi = RULE_PRIORITY_RANGE
+        if self.priority is not None and (
+            isinstance(self.priority, bool) or not isinstance(self.priority, int) or not lo <= self.priority <= hi
+        ):
+            raise ValidationError(f"route {self.path!r} priority {self.priority!r} must be an integer from {lo} to {hi}")
+
+    @property
+    def rule_priority(self) -> int:
+        """The listener rule priority: ``priority`` if set, else a stable hash of the path into 1-100."""
+        if self.priority is not None:
+            return self.priority
+        return path_priority(self.path)
 
     @property
     def method(self) -> str:
@@ -65,6 +85,12 @@ class Route:
         return [Route(f"/v1/{s}", "otel") for s in signals]
 
 
+def path_priority(path: str) -> int:
+    """A path's derived rule priority: SHA-256 of the path into 1-100 (the same on every machine and run)."""
+    lo, hi = RULE_PRIORITY_RANGE
+    return lo + int.from_bytes(hashlib.sha256(path.encode("utf-8")).digest()[:8], "big") % (hi - lo + 1)
+
+
 def default_routes() -> list[Route]:
     """``POST /metrics`` to Vector and ``POST /v1/{traces,metrics,logs}`` to the OTel collector."""
     return [Route.vector_http(), *Route.otlp_http()]
@@ -82,6 +108,19 @@ def validate_routes(routes: Sequence[Route]) -> list[Route]:
             f"{len(routes)} routes need {len(routes)} listener rules, but a VPC Lattice listener allows "
             f"{MAX_RULES_PER_LISTENER}: merge paths or drop some"
         )
+    by_priority: dict[int, Route] = {}
+    for r in routes:
+        other = by_priority.get(r.rule_priority)
+        if other is not None:
+            lo, hi = RULE_PRIORITY_RANGE
+            taken = {x.rule_priority for x in routes}
+            free = next(p for p in range(lo, hi + 1) if p not in taken)
+            raise ValidationError(
+                f"routes {other.path!r} and {r.path!r} both have listener rule priority {r.rule_priority}: "
+                f"give one an explicit priority that stays fixed, e.g. Route({r.path!r}, {r.collector!r}, "
+                f"priority={free}) ({free} is free)"
+            )
+        by_priority[r.rule_priority] = r
     return routes
 
 
