@@ -325,7 +325,7 @@ class BufferFleet(Construct):
             ),
         )
         task.add_volume(name="buffer")
-        config_json = cc.to_json(self.configs[kind])
+        config_json = cc.encode_config(kind, self.configs[kind])
         environment = {
             cc.CONFIG_ENV[kind]: config_json,
             cc.ENV_REGION: Aws.REGION,
@@ -335,10 +335,7 @@ class BufferFleet(Construct):
             environment[cc.ENV_METRICS_LOG_GROUP] = self.metrics_log_group.log_group_name
         if kind == "vector":
             entry_point = ["/bin/sh", "-c"]
-            command = [
-                f"printf '%s' \"${cc.CONFIG_ENV['vector']}\" | sed '{cc.VECTOR_UNESCAPE}' > {cc.VECTOR_CONFIG_FILE} && "
-                f"exec vector --config-json {cc.VECTOR_CONFIG_FILE}"
-            ]
+            command = [cc.vector_launch_command(cc.required_secrets(self._sinks))]
             user = None
         else:
             entry_point = None

@@ -14,6 +14,7 @@ fleet fills from Secrets Manager when the task starts.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,24 +24,26 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from telemetry_shunt.core import contract
+from telemetry_shunt.core.validation import is_token
 from telemetry_shunt.errors import ValidationError
 
 MIB = 1024**2
 GIB = 1024**3
 
-# Vector refuses a disk buffer below this many bytes (its documented minimum, ~256 MiB).
+# Vector refuses a disk buffer below this many bytes (its documented minimum, ~256 MiB). A Vector disk
+# buffer's max_size bounds its data files on disk: one buffer per sink.
 VECTOR_MIN_DISK_BUFFER_BYTES = 268_435_488
-# The collector's persistent queue counts requests, not bytes. With the batch processor below capping
-# a request at OTEL_BATCH_MAX_ITEMS items (~250 B each for spans and log records), a request stays
-# under about 1 MiB; the queue is sized from the byte budget with this estimate.
+# The collector opens one persistent queue per exporter *and per signal* (exporterhelper keys its
+# storage client by exporter id and signal), each a bbolt file in file_storage's directory. The queue
+# is sized in bytes (``sizer: bytes``, the requests' serialized size). bbolt grows its file by doubling
+# up to 1 GiB and then 1 GiB at a time (bbolt's mmap sizing), so a queue holding q bytes may occupy
+# q + min(q, 1 GiB) on disk. Compaction on start (one queue at a time: components start in turn)
+# copies a queue's live data to a new file first, so one more queue's worth of disk stays free.
 OTEL_BATCH_MAX_ITEMS = 4096
-OTEL_REQUEST_BYTES_ESTIMATE = 1 * MIB
-# Below 100 queued requests the queue rides out about a minute of a vendor outage at typical load:
-# the smallest buffer worth having.
-OTEL_MIN_QUEUE_REQUESTS = 100
-MIN_BUFFER_BYTES = MappingProxyType(
-    {"vector": VECTOR_MIN_DISK_BUFFER_BYTES, "otel": OTEL_MIN_QUEUE_REQUESTS * OTEL_REQUEST_BYTES_ESTIMATE}
-)
+OTEL_BBOLT_GROWTH_STEP_BYTES = 1 * GIB
+# The smallest queue worth having: about a minute of a vendor outage at typical load.
+OTEL_MIN_QUEUE_BYTES = 100 * MIB
+MIN_BUFFER_BYTES = MappingProxyType({"vector": VECTOR_MIN_DISK_BUFFER_BYTES, "otel": OTEL_MIN_QUEUE_BYTES})
 
 # Fargate task ephemeral storage: 20 GiB by default, configurable up to 200 GiB. Image layers, the
 # rendered config and the collector's own state share it with the buffers, so this much stays free.
@@ -67,7 +70,7 @@ COLLECTOR_DIMENSION = "Collector"
 # Which fleet published a datapoint, so two fleets in one account and Region never mix.
 FLEET_DIMENSION = "Fleet"
 DEFAULT_FLEET_NAME = "telemetry-shunt"
-_FLEET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_FLEET_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}", re.ASCII)
 METRIC_INGESTED = "IngestedEvents"
 METRIC_DROPPED = "DroppedEvents"
 METRIC_SINK_ERRORS = "SinkErrors"
@@ -77,15 +80,31 @@ SELF_METRICS_INTERVAL_SECONDS = 60
 # Retries toward the vendor and the archive: first after 5 s, backing off to at most 30 s.
 RETRY_INITIAL_SECONDS = 5
 RETRY_MAX_SECONDS = 30
+# The awss3 exporter (contrib 0.139) has no retry_on_failure: its AWS SDK client retries each upload.
+S3_RETRY_MAX_ATTEMPTS = 10
+# Vector scrapes its own counters this often and turns them into per-minute deltas per component
+# (several scrapes per window, so every series is seen in every window).
+VECTOR_SELF_SCRAPE_SECONDS = 10
 
-_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-_SINK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}", re.ASCII)
+_SINK_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}", re.ASCII)
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", re.ASCII)
+# Header values: visible ASCII and inner spaces only (no CR, LF or other control characters, which
+# would split or smuggle headers).
+_HEADER_VALUE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?", re.ASCII)
 _CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|passw|credential|session|signature|team|license", re.I)
-_CREDENTIAL_VALUE = re.compile(r"^(?:bearer|basic|token|apikey|api-key|dsn)\s+\S|^[A-Za-z0-9_\-+/=.:]{20,}$", re.I)
+_CREDENTIAL_VALUE = re.compile(r"(?:bearer|basic|token|apikey|api-key|dsn)\s+\S.*|[A-Za-z0-9_\-+/=.:]{20,}", re.I | re.ASCII)
 _ENV_REFERENCE = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
-_OTLP_PATH = re.compile(r"^(?:/[A-Za-z0-9._~-]+)*/v1/(traces|metrics|logs)$")
-_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}")
+_OTLP_PATH = re.compile(r"(?:/[A-Za-z0-9._~-]+)*/v1/(traces|metrics|logs)", re.ASCII)
+# An https URL: a DNS host, an optional port and a path of RFC 3986 characters (no '$', '\\', quotes,
+# spaces or control characters, which would change meaning in the collectors' configs).
+_HTTPS_URL = re.compile(
+    r"https://[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~%!&'()*+,;=:@-]*)*",
+    re.ASCII,
+)
+_ARCHIVE_PREFIX = re.compile(r"(?:[A-Za-z0-9!_.*'()-]+/)*", re.ASCII)
+_PATH = re.compile(r"/[A-Za-z0-9._~/-]*", re.ASCII)
 _LOOPBACK = ("127.", "localhost", "[::1]", "::1")
 
 
@@ -121,7 +140,7 @@ class SecretEnv:
     name: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _ENV_NAME.match(self.name):
+        if not isinstance(self.name, str) or not _ENV_NAME.fullmatch(self.name):
             raise ValidationError(
                 f"secret environment variable {self.name!r} must be 1-64 of A-Z, 0-9 and _, starting with a letter"
             )
@@ -139,7 +158,7 @@ HeaderValue = str | SecretEnv
 
 
 def _check_header(sink: str, name: str, value: object) -> None:
-    if not isinstance(name, str) or not _HEADER_NAME.match(name):
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
         raise ValidationError(f"sink {sink!r}: header name {name!r} is not a valid HTTP header name")
     if isinstance(value, SecretEnv):
         return
@@ -150,12 +169,18 @@ def _check_header(sink: str, name: str, value: object) -> None:
         "secrets={'VENDOR_API_KEY': <ISecret>} on the fleet; a plain value would be written into the "
         "CloudFormation template and the task definition"
     )
+    if not _HEADER_VALUE.fullmatch(value):
+        # Never echo the value: it may be a credential.
+        raise ValidationError(
+            f"sink {sink!r}: header {name!r} must be visible ASCII characters (inner spaces allowed) without "
+            "control characters such as CR or LF, which would split the request's headers; fix the value"
+        )
     if "$" in value:
         raise ValidationError(
             f"sink {sink!r}: header {name!r} looks like an environment reference written by hand; "
             f"use SecretEnv instead so the fleet injects the secret: {advice}"
         )
-    if _CREDENTIAL_HEADER.search(name) or _CREDENTIAL_VALUE.match(value.strip()):
+    if _CREDENTIAL_HEADER.search(name) or _CREDENTIAL_VALUE.fullmatch(value):
         # Name the header, never echo the value: it is probably a live credential.
         raise ValidationError(f"sink {sink!r}: header {name!r} carries a plain-text credential; {advice}")
 
@@ -176,15 +201,21 @@ class OtlpHttpSink:
 
     def __post_init__(self) -> None:
         _check_sink_name(self.name)
-        if not isinstance(self.endpoint, str) or not (
-            self.endpoint.startswith("https://") or _TOKEN.search(self.endpoint)
-        ):
+        if is_token(self.endpoint):
+            raise ValidationError(
+                f"sink {self.name!r}: endpoint {self.endpoint!r} is a deploy-time token; the collector config is "
+                "rendered and encoded at synth time, so pass the vendor's URL as a plain string"
+            )
+        if not isinstance(self.endpoint, str) or not self.endpoint.startswith("https://"):
             raise ValidationError(
                 f"sink {self.name!r}: endpoint {self.endpoint!r} must be an https:// URL (telemetry leaves the "
                 "concentrator encrypted)"
             )
-        if "$" in self.endpoint.replace("${Token[", "") or any(c.isspace() for c in self.endpoint):
-            raise ValidationError(f"sink {self.name!r}: endpoint {self.endpoint!r} may not contain '$' or spaces")
+        if not _HTTPS_URL.fullmatch(self.endpoint):
+            raise ValidationError(
+                f"sink {self.name!r}: endpoint {self.endpoint!r} must be https://host[:port][/path] with URL "
+                "characters only (no '$', '\\', quotes, spaces or control characters)"
+            )
         if self.compression not in ("gzip", "none"):
             raise ValidationError(f"sink {self.name!r}: compression {self.compression!r} must be 'gzip' or 'none'")
         if not isinstance(self.headers, Mapping):
@@ -215,7 +246,7 @@ class S3ArchiveSink:
 
     def __post_init__(self) -> None:
         _check_sink_name(self.name)
-        if not re.match(r"^(?:[A-Za-z0-9!_.*'()-]+/)*$", self.prefix) or len(self.prefix) > 200:
+        if not isinstance(self.prefix, str) or not _ARCHIVE_PREFIX.fullmatch(self.prefix) or len(self.prefix) > 200:
             raise ValidationError(
                 f"sink {self.name!r}: archive prefix {self.prefix!r} must be '' or path segments ending in '/', "
                 "without a leading '/'"
@@ -231,7 +262,7 @@ SINK_TYPES: Mapping[str, type] = MappingProxyType({OtlpHttpSink.type: OtlpHttpSi
 
 
 def _check_sink_name(name: object) -> None:
-    if not isinstance(name, str) or not _SINK_NAME.match(name):
+    if not isinstance(name, str) or not _SINK_NAME.fullmatch(name):
         raise ValidationError(f"sink name {name!r} must be 1-32 of a-z, 0-9 and _, starting with a letter")
 
 
@@ -305,21 +336,50 @@ class BufferPolicy:
 
 @dataclass(frozen=True)
 class BufferPlan:
-    """The buffers of one collector task: ``bytes_per_sink`` for each sink, on ephemeral storage."""
+    """The disk buffers of one collector task, on its ephemeral storage.
+
+    Each sink has ``queues_per_sink`` buffers (Vector: one disk buffer per sink; the collector: one
+    persistent queue per signal) of ``queue_bytes`` each. ``disk_bytes`` is the most they occupy on
+    disk together, with the collector's bbolt growth and compaction headroom.
+    """
 
     collector: str
     sink_names: tuple[str, ...]
-    bytes_per_sink: int
+    queues_per_sink: int
+    queue_bytes: int
     when_full: FullPolicy
     ephemeral_storage_gib: int
 
     @property
-    def total_bytes(self) -> int:
-        return self.bytes_per_sink * len(self.sink_names)
+    def queue_count(self) -> int:
+        return self.queues_per_sink * len(self.sink_names)
 
     @property
-    def otel_queue_size(self) -> int:
-        return self.bytes_per_sink // OTEL_REQUEST_BYTES_ESTIMATE
+    def disk_bytes(self) -> int:
+        return disk_bytes_for_queues(self.collector, [self.queue_bytes] * self.queue_count)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of data the buffers hold when full (all queues of all sinks)."""
+        return self.queue_bytes * self.queue_count
+
+
+def otel_queue_disk_bytes(queue_bytes: int) -> int:
+    """The most disk one persistent queue of ``queue_bytes`` occupies (bbolt grows its file in steps)."""
+    return queue_bytes + min(queue_bytes, OTEL_BBOLT_GROWTH_STEP_BYTES)
+
+
+def disk_bytes_for_queues(collector: str, queue_bytes: Sequence[int]) -> int:
+    """Worst-case disk use of a task's buffers: every queue full, plus the collector's compaction copy."""
+    if collector == "vector":
+        return sum(queue_bytes)
+    files = [otel_queue_disk_bytes(q) for q in queue_bytes]
+    return sum(files) + max(files, default=0)
+
+
+def _otel_queue_bytes_for_share(share: int) -> int:
+    # The largest q with q + min(q, 1 GiB) <= share.
+    return max(share // 2, share - OTEL_BBOLT_GROWTH_STEP_BYTES)
 
 
 def usable_buffer_bytes(ephemeral_storage_gib: int) -> int:
@@ -332,22 +392,29 @@ def plan_buffers(
     *,
     ephemeral_storage_gib: int = EPHEMERAL_STORAGE_GIB_MIN,
     policy: BufferPolicy | None = None,
+    queues_per_sink: int = 1,
 ) -> BufferPlan:
     """Size the disk buffers of ``collector`` from the task's ephemeral storage.
 
-    Raises :class:`ValidationError` when the buffers would not fit the storage (after headroom) or a
-    sink's share is below the collector's minimum.
+    ``queues_per_sink`` is how many buffers each sink opens: 1 for Vector, the number of routed
+    signals for the collector (one persistent queue per exporter and signal). Raises
+    :class:`ValidationError` when the buffers would not fit the storage (after headroom) or a
+    queue is below the collector's minimum.
     """
     policy = policy or BufferPolicy()
     _check_collector(collector)
     sinks = validate_sinks(sinks)
-    if not isinstance(ephemeral_storage_gib, int) or not (
+    if not isinstance(ephemeral_storage_gib, int) or isinstance(ephemeral_storage_gib, bool) or not (
         EPHEMERAL_STORAGE_GIB_MIN <= ephemeral_storage_gib <= EPHEMERAL_STORAGE_GIB_MAX
     ):
         raise ValidationError(
             f"ephemeral_storage_gib {ephemeral_storage_gib!r} is outside what Fargate offers "
             f"({EPHEMERAL_STORAGE_GIB_MIN}-{EPHEMERAL_STORAGE_GIB_MAX} GiB)"
         )
+    if not isinstance(queues_per_sink, int) or isinstance(queues_per_sink, bool) or not 1 <= queues_per_sink <= 3:
+        raise ValidationError(f"queues_per_sink {queues_per_sink!r} must be 1, 2 or 3 (one per routed signal)")
+    if collector == "vector" and queues_per_sink != 1:
+        raise ValidationError("Vector opens one disk buffer per sink: queues_per_sink must be 1")
     usable = usable_buffer_bytes(ephemeral_storage_gib)
     total = usable if policy.max_bytes is None else policy.max_bytes
     if total > usable:
@@ -356,15 +423,25 @@ def plan_buffers(
             f"({usable / GIB:.0f} GiB usable after {STORAGE_HEADROOM_BYTES // GIB} GiB for the image and logs): "
             "lower max_bytes or raise ephemeral_storage_gib"
         )
-    per_sink = total // len(sinks)
+    queues = len(sinks) * queues_per_sink
+    if collector == "vector":
+        queue_bytes = total // queues
+    else:
+        # One share per queue plus one for compaction on start.
+        queue_bytes = _otel_queue_bytes_for_share(total // (queues + 1))
     minimum = MIN_BUFFER_BYTES[collector]
-    if per_sink < minimum:
+    if queue_bytes < minimum:
+        what = "disk buffer" if collector == "vector" else "persistent queue"
+        needed = minimum * queues if collector == "vector" else otel_queue_disk_bytes(minimum) * (queues + 1)
         raise ValidationError(
-            f"{collector} buffer of {total} bytes gives each of {len(sinks)} sink(s) {per_sink} bytes, below the "
-            f"{collector} minimum of {minimum} bytes ({minimum / MIB:.0f} MiB) per sink: raise max_bytes to at "
-            f"least {minimum * len(sinks)}"
+            f"{collector} buffer of {total} bytes gives each of {queues} {what}(s) ({len(sinks)} sink(s) x "
+            f"{queues_per_sink}) {queue_bytes} bytes, below the {collector} minimum of {minimum} bytes "
+            f"({minimum / MIB:.0f} MiB) per {what}: raise max_bytes to at least {needed} or use fewer sinks"
         )
-    return BufferPlan(collector, tuple(s.name for s in sinks), per_sink, policy.when_full, ephemeral_storage_gib)
+    plan = BufferPlan(collector, tuple(s.name for s in sinks), queues_per_sink, queue_bytes, policy.when_full,
+                      ephemeral_storage_gib)
+    assert plan.disk_bytes <= total, (plan, total)
+    return plan
 
 
 def _check_collector(collector: object) -> None:
@@ -399,7 +476,7 @@ def validate_paths(paths_by_collector: Mapping[str, Sequence[str]]) -> dict[str,
         if isinstance(paths, str) or not paths:
             raise ValidationError(f"collector {collector!r} needs a list of at least one path, got {paths!r}")
         for path in paths:
-            if not isinstance(path, str) or not re.match(r"^/[A-Za-z0-9._~/-]*$", path) or "//" in path:
+            if not isinstance(path, str) or not _PATH.fullmatch(path) or "//" in path:
                 raise ValidationError(f"route path {path!r} must be an absolute path such as '/metrics'")
             if path in seen:
                 raise ValidationError(f"route path {path!r} is given to both {seen[path]!r} and {collector!r}")
@@ -413,7 +490,7 @@ def validate_paths(paths_by_collector: Mapping[str, Sequence[str]]) -> dict[str,
 def _otlp_signals(paths: Sequence[str]) -> dict[str, str]:
     signals: dict[str, str] = {}
     for path in paths:
-        m = _OTLP_PATH.match(path)
+        m = _OTLP_PATH.fullmatch(path)
         if not m:
             raise ValidationError(
                 f"OTLP route {path!r} must end in /v1/traces, /v1/metrics or /v1/logs (the collector tells "
@@ -437,7 +514,11 @@ if exists(.attributes) && !is_object(.attributes) { abort }
 """
 
 # VRL: one record as an OTLP ExportMetricsServiceRequest (a gauge data point) for the otlp codec.
-_VRL_TO_OTLP = """\
+# It reads the gateway's events, as ``records`` does (and drops the same malformed ones, counted once,
+# by ``records``), never ``records``' typed output: with Vector's ``schema.enabled`` on, a field that
+# ``records`` made an object would make ``object(...) ?? {}`` an "unnecessary error coalesce" compile
+# error; on raw events every coercion below is fallible whether the schema is on or off.
+_VRL_TO_OTLP = _VRL_RECORDS + """\
 attrs = []
 for_each(object(.attributes) ?? {}) -> |key, value| {
   attrs = push(attrs, {"key": key, "value": {"stringValue": to_string(value) ?? ""}})
@@ -456,14 +537,20 @@ seconds = to_float(.timestamp) ?? 0.0
 }]}
 """
 
+# Components whose own counters are not the fleet's: the self-metrics path, and to_otlp, whose
+# discards repeat those of records (both drop the same malformed records; records counts them).
+_SELF_COMPONENTS = ("self_select", "self_deltas", "self_rename", "to_otlp")
 _VRL_SELF_SELECT = " || ".join(
     [
         '(.name == "component_received_events_total" && .tags.component_id == "gateway_http")',
         '((.name == "buffer_discarded_events_total" || .name == "component_discarded_events_total")'
-        ' && !includes(["self_select", "self_rename"], .tags.component_id))',
+        f' && !includes({json.dumps(list(_SELF_COMPONENTS))}, .tags.component_id))',
         '(.name == "component_errors_total" && .tags.component_kind == "sink")',
     ]
 )
+# Runs after self_deltas, so each event is one component's count for the last window: only then may
+# the component tags go. Marked incremental, the CloudWatch sink sums them per (name, tags) instead of
+# taking deltas between different components' running totals.
 _VRL_SELF_RENAME = """\
 if .name == "component_received_events_total" {{
   .name = "{ingested}"
@@ -473,12 +560,13 @@ if .name == "component_received_events_total" {{
   .name = "{dropped}"
 }}
 .namespace = "{namespace}"
+.kind = "incremental"
 .tags = {{"{collector}": "vector", "{fleet}": "{fleet_name}"}}
 """
 
 
 def _check_fleet_name(fleet_name: object) -> str:
-    if not isinstance(fleet_name, str) or not _FLEET_NAME.match(fleet_name):
+    if not isinstance(fleet_name, str) or not _FLEET_NAME.fullmatch(fleet_name):
         raise ValidationError(f"fleet name {fleet_name!r} must be 1-128 of A-Z, a-z, 0-9, '.', '_' and '-'")
     return fleet_name
 
@@ -512,7 +600,7 @@ def render_vector_config(
             "decoding": {"codec": "json"},
             "framing": {"method": "newline_delimited", "newline_delimited": {"max_length": 1 * MIB}},
         },
-        "self_metrics": {"type": "internal_metrics", "scrape_interval_secs": SELF_METRICS_INTERVAL_SECONDS},
+        "self_metrics": {"type": "internal_metrics", "scrape_interval_secs": VECTOR_SELF_SCRAPE_SECONDS},
     }
     transforms: dict[str, Any] = {}
     if single:
@@ -529,15 +617,23 @@ def render_vector_config(
         "drop_on_abort": True,
     }
     if any(isinstance(s, OtlpHttpSink) for s in sinks):
-        transforms["to_otlp"] = {"type": "remap", "inputs": ["records"], "source": _VRL_TO_OTLP, "drop_on_error": True}
+        transforms["to_otlp"] = {
+            "type": "remap", "inputs": list(record_inputs), "source": _VRL_TO_OTLP,
+            "drop_on_error": True, "drop_on_abort": True,
+        }
     transforms["self_select"] = {"type": "filter", "inputs": ["self_metrics"], "condition": _VRL_SELF_SELECT}
+    # Per series (name and every tag, so per component): the increase over the last window.
+    transforms["self_deltas"] = {
+        "type": "aggregate", "inputs": ["self_select"], "mode": "Diff",
+        "interval_ms": SELF_METRICS_INTERVAL_SECONDS * 1000,
+    }
     rename = _VRL_SELF_RENAME.format(
         ingested=METRIC_INGESTED, sink_errors=METRIC_SINK_ERRORS, dropped=METRIC_DROPPED, namespace=METRICS_NAMESPACE,
         collector=COLLECTOR_DIMENSION, fleet=FLEET_DIMENSION, fleet_name=_check_fleet_name(fleet_name),
     )
-    transforms["self_rename"] = {"type": "remap", "inputs": ["self_select"], "source": rename}
+    transforms["self_rename"] = {"type": "remap", "inputs": ["self_deltas"], "source": rename}
 
-    disk = {"type": "disk", "max_size": buffer.bytes_per_sink, "when_full": buffer.when_full.value}
+    disk = {"type": "disk", "max_size": buffer.queue_bytes, "when_full": buffer.when_full.value}
     rendered_sinks: dict[str, Any] = {}
     for sink in sinks:
         if isinstance(sink, OtlpHttpSink):
@@ -590,6 +686,8 @@ def render_vector_config(
         "inputs": ["self_rename"],
         "default_namespace": METRICS_NAMESPACE,
         "region": "${" + ENV_REGION + "}",
+        # The healthcheck would publish a datapoint of its own on every start.
+        "healthcheck": {"enabled": False},
         "buffer": {"type": "memory", "max_events": 1000, "when_full": "drop_newest"},
     }
     config = {
@@ -667,7 +765,9 @@ def check_vector_config(config: Mapping[str, Any], *, paths: Sequence[str], ephe
     api = config.get("api", {})
     if not api.get("enabled") or _is_loopback(api.get("address", "127.0.0.1:8686")):
         problems.append("the Vector API (the /health endpoint) is off or on loopback; Lattice health checks need 0.0.0.0")
-    disk = sum(s["buffer"]["max_size"] for s in sinks.values() if s.get("buffer", {}).get("type") == "disk")
+    disk = disk_bytes_for_queues(
+        "vector", [s["buffer"]["max_size"] for s in sinks.values() if s.get("buffer", {}).get("type") == "disk"]
+    )
     if disk > usable_buffer_bytes(ephemeral_storage_gib):
         problems.append(f"disk buffers total {disk} bytes, more than {ephemeral_storage_gib} GiB ephemeral storage allows")
     for name, s in sinks.items():
@@ -681,10 +781,15 @@ def check_vector_config(config: Mapping[str, Any], *, paths: Sequence[str], ephe
 
 # --- OpenTelemetry Collector -----------------------------------------------------------------------
 
+# One rule per published name: two rules producing one name would make two metrics with one name,
+# and the awsemf exporter keeps only the first of duplicates.
 _OTEL_SELF_RENAMES = (
     (METRIC_INGESTED, r"^otelcol_receiver_accepted_(spans|metric_points|log_records)(_total)?$", {"receiver": "^otlp$"}),
-    (METRIC_DROPPED, r"^otelcol_exporter_enqueue_failed_(spans|metric_points|log_records)(_total)?$", None),
-    (METRIC_DROPPED, r"^otelcol_processor_refused_(spans|metric_points|log_records)(_total)?$", None),
+    (
+        METRIC_DROPPED,
+        r"^otelcol_(exporter_enqueue_failed|processor_refused)_(spans|metric_points|log_records)(_total)?$",
+        None,
+    ),
     (METRIC_SINK_ERRORS, r"^otelcol_exporter_send_failed_(spans|metric_points|log_records)(_total)?$", None),
 )
 
@@ -710,10 +815,16 @@ def render_otel_config(
     http: dict[str, Any] = {"endpoint": f"0.0.0.0:{contract.OTEL_HTTP_PORT}"}
     for signal, path in signals.items():
         http[f"{signal}_url_path"] = path
+    if buffer.queues_per_sink != len(signals):
+        raise ValidationError(
+            f"buffer plan has {buffer.queues_per_sink} queue(s) per sink but the collector routes {len(signals)} "
+            "signal(s), each with its own persistent queue: plan with queues_per_sink=len(signals)"
+        )
     queue = {
         "enabled": True,
         "storage": "file_storage",
-        "queue_size": buffer.otel_queue_size,
+        "sizer": "bytes",
+        "queue_size": buffer.queue_bytes,
         "num_consumers": 4,
         "block_on_overflow": buffer.when_full is FullPolicy.BLOCK,
     }
@@ -742,10 +853,13 @@ def render_otel_config(
                     "s3_prefix": f"{sink.prefix}otel",
                     "s3_partition_format": "date=%Y-%m-%d/hour=%H",
                     "compression": "gzip",
+                    # No retry_on_failure at contrib 0.139: the S3 client retries each upload itself.
+                    "retry_mode": "standard",
+                    "retry_max_attempts": S3_RETRY_MAX_ATTEMPTS,
+                    "retry_max_backoff": f"{RETRY_MAX_SECONDS}s",
                 },
                 "marshaler": "otlp_json",
                 "sending_queue": dict(queue),
-                "retry_on_failure": dict(retry),
             }
     exporters["awsemf/self"] = {
         "namespace": METRICS_NAMESPACE,
@@ -843,7 +957,7 @@ def check_otel_config(config: Mapping[str, Any], *, paths: Sequence[str], epheme
     pipelines = service.get("pipelines", {})
     http = receivers.get("otlp", {}).get("protocols", {}).get("http", {})
     for path in paths:
-        m = _OTLP_PATH.match(path)
+        m = _OTLP_PATH.fullmatch(path) if isinstance(path, str) else None
         signal = m.group(1) if m else None
         served = (
             signal is not None
@@ -869,7 +983,8 @@ def check_otel_config(config: Mapping[str, Any], *, paths: Sequence[str], epheme
         problems.append("the health_check extension is off or on loopback; Lattice health checks need 0.0.0.0")
     if _is_loopback(http.get("endpoint", "localhost:4318")):
         problems.append("the OTLP receiver listens on loopback; Lattice cannot reach it")
-    queued = 0
+    # A persistent queue per exporter per signal pipeline it sits in.
+    queues: list[int] = []
     for name, exporter in exporters.items():
         if name.startswith(("otlphttp/", "awss3/")):
             q = exporter.get("sending_queue", {})
@@ -877,9 +992,16 @@ def check_otel_config(config: Mapping[str, Any], *, paths: Sequence[str], epheme
                 problems.append(f"exporter {name!r} has no persistent sending_queue on file_storage")
             if "block_on_overflow" not in q:
                 problems.append(f"exporter {name!r} has no explicit full-queue policy")
-            queued += q.get("queue_size", 0) * OTEL_REQUEST_BYTES_ESTIMATE
-    if queued > usable_buffer_bytes(ephemeral_storage_gib):
-        problems.append(f"persistent queues hold up to {queued} bytes, more than {ephemeral_storage_gib} GiB allows")
+            if q.get("sizer") != "bytes":
+                problems.append(f"exporter {name!r} does not size its queue in bytes; its disk use is unbounded")
+            signals = {p.split("/")[0] for p, pipeline in pipelines.items() if name in pipeline.get("exporters", [])}
+            queues += [int(q.get("queue_size", 0))] * len(signals)
+    disk = disk_bytes_for_queues("otel", queues)
+    if disk > usable_buffer_bytes(ephemeral_storage_gib):
+        problems.append(
+            f"{len(queues)} persistent queues may occupy {disk} bytes with compaction, more than "
+            f"{ephemeral_storage_gib} GiB ephemeral storage allows"
+        )
     return problems
 
 
@@ -905,7 +1027,10 @@ def render_config(
     fleet_name: str = DEFAULT_FLEET_NAME,
 ) -> dict[str, Any]:
     """Plan the buffers and render ``collector``'s config in one call (what the fleet uses)."""
-    plan = plan_buffers(collector, sinks, ephemeral_storage_gib=ephemeral_storage_gib, policy=buffer)
+    queues_per_sink = len(_otlp_signals(validate_paths({collector: paths})[collector])) if collector == "otel" else 1
+    plan = plan_buffers(
+        collector, sinks, ephemeral_storage_gib=ephemeral_storage_gib, policy=buffer, queues_per_sink=queues_per_sink
+    )
     if collector == "vector":
         return render_vector_config(paths=paths, sinks=sinks, buffer=plan, fleet_name=fleet_name)
     return render_otel_config(paths=paths, sinks=sinks, buffer=plan, fleet_name=fleet_name)
@@ -914,11 +1039,10 @@ def render_config(
 def to_json(config: Mapping[str, Any]) -> str:
     """Compact, key-sorted JSON: the same config always yields the same text (and task definition).
 
-    Every ``$`` is written as the JSON escape ``\\u0024``. The JSON means the same, but the
+    Every ``$`` is written as the JSON escape ``\\u0024``: the JSON means the same, but the
     CloudFormation template no longer shows ``${NAME}``, which CloudFormation validators read as an
-    ``Fn::Sub`` parameter. The collector's YAML parser decodes the escape before expanding
-    ``${env:NAME}``; Vector interpolates on the raw text, so its launch command un-escapes first
-    (:data:`VECTOR_UNESCAPE`).
+    ``Fn::Sub`` parameter. This is how the OpenTelemetry Collector gets its config (``--config=env:``):
+    its YAML parser decodes the escape, then expands ``${env:NAME}`` in the decoded values.
     """
     return json.dumps(config, sort_keys=True, separators=(",", ":")).replace("$", "\\u0024")
 
@@ -928,8 +1052,55 @@ def from_json(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-# sed program that turns the escaped dollar back into "$" (an identity on the JSON's meaning).
-VECTOR_UNESCAPE = "s/\\\\u0024/$/g"
+def encode_config(collector: str, config: Mapping[str, Any]) -> str:
+    """The text the fleet puts in the container's environment (:data:`CONFIG_ENV`).
+
+    Vector interpolates ``${NAME}`` on the raw text *before* parsing, so an escape in the JSON text
+    would hide its references, and an un-escaping step would also rewrite any literal ``\\u0024``
+    in a value. Its config therefore travels as base64 of the plain JSON (no ``$`` in the template),
+    decoded by the launch command (:func:`vector_launch_command`) byte for byte. The collector
+    reads :func:`to_json` directly.
+    """
+    _check_collector(collector)
+    if collector == "vector":
+        plain = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        return base64.b64encode(plain.encode("ascii")).decode("ascii")
+    return to_json(config)
+
+
+def decode_config(collector: str, text: str) -> dict[str, Any]:
+    """What the collector reads back from :func:`encode_config` (before it interpolates secrets)."""
+    _check_collector(collector)
+    if collector == "vector":
+        return json.loads(base64.b64decode(text.encode("ascii"), validate=True))
+    return from_json(text)
+
+
+def vector_launch_command(secret_names: Iterable[str]) -> str:
+    """The ``/bin/sh -c`` script that starts Vector in the debian image.
+
+    It decodes the config to :data:`VECTOR_CONFIG_FILE`, then makes each secret safe for Vector's
+    raw-text interpolation into a JSON string: trailing newlines (from a pasted secret) are dropped,
+    a value with any other control or non-ASCII character stops the task with a message naming the
+    variable (never its value), and ``\\`` and ``"`` are JSON-escaped, so the parsed header equals the
+    secret. No ``${`` appears in the script (CloudFormation validators would read it as ``Fn::Sub``).
+    """
+    names = sorted(set(secret_names))
+    for name in names:
+        SecretEnv(name)
+    env = CONFIG_ENV["vector"]
+    lines = ["set -eu", f'printf \'%s\' "${env}" | base64 -d > {VECTOR_CONFIG_FILE}']
+    for name in names:
+        lines += [
+            f'v="$(printf \'%s\' "${name}")"',
+            'case "$v" in *[![:print:]]*) '
+            f'echo "secret {name} has a control or non-ASCII character; store it as one line of text" >&2; '
+            "exit 1;; esac",
+            f"{name}=\"$(printf '%s' \"$v\" | sed -e 's/\\\\/\\\\\\\\/g' -e 's/\"/\\\\\"/g')\"",
+            f"export {name}",
+        ]
+    lines.append(f"exec vector --config-json {VECTOR_CONFIG_FILE}")
+    return "\n".join(lines)
 
 
 def env_references(config: Mapping[str, Any] | str) -> set[str]:

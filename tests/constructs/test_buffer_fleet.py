@@ -207,8 +207,8 @@ def test_config_changes_roll_the_service_with_circuit_breaker_rollback(synth):
     config_a = environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"]
     config_b = environment(synth["templates"]["FleetB"], "vector")["SHUNT_VECTOR_CONFIG"]
     assert config_a != config_b
-    assert cc.from_json(config_a) == synth["fleet"].configs["vector"]
-    assert cc.from_json(config_b) == synth["fleet_b"].configs["vector"]
+    assert cc.decode_config("vector", config_a) == synth["fleet"].configs["vector"]
+    assert cc.decode_config("vector", config_b) == synth["fleet_b"].configs["vector"]
 
 
 # --- security groups: only the Lattice prefix lists, on traffic and health-check ports ----------------
@@ -268,7 +268,7 @@ def test_task_definitions_size_ephemeral_storage_and_mount_the_buffer_volume(syn
 
 
 def test_the_rendered_configs_in_the_template_bind_health_to_all_interfaces(synth):
-    vector = cc.from_json(environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"])
+    vector = cc.decode_config("vector", environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"])
     otel = cc.from_json(environment(synth["templates"]["Fleet"], "otel")["SHUNT_OTEL_CONFIG"])
     assert vector["api"]["address"] == f"0.0.0.0:{contract.VECTOR_HEALTH_PORT}"
     assert otel["extensions"]["health_check"]["endpoint"] == f"0.0.0.0:{contract.OTEL_HEALTH_PORT}"
@@ -281,7 +281,8 @@ def test_images_come_from_the_one_pin_and_configs_are_delivered_without_baking_s
     vector, otel = container(template, "vector"), container(template, "otel")
     assert (vector["Image"], otel["Image"]) == (IMAGES["vector"], IMAGES["otel"])
     assert vector["EntryPoint"] == ["/bin/sh", "-c"]
-    assert "sed" in vector["Command"][0] and f"--config-json {cc.VECTOR_CONFIG_FILE}" in vector["Command"][0]
+    assert vector["Command"] == [cc.vector_launch_command(["VENDOR_API_KEY"])]
+    assert f"exec vector --config-json {cc.VECTOR_CONFIG_FILE}" in vector["Command"][0]
     assert otel["Command"] == ["--config=env:SHUNT_OTEL_CONFIG"]
     for c in (vector, otel):
         (secret,) = c["Secrets"]
@@ -296,7 +297,7 @@ def test_vector_launch_command_writes_the_config_vector_will_read(synth, tmp_pat
     target = tmp_path / "vector.json"
     command = c["Command"][0].replace(cc.VECTOR_CONFIG_FILE, str(target)).replace("exec vector --config-json", "exec cat")
     config = environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"]
-    env = {"PATH": "/usr/bin:/bin", "SHUNT_VECTOR_CONFIG": config}
+    env = {"PATH": "/usr/bin:/bin", "SHUNT_VECTOR_CONFIG": config, "VENDOR_API_KEY": "k"}
     out = subprocess.run([*c["EntryPoint"], command], env=env, capture_output=True, text=True, check=True).stdout
     assert "${VENDOR_API_KEY}" in out and "${ARCHIVE_BUCKET}" in out  # Vector interpolates these at start
     assert json.loads(target.read_text()) == synth["fleet"].configs["vector"]

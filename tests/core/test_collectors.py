@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -198,19 +199,54 @@ def test_otel_persistent_queue_on_file_storage_with_retry_5s_to_30s_and_explicit
     for name in ("otlphttp/vendor", "awss3/archive"):
         exporter = cfg["exporters"][name]
         assert exporter["sending_queue"]["storage"] == "file_storage"
+        assert exporter["sending_queue"]["sizer"] == "bytes"
         assert exporter["sending_queue"]["block_on_overflow"] is False
-        assert (exporter["retry_on_failure"]["initial_interval"], exporter["retry_on_failure"]["max_interval"]) == (
-            "5s", "30s",
-        )
+    vendor = cfg["exporters"]["otlphttp/vendor"]["retry_on_failure"]
+    assert (vendor["initial_interval"], vendor["max_interval"]) == ("5s", "30s")
+    # awss3 at contrib 0.139 has no retry_on_failure: its S3 client retries, backing off to 30 s.
+    archive = cfg["exporters"]["awss3/archive"]
+    assert "retry_on_failure" not in archive
+    uploader = archive["s3uploader"]
+    assert (uploader["retry_mode"], uploader["retry_max_backoff"]) == ("standard", "30s")
+    assert uploader["retry_max_attempts"] == cc.S3_RETRY_MAX_ATTEMPTS
     blocking = otel(buffer=cc.BufferPolicy(when_full="block"))
     assert blocking["exporters"]["otlphttp/vendor"]["sending_queue"]["block_on_overflow"] is True
 
 
-def test_otel_queue_fits_ephemeral_storage():
-    for gib in (20, 50, 200):
-        cfg = otel(gib=gib)
-        queued = sum(e["sending_queue"]["queue_size"] for n, e in cfg["exporters"].items() if "sending_queue" in e)
-        assert queued * cc.OTEL_REQUEST_BYTES_ESTIMATE <= gib * cc.GIB - cc.STORAGE_HEADROOM_BYTES
+def otel_disk_worst_case(cfg):
+    """Independent count: one bbolt file per exporter per signal pipeline; a file holding q bytes grows
+    by doubling up to 1 GiB then in 1 GiB steps; compaction on start copies one queue's live data."""
+    files = []
+    for name, exporter in cfg["exporters"].items():
+        if "sending_queue" not in exporter:
+            continue
+        assert exporter["sending_queue"]["sizer"] == "bytes"
+        q = exporter["sending_queue"]["queue_size"]
+        signals = {p.split("/")[0] for p, pipe in cfg["service"]["pipelines"].items() if name in pipe["exporters"]}
+        for _ in signals:
+            step = 1 << (q - 1).bit_length() if q <= cc.GIB else q + cc.GIB  # bbolt: next power of two, or +1 GiB
+            files.append(min(step, q + cc.GIB))
+    return sum(files) + max(files), len(files)
+
+
+@pytest.mark.parametrize("gib", [20, 21, 50, 200])
+@pytest.mark.parametrize("paths", [OTLP, ["/v1/traces"], ["/v1/logs", "/v1/metrics"]])
+def test_otel_every_queue_per_sink_and_signal_fits_ephemeral_storage_with_compaction_headroom(gib, paths):
+    cfg = otel(paths=paths, gib=gib)
+    disk, files = otel_disk_worst_case(cfg)
+    assert files == len(SINKS) * len(paths)  # a queue per exporter and per signal
+    assert disk <= gib * cc.GIB - cc.STORAGE_HEADROOM_BYTES
+
+
+def test_otel_checker_counts_a_queue_per_signal():
+    cfg = otel(gib=50)
+    # Re-introduce the old sizing (the whole per-sink budget in each signal's queue): three times the disk.
+    broken = copy.deepcopy(cfg)
+    for e in broken["exporters"].values():
+        if "sending_queue" in e:
+            e["sending_queue"]["queue_size"] = (50 * cc.GIB - cc.STORAGE_HEADROOM_BYTES) // len(SINKS)
+    assert any("6 persistent queues" in p for p in cc.check_otel_config(broken, paths=OTLP, ephemeral_storage_gib=50))
+    assert cc.check_otel_config(cfg, paths=OTLP, ephemeral_storage_gib=50) == []
 
 
 def test_otel_health_check_binds_all_interfaces():
@@ -266,10 +302,12 @@ def test_buffer_larger_than_ephemeral_storage_is_refused():
 
 
 def test_buffer_below_the_collector_minimum_is_refused():
-    with pytest.raises(ValidationError, match=r"below the vector minimum of 268435488 bytes .* per sink"):
+    with pytest.raises(ValidationError, match=r"below the vector minimum of 268435488 bytes .* per disk buffer"):
         cc.plan_buffers("vector", SINKS, policy=cc.BufferPolicy.mib(400))
     with pytest.raises(ValidationError, match=r"below the otel minimum"):
         cc.plan_buffers("otel", [ARCHIVE], policy=cc.BufferPolicy.mib(64))
+    with pytest.raises(ValidationError, match=r"6 persistent queue\(s\) \(2 sink\(s\) x 3\)"):
+        cc.plan_buffers("otel", SINKS, policy=cc.BufferPolicy.mib(1000), queues_per_sink=3)
     assert cc.plan_buffers("vector", [ARCHIVE], policy=cc.BufferPolicy(max_bytes=cc.VECTOR_MIN_DISK_BUFFER_BYTES))
 
 
@@ -403,17 +441,20 @@ def test_images_are_pinned_by_tag_in_one_place():
     n_sinks=st.integers(min_value=1, max_value=6),
     mib=st.one_of(st.none(), st.integers(min_value=1, max_value=250 * 1024)),
     collector=st.sampled_from(contract.COLLECTOR_KINDS),
+    signals=st.integers(min_value=1, max_value=3),
 )
-def test_buffer_plans_always_fit_or_fail_clearly(gib, n_sinks, mib, collector):
+def test_buffer_plans_always_fit_or_fail_clearly(gib, n_sinks, mib, collector, signals):
     sinks = [cc.S3ArchiveSink(prefix=f"p{i}/", name=f"archive{i}") for i in range(n_sinks)]
     policy = cc.BufferPolicy() if mib is None else cc.BufferPolicy.mib(mib)
+    queues_per_sink = signals if collector == "otel" else 1
     try:
-        plan = cc.plan_buffers(collector, sinks, ephemeral_storage_gib=gib, policy=policy)
+        plan = cc.plan_buffers(collector, sinks, ephemeral_storage_gib=gib, policy=policy,
+                               queues_per_sink=queues_per_sink)
     except ValidationError as exc:
         assert "does not fit" in str(exc) or "below the" in str(exc)
         return
-    assert plan.total_bytes <= gib * cc.GIB - cc.STORAGE_HEADROOM_BYTES
-    assert plan.bytes_per_sink >= cc.MIN_BUFFER_BYTES[collector]
+    assert plan.disk_bytes <= gib * cc.GIB - cc.STORAGE_HEADROOM_BYTES
+    assert plan.queue_bytes >= cc.MIN_BUFFER_BYTES[collector]
 
 
 def test_core_renderers_import_without_cdk():
@@ -437,3 +478,190 @@ def test_no_other_module_spells_an_image():
         if p.name != "images.py" and any(n in p.read_text() for n in names)
     ]
     assert offenders == []
+
+
+# --- self metrics: one series per (collector, fleet, metric), correct deltas ---------------------------------
+
+
+def test_vector_self_metrics_are_per_component_deltas_before_the_component_tags_go():
+    cfg = vector()
+    t = cfg["transforms"]
+    # self_select -> self_deltas (per series, i.e. per component) -> self_rename (drops the component tags)
+    assert t["self_deltas"] == {"type": "aggregate", "inputs": ["self_select"], "mode": "Diff", "interval_ms": 60_000}
+    assert t["self_rename"]["inputs"] == ["self_deltas"]
+    assert cfg["sinks"]["self_cloudwatch"]["inputs"] == ["self_rename"]
+    # Several scrapes per window, so every component's series is seen in every window.
+    assert cfg["sources"]["self_metrics"]["scrape_interval_secs"] * 2 <= t["self_deltas"]["interval_ms"] / 1000
+    # What leaves the rename is a per-window increment: the sink sums increments, never diffs them.
+    assert '.kind = "incremental"' in t["self_rename"]["source"]
+    assert cfg["sinks"]["self_cloudwatch"]["healthcheck"] == {"enabled": False}
+
+
+def simulate_vector_self_metrics(cfg, scrapes):
+    """A model of the metrics path as data: ``scrapes`` is a list of windows, each a list of
+    {(name, component_id): running total}. Returns the datapoints per (name, tags) per window as
+    published: aggregate Diff per series, then the rename (from the config's own VRL, read as data)."""
+    rename_src = cfg["transforms"]["self_rename"]["source"]
+    names = dict(re.findall(r'\.name == "(\w+)" \{\s*\.name = "(\w+)"', rename_src))
+    default = re.search(r'\} else \{\s*\.name = "(\w+)"', rename_src).group(1)
+    tags = json.loads(re.search(r"\.tags = (\{.*\})", rename_src).group(1))
+    previous, published = {}, []
+    for window in scrapes:
+        out = {}
+        for (name, component), total in window.items():
+            delta = total - previous.get((name, component), 0)  # aggregate mode Diff: per series
+            previous[(name, component)] = total
+            key = (names.get(name, default), tuple(sorted(tags.items())))
+            out[key] = out.get(key, 0) + delta  # incremental: the sink sums
+        published.append(out)
+    return published
+
+
+def test_vector_drops_from_two_components_are_summed_per_window_not_diffed_across_components():
+    cfg = vector()
+    windows = [
+        {("component_discarded_events_total", "records"): 5, ("buffer_discarded_events_total", "vendor"): 100},
+        {("component_discarded_events_total", "records"): 7, ("buffer_discarded_events_total", "vendor"): 100},
+        {("component_discarded_events_total", "records"): 7, ("buffer_discarded_events_total", "vendor"): 130},
+    ]
+    published = simulate_vector_self_metrics(cfg, windows)
+    series = {k for w in published for k in w}
+    assert series == {("DroppedEvents", (("Collector", "vector"), ("Fleet", cc.DEFAULT_FLEET_NAME)))}
+    assert [sum(w.values()) for w in published] == [105, 2, 30]
+
+
+def test_vector_select_never_counts_the_self_path_or_to_otlp_twice():
+    condition = vector()["transforms"]["self_select"]["condition"]
+    for component in ("self_select", "self_deltas", "self_rename", "to_otlp"):
+        assert f'"{component}"' in condition
+
+
+def test_otel_each_published_metric_name_comes_from_exactly_one_rule():
+    cfg = otel()
+    transforms = cfg["processors"]["metricstransform/self"]["transforms"]
+    new_names = [t["new_name"] for t in transforms]
+    assert sorted(new_names) == sorted(cc.COLLECTOR_METRICS)  # one rule per name: no duplicate metrics
+    dropped = next(t for t in transforms if t["new_name"] == cc.METRIC_DROPPED)
+    for source in ("otelcol_exporter_enqueue_failed_spans_total", "otelcol_processor_refused_log_records"):
+        assert re.fullmatch(dropped["include"].strip("^$"), source)
+    # Every label is summed away, then Collector and Fleet are added: one series per (collector, fleet, metric).
+    for t in transforms:
+        assert t["operations"] == [{"action": "aggregate_labels", "label_set": [], "aggregation_type": "sum"}]
+    declared = cfg["exporters"]["awsemf/self"]["metric_declarations"]
+    assert declared[0]["dimensions"] == [[cc.COLLECTOR_DIMENSION, cc.FLEET_DIMENSION]]
+
+
+# --- headers, endpoints, and the config's trip into the container -----------------------------------------
+
+
+@pytest.mark.parametrize("value", ["prod\r\nX-Injected: 1", "prod\n", "a\tb", "tab\x00", " lead", "trail ", "caf\u00e9"])
+def test_header_values_with_control_characters_are_refused_without_echoing(value):
+    with pytest.raises(ValidationError, match="header 'x-tenant' must be visible ASCII") as err:
+        cc.OtlpHttpSink(endpoint="https://v.example", headers={"x-tenant": value})
+    assert value not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://v.example/\\u0024{VENDOR_API_KEY}",
+        "https://v.example/a\\b",
+        'https://v.example/"x',
+        "https://v.example/\n",
+        "https://v.example\n",
+        "https://${Token[TOKEN.123]}",
+        "https://v.example/${VENDOR_API_KEY}",
+        "https:///path",
+        "https://v.example /x",
+    ],
+)
+def test_endpoints_that_would_change_meaning_in_a_config_are_refused(endpoint):
+    with pytest.raises(ValidationError, match="endpoint"):
+        cc.OtlpHttpSink(endpoint=endpoint)
+
+
+def test_a_token_endpoint_is_recognised_by_the_shared_token_check():
+    with pytest.raises(ValidationError, match="deploy-time token"):
+        cc.OtlpHttpSink(endpoint="${Token[TOKEN.123]}")
+
+
+def test_sink_classes_validate_on_construction():
+    with pytest.raises(ValidationError, match="sink name"):
+        cc.S3ArchiveSink(name="Archive")
+    with pytest.raises(ValidationError, match="archive prefix"):
+        cc.S3ArchiveSink(prefix="raw\n/")
+    with pytest.raises(ValidationError, match="secret environment variable"):
+        cc.SecretEnv("VENDOR_KEY\n")
+    with pytest.raises(ValidationError, match="compression"):
+        cc.OtlpHttpSink(endpoint="https://v.example", compression="br")
+
+
+_header_names = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True).filter(
+    lambda n: not cc._CREDENTIAL_HEADER.search(n)
+)
+_values = st.text(st.characters(min_codepoint=0, max_codepoint=0x2FF), max_size=24)
+_endpoints = st.builds(
+    lambda host, path: f"https://{host}.example{path}",
+    st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30).map(lambda t: "/" + t),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    endpoint=_endpoints,
+    headers=st.dictionaries(_header_names, _values, max_size=3),
+    prefix=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12),
+    collector=st.sampled_from(contract.COLLECTOR_KINDS),
+)
+def test_any_accepted_config_reaches_the_container_as_the_same_document(endpoint, headers, prefix, collector):
+    """Property: whatever the sinks accept, the text in the container's environment decodes, the way
+    the container decodes it, to exactly the rendered document; whatever they refuse, they refuse."""
+    import base64
+
+    import yaml
+
+    try:
+        sinks = [cc.OtlpHttpSink(endpoint=endpoint, headers={**headers, "key": cc.SecretEnv("VENDOR_API_KEY")}),
+                 cc.S3ArchiveSink(prefix=prefix)]
+    except ValidationError:
+        return
+    paths = ["/metrics"] if collector == "vector" else OTLP
+    cfg = cc.render_config(collector, paths=paths, sinks=sinks)
+    text = cc.encode_config(collector, cfg)
+    assert "${" not in text  # no Fn::Sub look-alike in the template
+    if collector == "vector":
+        # The launch command: base64 -d, then Vector parses JSON (after interpolating ${NAME} on the raw text).
+        raw = base64.b64decode(text).decode("ascii")
+        assert set(re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", raw)) <= set(cc.RUNTIME_ENV) | {"VENDOR_API_KEY"}
+        assert json.loads(raw) == cfg
+    else:
+        # The collector reads the environment variable as YAML.
+        assert yaml.safe_load(text) == cfg
+    assert cc.decode_config(collector, text) == cfg
+
+
+def test_vector_launch_command_decodes_the_config_and_makes_secrets_json_safe(tmp_path):
+    """Run the launch script with the sh and coreutils here (as in the debian image), with a stand-in
+    vector that prints the secret as Vector would see it; then interpolate it the way Vector does (raw
+    text, before parsing) and parse."""
+    import subprocess
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "vector").write_text('#!/bin/sh\nprintf "%s" "$VENDOR_API_KEY"\n')
+    (fake / "vector").chmod(0o755)
+    target = tmp_path / "vector.json"
+    cfg = vector()
+    script = cc.vector_launch_command(["VENDOR_API_KEY"]).replace(cc.VECTOR_CONFIG_FILE, str(target))
+    assert "${" not in script
+    for secret, ok in [('k"e\\y', True), ("key\n", True), ("plain-key", True), ("two\nlines", False), ("nul\x01", False)]:
+        env = {"PATH": f"{fake}:/usr/bin:/bin", cc.CONFIG_ENV["vector"]: cc.encode_config("vector", cfg),
+               "VENDOR_API_KEY": secret}
+        run = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        if not ok:
+            assert run.returncode != 0 and "secret VENDOR_API_KEY" in run.stderr and secret not in run.stderr
+            continue
+        assert run.returncode == 0, run.stderr
+        parsed = json.loads(target.read_text().replace("${VENDOR_API_KEY}", run.stdout))
+        assert parsed["sinks"]["vendor"]["protocol"]["request"]["headers"]["api-key"] == secret.rstrip("\n")
