@@ -169,11 +169,11 @@ apply_dev() {
   local dev=$1 kind
   kind=$(root_kind "$dev")
   case "$kind" in
-    "htb $HANDLE:") ;;
-    "noqueue "*|"pfifo_fast "*|"mq "*|"fq_codel "*|"fq "*|"pfifo "*|"") ;;
+    "htb $HANDLE:") ;;  # ours already: refresh the classes and filters below
+    "noqueue "*|"pfifo_fast "*|"mq "*|"fq_codel "*|"fq "*|"pfifo "*|"")
+      tc qdisc replace dev "$dev" root handle "$HANDLE:" htb default 10 ;;
     *) log "$dev has a root qdisc '$kind' that telemetry-shunt did not install: not replacing it"; return 1 ;;
   esac
-  tc qdisc replace dev "$dev" root handle "$HANDLE:" htb default 10
   tc class replace dev "$dev" parent "$HANDLE:" classid "$HANDLE:10" htb rate 100gbit ceil 100gbit \\
     burst 256k cburst 256k quantum 60000
   tc class replace dev "$dev" parent "$HANDLE:" classid "$HANDLE:20" htb rate "$RATE" ceil "$RATE" \\
