@@ -303,6 +303,10 @@ _ACTION_TEXT = {
     "start": "Start the kill-switch watcher, which starts the agent if the kill switch allows",
 }
 _LINUX = {"StringEquals": ["platformType", "Linux"]}
+# SSM runs a runShellScript step as `sh -c <dir>/_script.sh` (amazon-ssm-agent, plugins/runscript): without a
+# shebang the script runs in the host's sh, which is dash on Ubuntu. Every step starts with this line so that
+# bash runs it everywhere, as the tests and the sandbox do.
+SHELL_STEP_SHEBANG = "#!/bin/bash"
 _VERSION_REF = "{{ " + AGENT_VERSION_PARAMETER + " }}"
 
 
@@ -364,9 +368,10 @@ def _install_steps(action: str, agent: AgentPackage, config: HostConfig) -> list
         cases = [f"  '{v}') expected='{d}' ;;" for v, d in agent.checksums()]
         download = [
             "set -euo pipefail",
-            f"case '{_VERSION_REF}' in",
+            f"version='{_VERSION_REF}'",
+            'case "$version" in',
             *cases,
-            f"  *) echo 'no SHA-256 configured for agent version {_VERSION_REF}' >&2; exit 1 ;;",
+            '  *) echo "no SHA-256 configured for agent version $version" >&2; exit 1 ;;',
             "esac",
             "workdir=$(mktemp -d)",
             "trap 'rm -rf \"$workdir\"' EXIT",
@@ -375,7 +380,7 @@ def _install_steps(action: str, agent: AgentPackage, config: HostConfig) -> list
             f"aws s3 cp --only-show-errors 's3://{agent.bucket_name}/{agent.key(_VERSION_REF)}' \"$ARTIFACT\"",
             "actual=$(sha256sum \"$ARTIFACT\" | cut -d' ' -f1)",
             'if [ "$actual" != "$expected" ]; then',
-            f"  echo \"checksum mismatch for agent version {_VERSION_REF}: expected $expected, got $actual\" >&2",
+            '  echo "checksum mismatch for agent version $version: expected $expected, got $actual" >&2',
             "  exit 1",
             "fi",
             agent.install_command,
@@ -443,6 +448,9 @@ def agent_document(action: str, *, agent: AgentPackage, config: HostConfig) -> d
                 *_activate_commands(config, restart_agent=False),
             ]},
         }]
+    for step in doc["mainSteps"]:
+        if step["action"] == "aws:runShellScript" and step["inputs"]["runCommand"][:1] != [SHELL_STEP_SHEBANG]:
+            step["inputs"]["runCommand"].insert(0, SHELL_STEP_SHEBANG)
     check_document(doc)
     return doc
 

@@ -514,7 +514,7 @@ def test_distributor_documents_configure_the_package_at_the_version(action: str)
     assert host_setup["action"] == "aws:runShellScript"
     assert host_setup["precondition"] == {"StringEquals": ["platformType", "Linux"]}
     commands = host_setup["inputs"]["runCommand"]
-    assert commands[0] == "set -euo pipefail"
+    assert commands[:2] == ["#!/bin/bash", "set -euo pipefail"]
     assert f"echo '{{{{ version }}}}' > '{hostside.VERSION_FILE}'" in commands
     assert any(hostside.PREVIOUS_VERSION_FILE in c for c in commands)
     assert f"systemctl disable {SERVICE} 2>/dev/null || true" in commands
@@ -562,7 +562,11 @@ def _run_document_step(doc: dict, step_name: str, host: Host, version: str = "2.
     for path in ("/usr/local/bin", hostside.SYSTEMD_DIR, hostside.STATE_DIR):
         script = script.replace(path, f"{root}{path}")
     env = {**host.env(), "TELEMETRY_SHUNT_STATE_DIR": f"{root}{hostside.STATE_DIR}"}
-    return subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    # As the SSM agent runs it: the commands in an executable _script.sh, started with `sh -c <path>`.
+    script_path = host.root / f"_script-{step_name}.sh"
+    script_path.write_text(script + "\n")
+    script_path.chmod(0o700)
+    return subprocess.run(["sh", "-c", str(script_path)], env=env, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(("flag_on", "expected"), [(True, "running"), (False, "left stopped")])
@@ -639,6 +643,7 @@ def test_every_document_is_valid_and_its_shell_parses(action: str, agent: hostsi
     for step in doc["mainSteps"]:
         assert re.match(r"^[A-Za-z0-9_.-]{1,100}$", step["name"])
         if step["action"] == "aws:runShellScript":
+            assert step["inputs"]["runCommand"][0] == "#!/bin/bash"  # SSM runs `sh -c _script.sh`: bash, not dash
             script = "\n".join(step["inputs"]["runCommand"]).replace("{{ version }}", "1.0.0")
             subprocess.run(["bash", "-n", "-c", script], check=True)
     for f in hostside.host_files(CONFIG):
