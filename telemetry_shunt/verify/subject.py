@@ -4,7 +4,8 @@ Pure Python (no Z3): reading the input and deciding the expectations is separate
 input is reported the same way with or without the ``verify`` extra.
 
 Input flavours. A document is read as JSON and handed to the first :class:`Flavour` whose ``detect``
-accepts it; that flavour's ``extract`` turns the documents into a :class:`ProofSubject`. CloudFormation
+accepts it; that flavour's ``extract`` finds the service's policies and its ``routes`` the paths its
+listener rules route, and :func:`proof_subject` makes a :class:`ProofSubject` of them. CloudFormation
 (a synthesized CDK template) is the one flavour today; Terraform JSON (``cdktf synth`` output) is added
 by appending a second :class:`Flavour` to :data:`FLAVOURS`, nothing else changes.
 
@@ -55,10 +56,11 @@ class Flavour:
 
     name: str
     detect: Callable[[Mapping[str, Any]], bool]
-    #: (documents, environment, service logical id or name or None) -> (policies, pushers, routes);
-    #: pushers/routes as found in the documents
-    extract: Callable[[Sequence[Mapping[str, Any]], Environment, str | None],
-                      tuple[LatticePolicies, list[str], list[str]]]
+    #: (documents, environment, service logical id or name or None) -> the service's policies
+    extract: Callable[[Sequence[Mapping[str, Any]], Environment, str | None], LatticePolicies]
+    #: (documents, environment, the service's policies) -> the paths its listener rules route
+    #: (called only when the caller names no routes)
+    routes: Callable[[Sequence[Mapping[str, Any]], Environment, LatticePolicies], list[str]]
 
 
 def read_document(path: str | Path) -> dict[str, Any]:
@@ -182,16 +184,12 @@ def _normalise(identifier: str) -> str:
     return identifier.rsplit("/", 1)[-1]
 
 
-def _extract_cloudformation(templates: Sequence[Mapping[str, Any]], env: Environment,
-                            service: str | None) -> tuple[LatticePolicies, list[str], list[str]]:
-    found = lattice_policies(list(templates), env=env, service=service)
-    if found.service_policy is None:
-        raise ShuntError(f"no AWS::VpcLattice::AuthPolicy on Lattice service {found.service_logical_id} in the template(s): "
-                         "nothing to prove; pass the template that holds the service's auth policy")
-    return found, pushers_named_by(found.service_policy), routes_of_service(templates, env, found.service_logical_id)
+def _extract_cloudformation(templates: Sequence[Mapping[str, Any]], env: Environment, service: str | None) -> LatticePolicies:
+    return lattice_policies(list(templates), env=env, service=service)
 
 
-CLOUDFORMATION = Flavour("cloudformation", _is_cloudformation, _extract_cloudformation)
+CLOUDFORMATION = Flavour("cloudformation", _is_cloudformation, _extract_cloudformation,
+                         lambda docs, env, found: routes_of_service(docs, env, found.service_logical_id))
 #: Input flavours, tried in order; Terraform JSON (issue 9) is appended here.
 FLAVOURS: list[Flavour] = [CLOUDFORMATION]
 
@@ -219,23 +217,33 @@ def proof_subject(
     if len({f.name for f in kinds}) > 1:
         raise ShuntError(f"templates of different kinds ({', '.join(sorted({f.name for f in kinds}))}); prove one kind at a time")
     flavour = kinds[0]
-    policies, named_pushers, rule_routes = flavour.extract([d for _, d in docs], env, service)
-    if policies.service_network_arn is None:
-        raise ShuntError(f"Lattice service {policies.service_logical_id} is associated with no service network in the "
-                         "template(s): pass the template that holds the service network and its association too")
-    if pushers:
-        for p in pushers:
-            Pusher.parse(p)  # a bad --pusher is named now, not deep in the proof
-    if routes:
-        for path in routes:
-            Route(path)
-    if not routes and not rule_routes:
+    for p in pushers or ():
+        Pusher.parse(p)  # a bad --pusher is named now, not deep in the proof
+    for path in routes or ():
+        Route(path)
+    documents = [d for _, d in docs]
+    try:
+        policies = flavour.extract(documents, env, service)
+        if policies.service_policy is None:
+            raise ShuntError(f"no auth policy on Lattice service {policies.service_logical_id} in the template(s) "
+                             "(no AWS::VpcLattice::AuthPolicy for it): nothing to prove; pass the template that holds it")
+        if policies.service_network_arn is None:
+            raise ShuntError(f"Lattice service {policies.service_logical_id} is associated with no service network in "
+                             "the template(s): pass the template that holds the service network and its association too")
+        expected_pushers = list(pushers) if pushers else pushers_named_by(policies.service_policy)
+        expected_routes = list(routes) if routes else flavour.routes(documents, env, policies)
+    except ShuntError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise ShuntError(f"the {flavour.name} template(s) {', '.join(p for p, _ in docs)} are malformed "
+                         f"({type(exc).__name__}: {exc}); pass templates as synthesized, unedited") from None
+    if not expected_routes:
         raise ShuntError(f"Lattice service {policies.service_logical_id} has no listener rules in the template(s); "
                          "name the routes with --route")
     return ProofSubject(
         policies=policies,
-        pushers=tuple(pushers) if pushers else tuple(named_pushers),
-        routes=tuple(routes) if routes else tuple(rule_routes),
+        pushers=tuple(expected_pushers),
+        routes=tuple(expected_routes),
         pushers_from="options" if pushers else "template",
         routes_from="options" if routes else "template",
         flavour=flavour.name,
