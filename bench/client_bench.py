@@ -74,7 +74,7 @@ def _build(client: str, url: str):
 
         from botocore.credentials import Credentials
 
-        from telemetry_shunt.client import KillSwitch, TelemetryClient
+        from telemetry_shunt.client import KillSwitchSource, TelemetryClient
 
         class Agent(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -89,7 +89,7 @@ def _build(client: str, url: str):
 
         agent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agent)
         threading.Thread(target=agent.serve_forever, daemon=True).start()
-        switch = KillSwitch(agent_url=f"http://127.0.0.1:{agent.server_address[1]}")
+        switch = KillSwitchSource(agent_url=f"http://127.0.0.1:{agent.server_address[1]}")
         shunt = TelemetryClient(url, region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "secret"),
                                 kill_switch=switch)
         deadline = time.monotonic() + 5

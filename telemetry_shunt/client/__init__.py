@@ -9,7 +9,22 @@
 See ``docs/client.md`` for behaviour under each fault and the measured costs.
 """
 
-from telemetry_shunt.client._client import DROP_REASONS, ClientStats, TelemetryClient
-from telemetry_shunt.client._killswitch import KillSwitch
+from telemetry_shunt.client._client import (
+    AT_LEAST_ONCE,
+    AT_MOST_ONCE,
+    DELIVERY_GUARANTEES,
+    DROP_REASONS,
+    ClientStats,
+    TelemetryClient,
+)
+from telemetry_shunt.client._killswitch import KillSwitchSource
 
-__all__ = ["DROP_REASONS", "ClientStats", "KillSwitch", "TelemetryClient"]
+__all__ = [
+    "AT_LEAST_ONCE",
+    "AT_MOST_ONCE",
+    "DELIVERY_GUARANTEES",
+    "DROP_REASONS",
+    "ClientStats",
+    "KillSwitchSource",
+    "TelemetryClient",
+]

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from telemetry_shunt.client import _options as check
 from telemetry_shunt.client._breaker import CircuitBreaker
 from telemetry_shunt.client._encoding import compress, encode_records
-from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout, parse_endpoint
-from telemetry_shunt.client._killswitch import FlagReader, KillSwitch
-from telemetry_shunt.core.contract import METRICS_CONTENT_TYPE, METRICS_PATH
+from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout
+from telemetry_shunt.client._killswitch import FlagPoller, KillSwitchSource, ScheduleClock, SystemScheduleClock
+from telemetry_shunt.core.contract import BATCH_ID_HEADER, METRICS_CONTENT_TYPE, METRICS_PATH
 
 if TYPE_CHECKING:
     import ssl
@@ -34,6 +35,8 @@ DROP_REASONS = (
     "disabled",  # the kill switch was off (emitted while off, or buffered when it turned off)
     "config_error",  # sending stopped on a configuration error (403, 404, no credentials, ...)
     "invalid",  # the value was not a finite number, or the name not a non-empty string
+    "oversized",  # the record's line would reach the collector's 1 MiB line limit (it would discard it)
+    "unconfirmed",  # at-most-once: the body was sent but no answer came (may have arrived; not retried)
     "timeout",  # the last attempt of the batch ran out of its deadline
     "connection",  # the last attempt could not connect, or the connection broke
     "server_error",  # the last attempt got a 5xx (or 408) answer
@@ -44,6 +47,11 @@ DROP_REASONS = (
     "closed",  # emitted after close()
 )
 _EMIT_REJECT_REASONS = ("disabled", "config_error", "closed")
+
+# What a batch whose request was sent but not answered (a timeout, a broken connection) becomes:
+AT_MOST_ONCE = "at_most_once"  # dropped as "unconfirmed": a count is never inflated (the default)
+AT_LEAST_ONCE = "at_least_once"  # retried: a whole batch may arrive twice, with the same batch id
+DELIVERY_GUARANTEES = (AT_MOST_ONCE, AT_LEAST_ONCE)
 
 STARTING = "starting"  # waiting for the first kill-switch read; records are buffered, not sent
 SENDING = "sending"
@@ -58,7 +66,7 @@ _DISCARD = collections.deque(maxlen=0).append
 _POLL_SECONDS = 0.1
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
-# At most this many batches in one go, so the worker keeps reading the kill switch under load.
+# At most this many batches in one go, so the worker looks at close() and the kill switch between rounds.
 _MAX_BATCHES_PER_ROUND = 32
 
 
@@ -98,8 +106,9 @@ class TelemetryClient:
         region: The gateway's region, for the signature.
         credentials: botocore credentials; by default the worker resolves the default provider chain
             (environment, profile, container or instance role) off the caller's thread.
-        kill_switch: Where to read the kill switch; ``None`` runs without one. By default the AppConfig
-            agent on ``localhost:2772``: nothing is sent until its flags read as "on".
+        kill_switch: Where to read the kill switch (a ``KillSwitchSource``); ``None`` runs without one. By
+            default the AppConfig agent on ``localhost:2772``, read every 15 s by a thread of its own:
+            nothing is sent until its flags read as "on".
         max_buffered_records: Buffer bound; when full the oldest record is dropped (``buffer_full``).
         max_batch_records: Records per request at most.
         flush_interval_seconds: A partial batch waits at most this long.
@@ -111,6 +120,13 @@ class TelemetryClient:
         exit_timeout_seconds: How long interpreter exit may spend flushing this client.
         compress: gzip request bodies (``Content-Encoding: gzip``).
         ssl_context: For ``https`` endpoints; the system trust store by default.
+        delivery: What happens to a batch whose request was sent but not answered (a timeout after the
+            body went out, a connection broken while waiting): ``"at_most_once"`` (default) drops it as
+            ``unconfirmed``, so no count is ever inflated; ``"at_least_once"`` retries it, so a batch may
+            arrive twice, whole and with the same batch id (the buffer fleet drops repeats it sees).
+        clock: The kill-switch poll schedule's time source; tests pass a simulated one.
+
+    Every argument is checked here: a bad one raises ``ValueError`` naming it, never later.
     """
 
     def __init__(
@@ -119,7 +135,7 @@ class TelemetryClient:
         *,
         region: str,
         credentials: Credentials | None = None,
-        kill_switch: KillSwitch | None = KillSwitch(),  # noqa: B008 - immutable value
+        kill_switch: KillSwitchSource | None = KillSwitchSource(),  # noqa: B008 - immutable value
         max_buffered_records: int = 20_000,
         max_batch_records: int = 1_000,
         flush_interval_seconds: float = 1.0,
@@ -131,43 +147,37 @@ class TelemetryClient:
         exit_timeout_seconds: float = 1.0,
         compress: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        delivery: str = AT_MOST_ONCE,
+        clock: ScheduleClock | None = None,
     ) -> None:
-        self._endpoint = parse_endpoint(endpoint)
-        if not region:
-            raise ValueError("region must name the gateway's region, e.g. 'us-east-1'")
-        for name, value in (
-            ("max_buffered_records", max_buffered_records),
-            ("max_batch_records", max_batch_records),
-            ("max_attempts", max_attempts),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name, number in (
-            ("flush_interval_seconds", flush_interval_seconds),
-            ("request_timeout_seconds", request_timeout_seconds),
-        ):
-            if not number > 0:
-                raise ValueError(f"{name} must be positive, got {number!r}")
-        if exit_timeout_seconds < 0:
-            raise ValueError(f"exit_timeout_seconds must not be negative, got {exit_timeout_seconds!r}")
-        self._url = f"{self._endpoint.scheme}://{self._endpoint.host_header}{METRICS_PATH}"
-        self._region = region
-        self._given_credentials = credentials
-        self._kill_switch = kill_switch
-        self._max_buffered = max_buffered_records
-        self._max_batch = max_batch_records
-        self._flush_interval = flush_interval_seconds
-        self._request_timeout = request_timeout_seconds
-        self._max_attempts = max_attempts
+        self._endpoint = check.endpoint(endpoint)
+        self._region = check.region(region)
+        self._given_credentials = check.credentials(credentials)
+        self._kill_switch = check.instance("kill_switch", kill_switch, KillSwitchSource, "a KillSwitchSource")
+        self._max_buffered = check.integer("max_buffered_records", max_buffered_records, low=1, high=10_000_000)
+        self._max_batch = check.integer("max_batch_records", max_batch_records, low=1, high=10_000)
+        self._flush_interval = check.seconds("flush_interval_seconds", flush_interval_seconds, low=0, high=3600)
+        self._request_timeout = check.seconds("request_timeout_seconds", request_timeout_seconds, low=0, high=300)
+        self._max_attempts = check.integer("max_attempts", max_attempts, low=1, high=100)
         self._breaker_args = {
-            "failure_threshold": failure_threshold,
-            "base_backoff": base_backoff_seconds,
-            "max_backoff": max_backoff_seconds,
+            "failure_threshold": check.integer("failure_threshold", failure_threshold, low=1, high=1_000_000),
+            "base_backoff": check.seconds("base_backoff_seconds", base_backoff_seconds, low=0, high=3600),
+            "max_backoff": check.seconds("max_backoff_seconds", max_backoff_seconds, low=0, high=3600),
         }
+        if base_backoff_seconds > max_backoff_seconds:
+            raise ValueError(f"base_backoff_seconds must not exceed max_backoff_seconds (need base_backoff <= "
+                             f"max_backoff), got {base_backoff_seconds!r} > {max_backoff_seconds!r}")
         CircuitBreaker(**self._breaker_args)  # validate now, in the caller's thread
-        self._exit_timeout = exit_timeout_seconds
-        self._compress = compress
-        self._ssl_context = ssl_context
+        self._exit_timeout = check.seconds("exit_timeout_seconds", exit_timeout_seconds, low=0, high=300,
+                                           low_inclusive=True)
+        self._compress = check.boolean("compress", compress)
+        self._ssl_context = check.ssl_context(ssl_context)
+        self._delivery = check.one_of("delivery", delivery, DELIVERY_GUARANTEES)
+        if clock is not None and not (callable(getattr(clock, "monotonic", None))
+                                      and callable(getattr(clock, "sleep_until", None))):
+            raise ValueError(f"clock must have monotonic() and sleep_until(event, deadline), got {clock!r}")
+        self._clock: ScheduleClock = clock if clock is not None else SystemScheduleClock()
+        self._url = f"{self._endpoint.scheme}://{self._endpoint.host_header}{METRICS_PATH}"
         self._start()
         _live_clients.add(self)
 
@@ -245,22 +255,28 @@ class TelemetryClient:
         self._error: str | None = None
         self._flag_problem: str | None = None
         self._flags_read = False  # the kill switch has been read successfully at least once
+        # The kill switch's decision as the poller last saw it (None: not read yet); the worker follows it.
+        self._flags_enabled: bool | None = None
         self._bug_reported = False
         self._breaker = CircuitBreaker(**self._breaker_args)
         self._requests = 0
         self._failed_requests = 0
         self._connection = Connection(self._endpoint, ssl_context=self._ssl_context)
-        self._flags = FlagReader(self._kill_switch) if self._kill_switch is not None else None
+        self._poller = None
+        if self._kill_switch is not None:
+            self._poller = FlagPoller(self._kill_switch, self._on_flags, self._clock)
         self._credentials = self._given_credentials
         self._worker = threading.Thread(target=self._run, name="telemetry-shunt-client", daemon=True)
         self._worker.start()
+        if self._poller is not None:
+            self._poller.start()
 
     def _after_fork_in_child(self) -> None:
-        # The parent's worker thread does not exist here, its locks may be held, and its buffered
-        # records are the parent's to send. Start over; never touch the parent's sockets.
+        # The parent's threads do not exist here, its locks may be held, and its buffered records are
+        # the parent's to send. Start over; never touch the parent's sockets.
         self._connection.forget()
-        if self._flags is not None:
-            self._flags.forget()
+        if self._poller is not None:
+            self._poller.forget()
         if self._closing:
             self._lock = threading.Lock()
             return
@@ -273,6 +289,8 @@ class TelemetryClient:
             self._closing = True
             self._close_deadline = deadline
             self._sink = (self._rejected["closed"].__next__, _DISCARD)
+        if self._poller is not None:
+            self._poller.stop()
         self._wake.set()
 
     def _finish_close(self, deadline: float) -> None:
@@ -291,7 +309,6 @@ class TelemetryClient:
             from telemetry_shunt.client import _signing  # noqa: F401
         except Exception:
             logger.exception("telemetry-shunt client could not load botocore")
-        next_flag_read = 0.0
         next_flush = _monotonic() + self._flush_interval
         failed_before = False
         while True:
@@ -299,10 +316,7 @@ class TelemetryClient:
                 if self._closing:
                     self._shutdown()
                     return
-                now = _monotonic()
-                if self._flags is not None and now >= next_flag_read and self._state != STOPPED:
-                    self._read_flags()
-                    next_flag_read = _monotonic() + self._kill_switch.poll_interval_seconds
+                self._follow_flags()
                 if self._state == SENDING and self._credentials is None:
                     self._credentials = self._resolve_credentials()
                 if self._state == SENDING:
@@ -319,23 +333,22 @@ class TelemetryClient:
                     logger.exception("telemetry-shunt client worker failed; continuing")
                 failed_before = True
                 self._wake.wait(1.0)
-            self._wake.wait(self._idle_seconds(next_flush, next_flag_read))
+            self._wake.wait(self._idle_seconds(next_flush))
+            self._wake.clear()
 
-    def _idle_seconds(self, next_flush: float, next_flag_read: float) -> float:
-        """How long the worker may sleep (close() wakes it at once)."""
-        now = _monotonic()
+    def _idle_seconds(self, next_flush: float) -> float:
+        """How long the worker may sleep (close() and a kill-switch change wake it at once)."""
         if self._state == SENDING:
-            wait = min(_POLL_SECONDS, next_flush - now)
+            wait = min(_POLL_SECONDS, next_flush - _monotonic())
         elif self._state == STARTING:
             wait = _POLL_SECONDS
         else:  # disabled or stopped: only the kill switch (or close) can change anything
             wait = _IDLE_SECONDS
-        if self._flags is not None and self._state != STOPPED:
-            wait = min(wait, next_flag_read - now)
         return max(wait, 0.001)
 
-    def _read_flags(self) -> None:
-        enabled, problem = self._flags.read()
+    def _on_flags(self, enabled: bool, problem: str | None) -> None:
+        """The poller's thread, after each read: record the decision, stop accepting at once on "off",
+        wake the worker (which follows the decision between two requests)."""
         # As the host-side watcher does: fail closed until the switch has been read once, then keep
         # the last decision through an outage of the agent (it neither kills nor revives telemetry).
         if problem != self._flag_problem:
@@ -348,21 +361,38 @@ class TelemetryClient:
         if problem and self._flags_read:
             return
         self._flags_read = self._flags_read or problem is None
+        with self._lock:
+            self._flags_enabled = enabled
+            if not enabled and not self._closing and self._state in (STARTING, SENDING):
+                self._sink = (self._rejected["disabled"].__next__, _DISCARD)
+        self._wake.set()
+
+    def _follow_flags(self) -> None:
+        """The worker's thread: move to the kill switch's last decision."""
+        enabled = self._flags_enabled
+        if enabled is None:
+            return
         if enabled and self._state in (STARTING, DISABLED):
+            with self._lock:
+                if self._closing or not self._flags_enabled:
+                    return
+                self._sink = (self._accepted.__next__, self._buffer.append)
             if self._state == DISABLED:
                 logger.info("telemetry-shunt client: kill switch on, sending again")
             self._state = SENDING
-            self._sink = (self._accepted.__next__, self._buffer.append)
         elif not enabled and self._state in (STARTING, SENDING):
-            if self._state == SENDING and not problem:
+            if self._state == SENDING and not self._flag_problem:
                 logger.warning("telemetry-shunt client: kill switch off, dropping telemetry")
+            with self._lock:
+                if not self._closing:
+                    self._sink = (self._rejected["disabled"].__next__, _DISCARD)
             self._state = DISABLED
-            self._sink = (self._rejected["disabled"].__next__, _DISCARD)
             self._drain("disabled")
             self._connection.close()
 
     def _send_ready(self, flush_due: bool) -> None:
         for _ in range(_MAX_BATCHES_PER_ROUND):
+            self._follow_flags()  # a switch-off read meanwhile stops the backlog before the next request
             if self._closing or self._state != SENDING:
                 return
             ready = self._buffer and (flush_due or len(self._buffer) >= self._max_batch)
@@ -386,8 +416,9 @@ class TelemetryClient:
             items = [buffer.popleft() for _ in range(n)]
             self._taken += n
             self._held += n
+        batch_id = os.urandom(16).hex()  # the same on every attempt of this batch
         try:
-            body, records, invalid = encode_records(items)
+            body, records, invalid, oversized = encode_records(items, batch_id)
             if records and self._compress:
                 body = compress(body)
         except Exception:
@@ -396,13 +427,14 @@ class TelemetryClient:
                 self._held -= n
                 self._worker_drops["internal_error"] += n
             return None
-        if invalid:
+        if invalid or oversized:
             with self._lock:
-                self._held -= invalid
+                self._held -= invalid + oversized
                 self._worker_drops["invalid"] += invalid
+                self._worker_drops["oversized"] += oversized
         if not records:
             return None
-        return _Batch(body, records)
+        return _Batch(body, records, batch_id)
 
     def _attempt_safely(self, batch: _Batch, deadline: float) -> None:
         try:
@@ -426,11 +458,11 @@ class TelemetryClient:
         try:
             response = self._connection.request("POST", METRICS_PATH, headers, batch.body, deadline)
         except (RequestTimeout, TimeoutError):
-            self._failed(batch, "timeout")
+            self._failed(batch, "timeout", unanswered=self._connection.body_sent)
             return
         except (OSError, ProtocolError) as exc:
             logger.debug("telemetry-shunt client: request failed: %r", exc)
-            self._failed(batch, "connection")
+            self._failed(batch, "connection", unanswered=self._connection.body_sent)
             return
         status = response.status
         if 200 <= status < 300:
@@ -465,7 +497,7 @@ class TelemetryClient:
             logger.debug("telemetry-shunt client: credential refresh failed: %r", exc)
             self._failed(batch, "credentials")
             return None
-        headers = {"Content-Type": METRICS_CONTENT_TYPE}
+        headers = {"Content-Type": METRICS_CONTENT_TYPE, BATCH_ID_HEADER: batch.batch_id}
         if self._compress:
             headers["Content-Encoding"] = "gzip"
         try:
@@ -489,10 +521,15 @@ class TelemetryClient:
                        "container or instance role). Telemetry is dropped until the process restarts.")
         return credentials
 
-    def _failed(self, batch: _Batch, reason: str) -> None:
+    def _failed(self, batch: _Batch, reason: str, *, unanswered: bool = False) -> None:
+        """A failed attempt. ``unanswered``: the whole body went out but no answer came, so the gateway
+        may have stored the batch; at most once, it is dropped as ``unconfirmed`` rather than retried."""
         self._failed_requests += 1
         self._breaker.record_failure()
-        self._retry_or_drop(batch, reason)
+        if unanswered and self._delivery == AT_MOST_ONCE:
+            self._finish(batch, "unconfirmed")
+        else:
+            self._retry_or_drop(batch, reason)
 
     def _retry_or_drop(self, batch: _Batch, reason: str) -> None:
         if batch.attempts >= self._max_attempts:
@@ -551,16 +588,17 @@ class TelemetryClient:
         self._drain("shutdown")
         self._state = CLOSED
         self._connection.close()
-        if self._flags is not None:
-            self._flags.close()
+        if self._poller is not None:
+            self._poller.stop()
 
 
 class _Batch:
-    __slots__ = ("body", "records", "attempts")
+    __slots__ = ("body", "records", "batch_id", "attempts")
 
-    def __init__(self, body: bytes, records: int) -> None:
+    def __init__(self, body: bytes, records: int, batch_id: str) -> None:
         self.body = body
         self.records = records
+        self.batch_id = batch_id
         self.attempts = 0
 
 

@@ -5,24 +5,42 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
+
+from telemetry_shunt.core.contract import METRICS_MAX_RECORD_BYTES, RECORD_BATCH_ID_FIELD, RECORD_SEQ_FIELD
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]]) -> tuple[bytes, int, int]:
+class Encoded(NamedTuple):
+    body: bytes
+    records: int  # records in the body
+    invalid: int  # left out: the name is not a non-empty string or the value not a finite number
+    oversized: int  # left out: the line would exceed the collector's line limit
+
+
+# A line of this many characters may exceed the limit once UTF-8 encoded (at most 4 bytes a character).
+_CHECK_LENGTH_ABOVE = METRICS_MAX_RECORD_BYTES // 4
+
+
+def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]], batch_id: str = "",
+                   max_record_bytes: int = METRICS_MAX_RECORD_BYTES) -> Encoded:
     """Encode ``(name, value, timestamp, attributes)`` tuples as NDJSON records.
 
-    Returns ``(body, records, invalid)``: a record whose name is not a non-empty string or whose value is
-    not a finite number is left out and counted in ``invalid`` (one bad record must not make the
-    gateway reject the whole batch). Attribute values become strings.
+    A record whose name is not a non-empty string or whose value is not a finite number is left out and
+    counted in ``invalid``; one whose line would reach ``max_record_bytes`` (the collector's line limit,
+    which would discard it) is left out and counted in ``oversized``: one bad record must not make the
+    gateway reject the whole batch. Attribute values become strings. With a ``batch_id`` each record
+    carries it and its index in the batch (``seq``), for the collector's dedupe.
     """
     # The worker's CPU is taken from the host (the GIL), so the common case is kept cheap: names and
     # attribute sets repeat, so their JSON is encoded once per batch; floats are written with repr().
     names: dict[str, str] = {}
     attribute_sets: dict[tuple, str] = {}
     lines = []
-    invalid = 0
+    invalid = oversized = 0
+    check_above = min(_CHECK_LENGTH_ABOVE, max_record_bytes // 4)
+    tail = f',"{RECORD_BATCH_ID_FIELD}":{_dumps(batch_id)},"{RECORD_SEQ_FIELD}":' if batch_id else ""
     for name, value, timestamp, attributes in items:
         if value.__class__ is not float:
             try:
@@ -53,12 +71,18 @@ def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]]) -> t
                     attribute_sets[key] = attributes_json
         else:
             attributes_json = "{}"
-        lines.append(
-            f'{{"name":{name_json},"value":{value!r},"timestamp":{timestamp!r},"attributes":{attributes_json}}}'
-        )
+        if tail:
+            line = (f'{{"name":{name_json},"value":{value!r},"timestamp":{timestamp!r},'
+                    f'"attributes":{attributes_json}{tail}{len(lines)}}}')
+        else:
+            line = f'{{"name":{name_json},"value":{value!r},"timestamp":{timestamp!r},"attributes":{attributes_json}}}'
+        if len(line) > check_above and len(line.encode("utf-8", "replace")) >= max_record_bytes:
+            oversized += 1
+            continue
+        lines.append(line)
     if not lines:
-        return b"", 0, invalid
-    return ("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines), invalid
+        return Encoded(b"", 0, invalid, oversized)
+    return Encoded(("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines), invalid, oversized)
 
 
 def compress(body: bytes) -> bytes:

@@ -70,6 +70,9 @@ class Connection:
         self._sock: socket.socket | None = None
         self._last_used = 0.0
         self.connections_opened = 0
+        # Whether the last request's body was handed to the kernel in full: after that, a timeout or a
+        # broken connection cannot tell whether the server acted on it (the delivery guarantee decides).
+        self.body_sent = False
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -92,6 +95,7 @@ class Connection:
         head.append(f"Content-Length: {len(body)}")
         data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
+        self.body_sent = False
         reused = self._sock is not None and time.monotonic() - self._last_used < _MAX_IDLE_SECONDS
         if not reused:
             self.close()
@@ -101,8 +105,10 @@ class Connection:
             except (ConnectionResetError, BrokenPipeError, _StaleConnection):
                 if not reused:
                     raise
-                # A kept-alive connection the server closed while idle: one retry on a fresh one.
+                # A kept-alive connection the server closed while idle (it had closed before reading the
+                # request: not a byte of a response came back): one retry on a fresh one.
                 self.close()
+                self.body_sent = False
                 return self._exchange(data, deadline)
         except _StaleConnection:
             self.close()
@@ -116,7 +122,11 @@ class Connection:
             self._sock = self._connect(deadline)
         sock = self._sock
         sock.settimeout(_remaining(deadline))
-        sock.sendall(data)
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            raise RequestTimeout("send timed out") from None
+        self.body_sent = True
         response, keep_alive = self._read_response(sock, deadline)
         if keep_alive:
             self._last_used = time.monotonic()

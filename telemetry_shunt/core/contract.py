@@ -37,9 +37,19 @@ STATE_TABLE_TTL_ATTRIBUTE = "expires_at"
 
 # --- Gateway wire format -----------------------------------------------------------------------
 # POST /metrics carries newline-delimited JSON records, optionally gzip-encoded:
-#   {"name": str, "value": float, "timestamp": float (unix seconds), "attributes": {str: str}}
+#   {"name": str, "value": float, "timestamp": float (unix seconds), "attributes": {str: str},
+#    "batch_id": str, "seq": int}
+# "batch_id" and "seq" are optional (the in-app client always sends them): every batch has an id that stays
+# the same on each of its retries, sent in the BATCH_ID_HEADER request header and on each record with the
+# record's 0-based index in the batch, so a collector can drop a record it has already seen (a retry whose
+# first attempt did arrive). A record line must stay under METRICS_MAX_RECORD_BYTES (the collector's line
+# limit); the client drops a longer one as "oversized" rather than send it.
 METRICS_PATH = "/metrics"
 METRICS_CONTENT_TYPE = "application/x-ndjson"
+BATCH_ID_HEADER = "X-Shunt-Batch-Id"
+RECORD_BATCH_ID_FIELD = "batch_id"
+RECORD_SEQ_FIELD = "seq"
+METRICS_MAX_RECORD_BYTES = 1024 * 1024
 OTLP_PATHS = ("/v1/traces", "/v1/metrics", "/v1/logs")
 # SigV4 signing name for VPC Lattice; Lattice does not sign payloads.
 LATTICE_SIGNING_NAME = "vpc-lattice-svcs"

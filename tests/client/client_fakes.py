@@ -1,5 +1,5 @@
-"""Test helpers for the client: a fake gateway on 127.0.0.1 that verifies SigV4 independently and injects faults, and a fake
-AppConfig agent serving the kill-switch flags."""
+"""Test helpers for the client: a fake gateway on 127.0.0.1 that verifies SigV4 independently and injects faults, a fake
+AppConfig agent serving the kill-switch flags, and a simulated clock for the kill-switch schedule."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from botocore.credentials import Credentials
 
-from telemetry_shunt.client import KillSwitch
+from telemetry_shunt.client import KillSwitchSource
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -134,6 +134,8 @@ class FakeGateway:
     """``POST /metrics`` on 127.0.0.1. ``mode`` can change at any time:
 
     ``ok``; ``slow`` (answers after ``delay`` s); ``never`` (reads the request, never answers);
+    ``store-then-hang`` (stores the records, then never answers: the client's deadline passes after the
+    batch arrived); ``store-once-then-hang`` (the same for the first request only, then ``ok``);
     ``5xx`` (503, no Retry-After); ``429`` / ``503-retry-after`` (with ``Retry-After: retry_after``);
     ``403`` (an auth-policy deny); ``403-expired`` (expired token); ``404`` (no listener rule).
     A bad signature always gets a 403, as Lattice does.
@@ -177,7 +179,10 @@ class FakeGateway:
         headers = {name.lower(): value for name, value in handler.headers.items()}
         problem = verify_sigv4(handler.command, handler.path, headers)
         mode = self.mode
-        entry = {"time": time.monotonic(), "mode": mode, "problem": problem, "headers": headers, "records": 0}
+        if mode == "store-once-then-hang":
+            self.mode = "ok"
+        entry = {"time": time.monotonic(), "mode": mode, "problem": problem, "headers": headers, "records": 0,
+                 "batch_id": headers.get("x-shunt-batch-id")}
         with self._lock:
             self.requests.append(entry)
             self.peers.add(handler.client_address)
@@ -209,6 +214,10 @@ class FakeGateway:
         with self._lock:
             self.records.extend(records)
             entry["records"] = len(records)
+        if mode in ("store-then-hang", "store-once-then-hang"):
+            self._release.wait(30)  # stored; the answer never comes (the client's deadline passes)
+            handler.close_connection = True
+            return None
         return self._reply(handler, 200, None)
 
     def _reply(self, handler: BaseHTTPRequestHandler, status: int, doc: dict | None,
@@ -224,13 +233,13 @@ class FakeGateway:
         handler.end_headers()
         handler.wfile.write(payload)
 
-    def wait_for_records(self, n: int, timeout: float = 5.0) -> list[dict]:
+    def wait_for_records(self, n: int, timeout: float = 20.0) -> list[dict]:
         end = time.monotonic() + timeout
         while len(self.records) < n and time.monotonic() < end:
             time.sleep(0.01)
         return list(self.records)
 
-    def wait_for_requests(self, n: int, timeout: float = 5.0) -> list[dict]:
+    def wait_for_requests(self, n: int, timeout: float = 20.0) -> list[dict]:
         end = time.monotonic() + timeout
         while len(self.requests) < n and time.monotonic() < end:
             time.sleep(0.01)
@@ -280,7 +289,7 @@ class FakeAgent:
 
             def do_GET(self) -> None:  # noqa: N802
                 agent.reads += 1
-                switch = KillSwitch()
+                switch = KillSwitchSource()
                 path = (f"/applications/{switch.application}/environments/{switch.environment}"
                         f"/configurations/{switch.profile}")
                 ok = self.path == path and agent.status == 200
@@ -295,16 +304,74 @@ class FakeAgent:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
-    def switch(self, **overrides: object) -> KillSwitch:
-        options = {"agent_url": self.url, "poll_interval_seconds": 0.05, "timeout_seconds": 0.5, **overrides}
-        return KillSwitch(**options)
+    def switch(self, **overrides: object) -> KillSwitchSource:
+        # A generous read deadline: a loaded machine must not turn a healthy agent into an outage.
+        options = {"agent_url": self.url, "timeout_seconds": 5.0, **overrides}
+        return KillSwitchSource(**options)
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
 
-def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
+class SimulatedClock:
+    """The kill-switch poller's clock: time moves only when a test calls ``advance`` or ``tick``.
+
+    ``sleeps`` counts the poller's sleeps and ``asleep`` says it is in one, so a test can tell that a read
+    has happened and the poller sleeps again (``tick``) without timing anything.
+    """
+
+    def __init__(self) -> None:
+        self._now = 0.0
+        self._cond = threading.Condition()
+        self.sleeps = 0
+        self.asleep = False
+
+    def monotonic(self) -> float:
+        with self._cond:
+            return self._now
+
+    def sleep_until(self, stop: threading.Event, deadline: float) -> bool:
+        with self._cond:
+            if self._now >= deadline:
+                return stop.is_set()
+            self.sleeps += 1
+            self.asleep = True
+            self._cond.notify_all()
+            while self._now < deadline and not stop.is_set():
+                self._cond.wait(0.02)  # also notices stop.set(), which does not notify this condition
+            self.asleep = False
+            return stop.is_set()
+
+    def advance(self, seconds: float) -> None:
+        with self._cond:
+            self._now += seconds
+            self._cond.notify_all()
+
+    def _until(self, predicate, what: str, timeout: float = 20.0) -> None:
+        end = time.monotonic() + timeout  # a hang guard, not a timing
+        while not predicate():
+            left = end - time.monotonic()
+            assert left > 0, f"the kill-switch poller {what} ({self.sleeps} sleeps so far)"
+            self._cond.wait(left)
+
+    def wait_for_sleeps(self, n: int) -> None:
+        """Until the poller has started its ``n``-th sleep and is in it."""
+        with self._cond:
+            self._until(lambda: self.sleeps >= n and self.asleep, f"did not go to sleep {n} times")
+
+    def tick(self, seconds: float) -> None:
+        """The poller is asleep; advance by ``seconds`` (enough for the next read to be due) and return
+        once it has read and sleeps again."""
+        with self._cond:
+            self._until(lambda: self.asleep, "is not asleep")
+            n = self.sleeps
+            self._now += seconds
+            self._cond.notify_all()
+            self._until(lambda: self.sleeps > n and self.asleep, "did not read and sleep again")
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.01) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if predicate():

@@ -15,6 +15,7 @@ from telemetry_shunt.client._breaker import CircuitBreaker
 from telemetry_shunt.client._client import _retry_after_seconds
 from telemetry_shunt.client._encoding import compress, encode_records
 from telemetry_shunt.client._http import Connection, RequestTimeout, parse_endpoint
+from telemetry_shunt.core.contract import METRICS_MAX_RECORD_BYTES
 
 
 class FakeClock:
@@ -70,19 +71,47 @@ def test_breaker_hold_is_capped_and_then_probes():
 def test_retry_after_forms():
     assert _retry_after_seconds("7", default=1.0) == 7.0
     in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
-    assert 8.0 <= _retry_after_seconds(in_ten, default=1.0) <= 10.0
+    assert 0.0 < _retry_after_seconds(in_ten, default=1.0) <= 10.0  # (a wall-clock read in between)
     assert _retry_after_seconds("soon", default=1.0) == 1.0
     assert _retry_after_seconds(email.utils.formatdate(0, usegmt=True), default=1.0) == 0.0
 
 
 def test_encoding_is_ndjson_in_the_gateway_format():
-    body, records, invalid = encode_records([("a", 1, 10.5, {}), ("b", 2.5, 11.0, {"k": 3}), ("c", "x", 1.0, {})])
-    assert (records, invalid) == (2, 1)
+    body, records, invalid, oversized = encode_records(
+        [("a", 1, 10.5, {}), ("b", 2.5, 11.0, {"k": 3}), ("c", "x", 1.0, {})], "b1d")
+    assert (records, invalid, oversized) == (2, 1, 0)
     lines = [json.loads(line) for line in gzip.decompress(compress(body)).decode().splitlines()]
     assert lines == [
-        {"name": "a", "value": 1.0, "timestamp": 10.5, "attributes": {}},
-        {"name": "b", "value": 2.5, "timestamp": 11.0, "attributes": {"k": "3"}},
+        {"name": "a", "value": 1.0, "timestamp": 10.5, "attributes": {}, "batch_id": "b1d", "seq": 0},
+        {"name": "b", "value": 2.5, "timestamp": 11.0, "attributes": {"k": "3"}, "batch_id": "b1d", "seq": 1},
     ]
+    assert encode_records([("a", 1, 10.5, {})]).body == b'{"name":"a","value":1.0,"timestamp":10.5,"attributes":{}}\n'
+
+
+def test_a_record_at_the_collectors_line_limit_is_left_out_under_its_own_reason():
+    # The limit is on the UTF-8 bytes of the line (the collector's framing counts bytes), not characters.
+    limit = 1000
+    short = "x" * 100
+    fits = "é" * ((limit - 150) // 2)  # 2 bytes each: under the limit in bytes
+    too_long_in_bytes = "é" * (limit // 2 + 10)  # its line has fewer characters than the limit, more bytes
+    encoded = encode_records([("a", 1, 1.0, {"k": short}), ("b", 2, 1.0, {"k": too_long_in_bytes}),
+                              ("c", 3, 1.0, {"k": fits})], "id", max_record_bytes=limit)
+    assert (encoded.records, encoded.invalid, encoded.oversized) == (2, 0, 1)
+    lines = encoded.body.decode().splitlines()
+    assert [json.loads(line)["name"] for line in lines] == ["a", "c"]
+    assert [json.loads(line)["seq"] for line in lines] == [0, 1]  # seq numbers the records sent
+    assert all(len(line.encode()) < limit for line in lines)
+    line = json.dumps({"name": "b", "value": 2.0, "timestamp": 1.0, "attributes": {"k": too_long_in_bytes},
+                       "batch_id": "id", "seq": 1}, ensure_ascii=False, separators=(",", ":"))
+    assert len(line) < limit < len(line.encode())
+
+
+def test_the_default_line_limit_is_the_collectors():
+    from telemetry_shunt.core import collectors
+
+    config = collectors.render_config("vector", paths=["/metrics"], sinks=[collectors.S3ArchiveSink()])
+    framing = config["sources"]["gateway_http"]["framing"]["newline_delimited"]
+    assert framing["max_length"] == METRICS_MAX_RECORD_BYTES
 
 
 @pytest.mark.parametrize(
@@ -135,7 +164,7 @@ def test_a_trickling_server_cannot_stretch_the_total_deadline():
         try:
             for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
                 conn.send(bytes([byte]))
-                time.sleep(0.06)  # every recv succeeds: per-operation timeouts would never fire
+                time.sleep(0.5)  # every recv succeeds: per-operation timeouts would never fire
         except OSError:
             pass
 
@@ -145,25 +174,27 @@ def test_a_trickling_server_cannot_stretch_the_total_deadline():
         started = time.monotonic()
         with pytest.raises(RequestTimeout):
             connection.request("POST", "/metrics", {}, b"x", time.monotonic() + 0.3)
-        assert time.monotonic() - started < 1.2  # the whole response would take 2.3 s
+        assert time.monotonic() - started < 10  # a hang guard: the whole response would take 19 s
     finally:
         server.close()
 
 
 def test_chunked_responses_and_a_stale_kept_alive_connection():
+    hung_up = threading.Event()
+
     def answer_once_then_hang_up(conn):
         # Answers one request per connection, chunked, and closes without saying so (an idle timeout).
         if _read_request(conn):
             conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n")
-        time.sleep(0.05)
         conn.close()
+        hung_up.set()
 
     server = RawServer(answer_once_then_hang_up)
     try:
         connection = Connection(parse_endpoint(server.url))
-        first = connection.request("POST", "/metrics", {}, b"1", time.monotonic() + 2)
-        time.sleep(0.15)  # the server has hung up the kept-alive connection
-        second = connection.request("POST", "/metrics", {}, b"2", time.monotonic() + 2)
+        first = connection.request("POST", "/metrics", {}, b"1", time.monotonic() + 20)
+        assert hung_up.wait(20)  # the server has hung up the kept-alive connection
+        second = connection.request("POST", "/metrics", {}, b"2", time.monotonic() + 20)
         assert first.status == second.status == 200 and first.body == second.body == b"abcde"
         assert server.accepted == 2 and connection.connections_opened == 2
     finally:

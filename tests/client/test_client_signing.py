@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
+import re
 import shutil
 import ssl
 import subprocess
@@ -21,6 +23,7 @@ from client_fakes import (
 )
 
 from telemetry_shunt.client._signing import sign_headers
+from telemetry_shunt.core.contract import METRICS_MAX_RECORD_BYTES
 
 
 def test_the_verifier_matches_the_aws_sigv4_test_vector():
@@ -59,17 +62,39 @@ def test_signature_has_lattice_signing_name_and_a_signed_unsigned_payload_header
     assert "x-amz-security-token" not in headers
 
 
+def assert_whole_batch_duplicates_only(gateway, emitted_values: list[float]) -> None:
+    """Every value arrived; a value arriving twice did so only as part of a whole batch repeated under the
+    same batch id (the at-least-once duplicate the collector's dedupe recognises)."""
+    by_batch: dict[str, list[dict]] = collections.defaultdict(list)
+    for record in gateway.records:
+        by_batch[record["batch_id"]].append(record)
+    requests_per_batch = collections.Counter(r["batch_id"] for r in gateway.requests if r["records"])
+    unique = []
+    for batch_id, records in by_batch.items():
+        copies = requests_per_batch[batch_id]
+        seqs = collections.Counter(r["seq"] for r in records)
+        size = len(seqs)
+        assert sorted(seqs) == list(range(size)), f"batch {batch_id}: seq not 0..n-1"
+        assert set(seqs.values()) == {copies}, f"batch {batch_id}: a partial duplicate"
+        first_copy = {r["seq"]: r["value"] for r in records}
+        assert all(first_copy[r["seq"]] == r["value"] for r in records), "same batch id, different content"
+        unique.extend(first_copy.values())
+    assert sorted(unique) == sorted(emitted_values)
+    for request in gateway.requests:
+        assert request["batch_id"] and re.fullmatch(r"[0-9a-f]{32}", request["batch_id"])
+
+
 def test_batches_reach_the_gateway_signed_and_in_the_metrics_format(gateway, make_client):
     client = make_client(gateway.url)
     for i in range(2500):
         client.emit("checkout.latency_ms", i, route="/pay", code=200)
     records = gateway.wait_for_records(2500)
+    client.close(timeout=10.0)
 
-    assert len(records) == 2500
     assert records[0]["name"] == "checkout.latency_ms"
-    assert sorted(r["value"] for r in records) == [float(i) for i in range(2500)]
-    assert all(r["attributes"] == {"route": "/pay", "code": "200"} for r in records)
-    assert all(isinstance(r["timestamp"], float) for r in records)
+    assert_whole_batch_duplicates_only(gateway, [float(i) for i in range(2500)])
+    assert all(r["attributes"] == {"route": "/pay", "code": "200"} for r in gateway.records)
+    assert all(isinstance(r["timestamp"], float) for r in gateway.records)
     requests = gateway.requests
     assert len(requests) >= 3  # max 1000 records per request
     for request in requests:
@@ -77,10 +102,14 @@ def test_batches_reach_the_gateway_signed_and_in_the_metrics_format(gateway, mak
         assert request["headers"]["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
         assert request["headers"]["content-type"] == "application/x-ndjson"
         assert request["headers"]["content-encoding"] == "gzip"
-        assert "x-amz-content-sha256" in request["headers"]["authorization"].split("SignedHeaders=")[1]
-    assert wait_until(lambda: client.stats().sent == 2500)
+        signed = request["headers"]["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+        assert "x-amz-content-sha256" in signed and "x-shunt-batch-id" in signed
     stats = client.stats()
-    assert balanced(stats) and stats.queued == 0 and stats.dropped_total == 0
+    assert balanced(stats) and stats.queued == 0
+    # At most once (the default): what the client counts as sent arrived; an unanswered batch is counted
+    # as "unconfirmed" (it may have arrived too), never retried.
+    assert stats.sent <= len(gateway.records) <= stats.sent + stats.dropped["unconfirmed"]
+    assert stats.sent + stats.dropped["unconfirmed"] == 2500
 
 
 def test_uncompressed_bodies_are_plain_ndjson(gateway, make_client):
@@ -88,7 +117,7 @@ def test_uncompressed_bodies_are_plain_ndjson(gateway, make_client):
     client.emit("queue.depth", 3, queue="orders")
     records = gateway.wait_for_records(1)
     assert records == [{"name": "queue.depth", "value": 3.0, "timestamp": records[0]["timestamp"],
-                        "attributes": {"queue": "orders"}}]
+                        "attributes": {"queue": "orders"}, "batch_id": gateway.requests[0]["batch_id"], "seq": 0}]
     assert "content-encoding" not in gateway.requests[0]["headers"]
 
 
@@ -154,3 +183,14 @@ def test_https_endpoints_are_verified_and_signed(tls_gateway, make_client):
     untrusted.emit("m", 2)
     assert wait_until(lambda: untrusted.stats().dropped["connection"] == 1)
     assert untrusted.stats().state == "sending"  # a failed handshake is a failure, not a configuration stop
+
+
+def test_a_record_over_the_collectors_line_limit_is_dropped_as_oversized_not_sent(gateway, make_client):
+    client = make_client(gateway.url)
+    client.emit("huge", 1, blob="x" * METRICS_MAX_RECORD_BYTES)  # the collector would discard this line
+    client.emit("fine", 2)
+    assert [r["name"] for r in gateway.wait_for_records(1)] == ["fine"]
+    assert wait_until(lambda: client.stats().sent == 1)
+    stats = client.stats()
+    assert stats.dropped["oversized"] == 1 and stats.dropped_total == 1 and balanced(stats)
+    assert all(len(line) < METRICS_MAX_RECORD_BYTES for line in map(str, gateway.records))
