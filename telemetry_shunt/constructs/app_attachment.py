@@ -11,9 +11,11 @@ from aws_cdk import aws_vpclattice as lattice
 from constructs import Construct
 
 from telemetry_shunt.constructs._prefix_lists import lattice_prefix_lists
-from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork
+from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork, TelemetryServiceNetwork
+from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.policy import ACTION_INVOKE, KEY_METHOD, PUSH_METHOD
-from telemetry_shunt.core.routes import Route, default_routes, validate_routes
+from telemetry_shunt.core.routes import Route, validate_routes
+from telemetry_shunt.core.validation import is_token
 from telemetry_shunt.errors import ValidationError
 
 #: CDK's placeholder egress rule for a group that must allow no traffic (ICMP type 252, code 86, to one address).
@@ -23,8 +25,28 @@ MATCH_NO_TRAFFIC = {"CidrIp": "255.255.255.255/32", "Description": "Disallow all
 ALREADY_ASSOCIATED_WARNING = (
     "A VPC can be associated with only one VPC Lattice service network. If this VPC already is, the "
     "deployment fails: use a service-network VPC endpoint instead (AppVpcAttachment(..., "
-    "mode='endpoint', subnets=...)); see docs/cross-account.md."
+    "mode='endpoint', subnets=...)); see docs/cross-account.md. If you know it is not, acknowledge the "
+    "warning: Annotations.of(attachment).acknowledge_warning('telemetry-shunt:vpc-maybe-associated', reason)."
 )
+ALREADY_ASSOCIATED_ID = "telemetry-shunt:vpc-maybe-associated"
+
+NO_ROUTES_ERROR = (
+    "grant_push cannot know the gateway's routes, and granting the library's defaults would deny a gateway "
+    "with other routes at runtime: pass gateway=GatewayRef (AppVpcAttachment(..., gateway=...) or "
+    "grant_push(role, gateway=...); GatewayRef.from_json of the concentrator stack's GatewayRef output), or "
+    "routes=[...] naming exactly the gateway's routes"
+)
+
+
+def _as_ref(gateway: object, what: str) -> GatewayRef:
+    """A GatewayRef from a GatewayRef, its JSON, or anything exposing ``gateway_ref`` (a gateway construct)."""
+    if isinstance(gateway, str):
+        return GatewayRef.from_json(gateway, source=what)
+    ref = getattr(gateway, "gateway_ref", gateway)
+    if not isinstance(ref, GatewayRef):
+        raise ValidationError(f"{what} {gateway!r} is not a GatewayRef: pass GatewayRef.from_json(<the concentrator "
+                              "stack's GatewayRef output>), a TelemetryGateway, or TelemetryGateway.from_gateway_ref(...)")
+    return ref
 
 
 class AppVpcAttachment(Construct):
@@ -38,6 +60,11 @@ class AppVpcAttachment(Construct):
     Either way the attachment's security group has no ingress and its only egress is HTTPS to the
     VPC Lattice managed prefix lists (IPv4 and IPv6) on ``listener_port``. Use :meth:`grant_push`
     to give agent roles the identity-policy half of Lattice authorization.
+
+    ``gateway`` (a :class:`GatewayRef`, its JSON, or a gateway construct) is the gateway agents push to:
+    ``service_network`` then defaults to its service network, and :meth:`grant_push` grants exactly its
+    routes. In association mode the attachment always warns that a VPC can be associated with only one
+    service network (an existing ``ec2.Vpc`` may already be); acknowledge the warning when you know.
     """
 
     def __init__(
@@ -46,12 +73,25 @@ class AppVpcAttachment(Construct):
         id: str,
         *,
         vpc: ec2.IVpc,
-        service_network: ITelemetryServiceNetwork,
+        service_network: ITelemetryServiceNetwork | None = None,
+        gateway: GatewayRef | str | None = None,
         mode: str = "association",
         subnets: ec2.SubnetSelection | None = None,
         listener_port: int = 443,
     ) -> None:
         super().__init__(scope, id)
+        self.gateway: GatewayRef | None = None if gateway is None else _as_ref(gateway, "gateway")
+        if service_network is None:
+            if self.gateway is None:
+                raise ValidationError("AppVpcAttachment needs gateway=GatewayRef (preferred) or service_network=...: "
+                                      "nothing says which service network to attach to")
+            service_network = TelemetryServiceNetwork.from_service_network_arn(
+                self, "ServiceNetwork", self.gateway.service_network_arn)
+        elif self.gateway is not None:
+            mine, theirs = service_network.service_network_arn, self.gateway.service_network_arn
+            if not is_token(mine) and not is_token(theirs) and mine != theirs:
+                raise ValidationError(f"service_network {mine!r} is not the gateway's service network {theirs!r}: "
+                                      "drop service_network= (the gateway reference says which)")
         if mode not in ("association", "endpoint"):
             raise ValidationError(f"mode {mode!r} must be 'association' or 'endpoint'")
         if not (1 <= listener_port <= 65535):
@@ -70,8 +110,8 @@ class AppVpcAttachment(Construct):
         cfn_group.add_property_override("SecurityGroupEgress", [MATCH_NO_TRAFFIC])
 
         if mode == "association":
-            if not isinstance(vpc, ec2.Vpc):
-                Annotations.of(self).add_warning_v2("telemetry-shunt:vpc-maybe-associated", ALREADY_ASSOCIATED_WARNING)
+            # Any VPC: one defined with ec2.Vpc in an existing stack is as likely to be associated as an imported one.
+            Annotations.of(self).add_warning_v2(ALREADY_ASSOCIATED_ID, ALREADY_ASSOCIATED_WARNING)
             self.resource: Construct = lattice.CfnServiceNetworkVpcAssociation(
                 self, "Resource",
                 service_network_identifier=service_network.service_network_arn,
@@ -99,16 +139,35 @@ class AppVpcAttachment(Construct):
         self,
         grantee: iam.IGrantable,
         *,
+        gateway: GatewayRef | str | None = None,
         gateway_arn: str | None = None,
         routes: Sequence[Route] | None = None,
     ) -> iam.Grant:
         """Allow ``grantee`` to ``POST`` telemetry to the gateway's routes (the identity-policy half).
 
-        ``gateway_arn`` scopes the grant to one Lattice service; without it, any service's routed paths
-        (the service network's and gateway's auth policies still decide). ``routes`` default to the
-        standard routes.
+        ``gateway`` (default: the attachment's) scopes the grant to that Lattice service and, without
+        ``routes``, to exactly its routes; ``routes`` must then be among them. Without a gateway,
+        ``routes`` is required (there is no way to know a gateway's routes from its ARN) and
+        ``gateway_arn`` scopes the grant to one service; without that, any service's routed paths (the
+        service network's and gateway's auth policies still decide).
         """
-        routes = validate_routes(routes if routes is not None else default_routes())
+        ref = _as_ref(gateway, "gateway") if gateway is not None else self.gateway
+        if ref is not None:
+            if gateway_arn is not None and not is_token(gateway_arn) and not is_token(ref.service_arn) \
+                    and gateway_arn != ref.service_arn:
+                raise ValidationError(f"gateway_arn {gateway_arn!r} is not the gateway's {ref.service_arn!r}: "
+                                      "drop gateway_arn= (the gateway reference says which)")
+            gateway_arn = ref.service_arn
+            if routes is None:
+                routes = ref.routes
+            else:
+                extra = [r.path for r in routes if r.path not in ref.paths]
+                if extra:
+                    raise ValidationError(f"routes {extra} are not routes of the gateway ({', '.join(ref.paths)}): "
+                                          "its rules would answer 404; drop routes= to grant exactly the gateway's")
+        elif routes is None:
+            raise ValidationError(NO_ROUTES_ERROR)
+        routes = validate_routes(routes)
         base = gateway_arn or f"arn:{Aws.PARTITION}:vpc-lattice:{Aws.REGION}:*:service/*"
         return iam.Grant.add_to_principal(
             grantee=grantee,

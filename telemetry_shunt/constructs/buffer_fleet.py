@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from aws_cdk import Annotations, Aws, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cw
@@ -28,10 +29,14 @@ from constructs import Construct
 
 from telemetry_shunt.constructs._nag import acknowledge
 from telemetry_shunt.constructs._prefix_lists import lattice_prefix_lists
+from telemetry_shunt.constructs.concentrator_vpc import collector_subnets_of
 from telemetry_shunt.core import collectors as cc
 from telemetry_shunt.core import contract
 from telemetry_shunt.core.images import image_for
 from telemetry_shunt.errors import ValidationError
+
+if TYPE_CHECKING:
+    from telemetry_shunt.constructs.gateway import TelemetryGateway
 
 TRAFFIC_PORT_NAME = "traffic"
 HEALTH_PORT_NAME = "health"
@@ -44,13 +49,17 @@ class BufferFleet(Construct):
     """Vector and/or OpenTelemetry Collector tasks behind the gateway's Lattice target groups.
 
     :param vpc: the concentrator VPC; tasks run in its private subnets (``vpc_subnets``) in >= 2 AZs.
+    :param gateway: the ``TelemetryGateway`` in front of the fleet: its target groups and routes give
+        ``target_groups`` and ``paths_by_collector`` (pass either ``gateway`` or those two).
     :param target_groups: the gateway's Lattice target groups (type ``IP``) keyed ``"vector"``/``"otel"``.
     :param paths_by_collector: the gateway's paths per collector, e.g. ``{"vector": ["/metrics"]}``;
         a service is created for each collector named here, and each needs a target group.
-    :param sinks: where the collectors send (``OtlpHttpSink`` for the vendor, ``S3ArchiveSink``).
+    :param sinks: where the collectors send (``OtlpHttpSink`` for the vendor, ``S3ArchiveSink``); default:
+        the S3 archive only, as in ``ConcentratorStack``.
     :param secrets: Secrets Manager secrets by the environment variable a sink reads them from
         (``SecretEnv`` names); injected with ECS ``secrets``, never written into the template.
-    :param vpc_subnets: default: the VPC's private subnets (with egress if any, else isolated).
+    :param vpc_subnets: default: the VPC's private subnets (with egress if any, else isolated), by the
+        one rule ``concentrator_vpc.collector_subnets_of`` that ``ConcentratorVpc.collector_subnets`` uses.
     :param cluster: default: a new cluster with Container Insights (its metrics drive the disk and
         task-count alarms).
     :param buffer: disk budget and full-buffer policy; default: the ephemeral storage minus 4 GiB of
@@ -76,9 +85,10 @@ class BufferFleet(Construct):
         id: str,
         *,
         vpc: ec2.IVpc,
-        target_groups: Mapping[str, vpclattice.CfnTargetGroup],
-        paths_by_collector: Mapping[str, Sequence[str]],
-        sinks: Sequence[cc.Sink],
+        gateway: TelemetryGateway | None = None,
+        target_groups: Mapping[str, vpclattice.CfnTargetGroup] | None = None,
+        paths_by_collector: Mapping[str, Sequence[str]] | None = None,
+        sinks: Sequence[cc.Sink] | None = None,
         secrets: Mapping[str, secretsmanager.ISecret] | None = None,
         vpc_subnets: ec2.SubnetSelection | None = None,
         cluster: ecs.ICluster | None = None,
@@ -97,8 +107,17 @@ class BufferFleet(Construct):
         fleet_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
+        if gateway is not None:
+            if target_groups is not None or paths_by_collector is not None:
+                raise ValidationError("gateway= wires the target groups and paths itself: drop target_groups= and "
+                                      "paths_by_collector=")
+            paths_by_collector = cc.group_paths(gateway.routes)
+            target_groups = {kind: gateway.target_groups[kind] for kind in paths_by_collector}
+        elif target_groups is None or paths_by_collector is None:
+            raise ValidationError("BufferFleet needs gateway=<TelemetryGateway> (or both target_groups= and "
+                                  "paths_by_collector=) to know what it serves")
         self._paths = cc.validate_paths(paths_by_collector)
-        self._sinks = cc.validate_sinks(sinks)
+        self._sinks = cc.validate_sinks([cc.S3ArchiveSink()] if sinks is None else sinks)
         buffer = buffer or cc.BufferPolicy()
         self._check_target_groups(target_groups)
         secret_map = self._check_secrets(secrets or {})
@@ -123,9 +142,7 @@ class BufferFleet(Construct):
         )
 
         self.vpc = vpc
-        self._subnets = vpc_subnets or ec2.SubnetSelection(
-            subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS if vpc.private_subnets else ec2.SubnetType.PRIVATE_ISOLATED
-        )
+        self._subnets = collector_subnets_of(vpc, vpc_subnets)
         azs = vpc.select_subnets(**self._subnet_kwargs()).availability_zones
         # Env-agnostic stacks list AZs as distinct tokens (Fn::Select 0, 1, ...), so counting still works.
         if len(set(azs)) < 2:

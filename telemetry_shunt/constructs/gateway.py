@@ -6,13 +6,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jsii
-from aws_cdk import Aws, Duration, IStableAnyProducer, Lazy, Token
+from aws_cdk import Annotations, Aws, CfnOutput, Duration, IStableAnyProducer, IStableStringProducer, Lazy, Stack, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_vpclattice as lattice
 from constructs import Construct, IValidation
 
-from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork, TelemetryServiceNetwork
+from telemetry_shunt.constructs.service_network import (
+    AccessLogDestination,
+    ITelemetryServiceNetwork,
+    access_log_destination_arn,
+    parse_pushers,
+)
 from telemetry_shunt.core import contract
+from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.policy import (
     WORST_CASE_PARTITION,
     WORST_CASE_SERVICE_ARN,
@@ -20,7 +26,7 @@ from telemetry_shunt.core.policy import (
     check_policy_size,
     service_auth_policy,
 )
-from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, validate_pushers, validate_routes
+from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, validate_routes
 from telemetry_shunt.core.validation import lattice_name
 from telemetry_shunt.errors import ValidationError
 
@@ -36,9 +42,14 @@ class TelemetryGateway(Construct):
       collector target group. Add routes in the constructor or with :meth:`add_route` (at most 10).
     - Target groups (type ``IP``, one per collector kind in use) created in ``vpc`` unless passed in
       ``target_groups``; their health checks use the collectors' health ports, which must bind 0.0.0.0.
-    - The push-only auth policy: ``pushers`` may ``POST`` to routed paths, through ``service_network``
-      only; every other method and anonymous callers are explicitly denied.
-    - Associated with ``service_network``; access logs to ``service_network``'s bucket when it has one.
+    - The push-only auth policy: the pushers may ``POST`` to routed paths, through ``service_network``
+      only; every other method and anonymous callers are explicitly denied. Pushers are declared once, on
+      the service network: the gateway takes them from there (``pushers=`` is needed only for an imported
+      network that was not given them, and must otherwise name exactly the network's).
+    - Associated with ``service_network``; access logs to ``access_logs`` (an S3 bucket or log group),
+      default the service network's destination (its bucket, or what ``from_service_network_arn`` was given).
+      Without either the gateway has no access logs and says so with a warning.
+    - :attr:`gateway_ref` is the :class:`GatewayRef` app accounts need; :meth:`add_ref_outputs` exports it.
     """
 
     def __init__(
@@ -48,14 +59,15 @@ class TelemetryGateway(Construct):
         *,
         vpc: ec2.IVpc,
         service_network: ITelemetryServiceNetwork,
-        pushers: Sequence[Pusher],
+        pushers: Sequence[Pusher | str] | None = None,
         routes: Sequence[Route] = (),
         name: str = "telemetry-gateway",
         target_groups: Mapping[str, lattice.CfnTargetGroup] | None = None,
         idle_timeout: Duration = Duration.seconds(60),
+        access_logs: AccessLogDestination | None = None,
     ) -> None:
         super().__init__(scope, id)
-        self.pushers = validate_pushers(pushers)
+        self.pushers = _gateway_pushers(pushers, service_network)
         lattice_name("service", name)
         timeout = idle_timeout.to_seconds()
         lo, hi = IDLE_TIMEOUT_RANGE_SECONDS
@@ -92,10 +104,19 @@ class TelemetryGateway(Construct):
             resource_identifier=self.resource.attr_arn,
             policy=Lazy.any(_Producer(self.policy_document)),
         )
-        if isinstance(service_network, TelemetryServiceNetwork):
+        destination = access_logs if access_logs is not None else getattr(service_network, "access_log_destination", None)
+        self.access_logs: lattice.CfnAccessLogSubscription | None = None
+        if destination is not None:
             self.access_logs = lattice.CfnAccessLogSubscription(
                 self, "AccessLogs", resource_identifier=self.resource.attr_arn,
-                destination_arn=service_network.access_log_bucket.bucket_arn,
+                destination_arn=access_log_destination_arn(self, destination),
+            )
+        else:
+            Annotations.of(self).add_warning_v2(
+                "telemetry-shunt:gateway-no-access-logs",
+                "this gateway has no access logs (its service network is imported and names no destination): pass "
+                "access_logs=<s3 bucket or log group>, or TelemetryServiceNetwork.from_service_network_arn(..., "
+                "access_logs=...)",
             )
         for route in routes:
             self.add_route(route)
@@ -118,6 +139,41 @@ class TelemetryGateway(Construct):
     @property
     def routes(self) -> list[Route]:
         return list(self._routes)
+
+    @property
+    def gateway_ref(self) -> GatewayRef:
+        """What app accounts and hosts need (deploy-time tokens inside this stack; routes as added so far)."""
+        return GatewayRef(service_arn=self.service_arn, dns_name=self.endpoint, routes=tuple(self._routes),
+                          service_network_arn=self.service_network.service_network_arn)
+
+    def add_ref_outputs(self, scope: Construct | None = None, *, prefix: str = "") -> dict[str, CfnOutput]:
+        """Export :attr:`gateway_ref` as stack outputs of ``scope``'s stack (default: this gateway's).
+
+        One output per field (``GatewayArn``, ``GatewayEndpoint``, ``ServiceNetworkArn``, ``GatewayRoutes``)
+        and ``GatewayRef``: the whole value as one JSON string (``Fn::Join`` at deploy time) that another
+        account passes as one context value and reads with ``GatewayRef.from_json``. Routes are read at
+        synth time, so routes added after this call are exported too.
+        """
+        stack = Stack.of(scope or self)
+        target = scope or stack
+        ref_json = Lazy.string(_StringProducer(lambda: stack.to_json_string(self.gateway_ref.to_dict())))
+        routes = Lazy.string(_StringProducer(lambda: ",".join(self.gateway_ref.paths)))
+        values = {
+            "ServiceNetworkArn": (self.service_network.service_network_arn,
+                                  "Pass to app-account stacks as context telemetry-shunt:service-network-arn"),
+            "GatewayArn": (self.service_arn, "Pass to app-account stacks as context telemetry-shunt:gateway-arn"),
+            "GatewayEndpoint": (self.endpoint, "Agents push to https://<this>/metrics"),
+            "GatewayRoutes": (routes, "The gateway's routes (POST only), comma-separated"),
+            "GatewayRef": (ref_json, "GatewayRef JSON: pass to app accounts as context telemetry-shunt:gateway "
+                                     "(GatewayRef.from_json); grant_push then grants exactly these routes"),
+        }
+        return {name: CfnOutput(target, f"{prefix}{name}", value=value, description=description)
+                for name, (value, description) in values.items()}
+
+    @staticmethod
+    def from_gateway_ref(scope: Construct, id: str, ref: GatewayRef | str) -> ImportedGateway:
+        """A gateway defined elsewhere, from its :class:`GatewayRef` (or that value's JSON)."""
+        return ImportedGateway(scope, id, ref=ref)
 
     def add_route(self, route: Route) -> lattice.CfnRule:
         """Forward ``POST route.path`` to its collector's target group and allow it in the auth policy."""
@@ -194,6 +250,65 @@ class TelemetryGateway(Construct):
                 ),
             )
         return self.target_groups[collector]
+
+
+class ImportedGateway(Construct):
+    """A gateway defined in another stack or account: what attachments, grants and agents need of it."""
+
+    def __init__(self, scope: Construct, id: str, *, ref: GatewayRef | str) -> None:
+        super().__init__(scope, id)
+        if isinstance(ref, str):
+            ref = GatewayRef.from_json(ref, source=f"gateway reference for {self.node.path}")
+        if not isinstance(ref, GatewayRef):
+            raise ValidationError(
+                f"gateway reference {ref!r} is not a GatewayRef: pass GatewayRef.from_json(<the concentrator "
+                "stack's GatewayRef output>) or that JSON string"
+            )
+        self.gateway_ref = ref
+
+    @property
+    def service_arn(self) -> str:
+        return self.gateway_ref.service_arn
+
+    @property
+    def endpoint(self) -> str:
+        return self.gateway_ref.dns_name
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self.gateway_ref.routes)
+
+
+def _gateway_pushers(pushers: Sequence[Pusher | str] | None, service_network: ITelemetryServiceNetwork) -> list[Pusher]:
+    """Pushers are declared once, on the service network; a gateway's own list must agree with it."""
+    network: list[Pusher] | None = getattr(service_network, "pushers", None)
+    if pushers is None:
+        if network is None:
+            raise ValidationError(
+                "TelemetryGateway cannot see who may push: its service network is imported without pushers; pass "
+                "TelemetryServiceNetwork.from_service_network_arn(..., pushers=[...]) (or pushers=[...] here) with "
+                "the principals the network's auth policy admits"
+            )
+        return list(network)
+    mine = parse_pushers(pushers)
+    if network is not None and {str(p) for p in mine} != {str(p) for p in network}:
+        only_gateway = sorted({str(p) for p in mine} - {str(p) for p in network})
+        only_network = sorted({str(p) for p in network} - {str(p) for p in mine})
+        raise ValidationError(
+            f"TelemetryGateway pushers differ from its service network's: only on the gateway {only_gateway} "
+            f"(the network's auth policy would deny them at runtime), only on the network {only_network}; "
+            "declare pushers once, on the service network, and drop pushers= from the gateway"
+        )
+    return mine
+
+
+@jsii.implements(IStableStringProducer)
+class _StringProducer:
+    def __init__(self, fn: Callable[[], str]) -> None:
+        self._fn = fn
+
+    def produce(self) -> str:
+        return self._fn()
 
 
 def rule_construct_id(route: Route) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -13,12 +13,17 @@ from telemetry_shunt.constructs.buffer_fleet import BufferFleet
 from telemetry_shunt.constructs.concentrator_vpc import DEFAULT_CIDR, ConcentratorVpc
 from telemetry_shunt.constructs.gateway import TelemetryGateway
 from telemetry_shunt.constructs.service_network import TelemetryServiceNetwork
-from telemetry_shunt.core.collectors import S3ArchiveSink, Sink, group_paths
+from telemetry_shunt.core.collectors import Sink
+from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.routes import Pusher, Route, default_routes
 
 
 class ConcentratorStack(Stack):
-    """Everything on the receiving side of the shunt, in the observability account."""
+    """Everything on the receiving side of the shunt, in the observability account.
+
+    Outputs the gateway's :class:`GatewayRef` (``TelemetryGateway.add_ref_outputs``): one output per field
+    and ``GatewayRef``, the whole value as JSON for app accounts (context ``telemetry-shunt:gateway``).
+    """
 
     def __init__(
         self,
@@ -45,19 +50,20 @@ class ConcentratorStack(Stack):
             self, "ServiceNetwork", pushers=pushers, share_with=share_with,
             allow_external_principals=allow_external_principals,
         )
+        # Pushers are declared once, on the service network; the gateway takes them from there.
         self.gateway = TelemetryGateway(
-            self, "Gateway", vpc=self.network.vpc, service_network=self.service_network, pushers=pushers,
+            self, "Gateway", vpc=self.network.vpc, service_network=self.service_network,
             routes=default_routes() if routes is None else routes,
         )
         # The collectors behind the gateway; archive-only unless a vendor sink is given.
         self.buffer_fleet = BufferFleet(
-            self, "BufferFleet", vpc=self.network.vpc, vpc_subnets=self.network.collector_subnets,
-            target_groups=self.gateway.target_groups, paths_by_collector=group_paths(self.gateway.routes),
-            sinks=list(fleet_sinks) if fleet_sinks else [S3ArchiveSink()], secrets=fleet_secrets,
+            self, "BufferFleet", vpc=self.network.vpc, vpc_subnets=self.network.collector_subnets, gateway=self.gateway,
+            sinks=list(fleet_sinks) if fleet_sinks else None, secrets=fleet_secrets,
+            access_logs_bucket=self.service_network.server_access_log_bucket,
         )
-        CfnOutput(self, "ServiceNetworkArn", value=self.service_network.service_network_arn,
-                  description="Pass to app-account stacks as context telemetry-shunt:service-network-arn")
-        CfnOutput(self, "GatewayArn", value=self.gateway.service_arn,
-                  description="Pass to app-account stacks as context telemetry-shunt:gateway-arn")
-        CfnOutput(self, "GatewayEndpoint", value=self.gateway.endpoint,
-                  description="Agents push to https://<this>/metrics")
+        self.outputs = self.gateway.add_ref_outputs(self)
+
+    @property
+    def gateway_ref(self) -> GatewayRef:
+        """The gateway for app-account stacks in this app (``AppAccountStack(gateway=...)``)."""
+        return self.gateway.gateway_ref

@@ -15,6 +15,7 @@ from telemetry_shunt.constructs.concentrator_vpc import ConcentratorVpc
 from telemetry_shunt.constructs.gateway import TelemetryGateway
 from telemetry_shunt.constructs.service_network import TelemetryServiceNetwork
 from telemetry_shunt.core import contract
+from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.routes import Pusher, Route, default_routes
 from telemetry_shunt.errors import ValidationError
 from tests.cdk_support import new_app, resources
@@ -62,10 +63,21 @@ def test_vendor_egress_adds_one_nat_per_zone(tmp_path):
 def test_existing_vpc_is_used_as_is(tmp_path):
     stack = cdk.Stack(new_app(tmp_path), "X")
     vpc = ec2.Vpc.from_vpc_attributes(stack, "V", vpc_id="vpc-0123456789abcdef0",
-                                      availability_zones=["us-east-1a", "us-east-1b"])
+                                      availability_zones=["us-east-1a", "us-east-1b"],
+                                      private_subnet_ids=["subnet-0a", "subnet-0b"])
     net = ConcentratorVpc(stack, "Net", vpc=vpc)
     assert net.vpc is vpc
+    assert net.collector_subnets.subnet_type == ec2.SubnetType.PRIVATE_WITH_EGRESS
     Template.from_stack(stack).resource_count_is("AWS::EC2::VPC", 0)
+
+
+def test_existing_vpc_without_private_subnets_is_refused_in_our_words(tmp_path):
+    stack = cdk.Stack(new_app(tmp_path), "X")
+    vpc = ec2.Vpc.from_vpc_attributes(stack, "V", vpc_id="vpc-0123456789abcdef0",
+                                      availability_zones=["us-east-1a", "us-east-1b"],
+                                      public_subnet_ids=["subnet-0a", "subnet-0b"])
+    with pytest.raises(ValidationError, match="has no private subnets .* add a private subnet group"):
+        ConcentratorVpc(stack, "Net", vpc=vpc)
 
 
 @pytest.mark.parametrize(
@@ -237,8 +249,7 @@ def _gateway(tmp_path, **kwargs):
     app = new_app(tmp_path)
     stack = cdk.Stack(app, "G")
     net = ConcentratorVpc(stack, "Net")
-    sn = TelemetryServiceNetwork(stack, "SN", pushers=PUSHERS)
-    kwargs.setdefault("pushers", PUSHERS)
+    sn = TelemetryServiceNetwork(stack, "SN", pushers=kwargs.pop("pushers", PUSHERS))
     return app, stack, TelemetryGateway(stack, "GW", vpc=net.vpc, service_network=sn, **kwargs)
 
 
@@ -311,7 +322,10 @@ def attachment(tmp_path_factory):
     sn = TelemetryServiceNetwork.from_service_network_arn(stack, "SN", SN_ARN)
     att = AppVpcAttachment(stack, "Att", vpc=vpc, service_network=sn)
     role = iam.Role(stack, "Agent", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
-    att.grant_push(role, gateway_arn="arn:aws:vpc-lattice:us-east-1:999999999999:service/svc-0123456789abcdef0")
+    att.grant_push(role, gateway=GatewayRef(
+        service_arn="arn:aws:vpc-lattice:us-east-1:999999999999:service/svc-0123456789abcdef0",
+        dns_name="telemetry-gateway-0123456789abcdef0.7d67968.vpc-lattice-svcs.us-east-1.on.aws",
+        routes=tuple(default_routes()), service_network_arn=SN_ARN))
     return stack, Template.from_stack(stack)
 
 
@@ -360,6 +374,12 @@ def test_attachment_warns_when_vpc_may_already_be_associated(tmp_path):
     vpc = ec2.Vpc.from_vpc_attributes(stack, "V", vpc_id="vpc-0123456789abcdef0", availability_zones=["us-east-1a", "us-east-1b"])
     AppVpcAttachment(stack, "Att", vpc=vpc, service_network=TelemetryServiceNetwork.from_service_network_arn(stack, "SN", SN_ARN))
     Annotations.from_stack(stack).has_warning("/W/Att", Match.string_like_regexp("only one VPC Lattice service network"))
+
+
+def test_attachment_warns_for_a_vpc_defined_in_the_stack_too(attachment):
+    """An existing stack's ec2.Vpc is as likely to be associated already as an imported one."""
+    stack, _ = attachment
+    Annotations.from_stack(stack).has_warning("/A/Att", Match.string_like_regexp("only one VPC Lattice service network"))
 
 
 def test_attachment_endpoint_mode_creates_service_network_endpoint(tmp_path):
