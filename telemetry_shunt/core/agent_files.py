@@ -47,6 +47,26 @@ class AgentFile:
 
 
 @dataclass(frozen=True)
+class AgentConfigFile:
+    """Your agent's own configuration file, for a custom agent source.
+
+    :param path: where the agent reads it, e.g. ``/etc/otelcol-contrib/config.yaml``.
+    :param text: its content (no ``{{``/``}}``: SSM would take them for document parameters).
+    :param validate_command: one shell line that exits 0 when ``$CONFIG`` (the candidate file) is valid, e.g.
+        ``/usr/bin/otelcol-contrib validate --config="$CONFIG"``; it runs before the file replaces the current one.
+    :param health_url: an ``http://127.0.0.1:<port>/...`` URL that answers 2xx once the agent runs; checked after
+        the restart, and the previous file goes back if it never does. At least one of the two is required.
+    :param owner: ``user:group`` owning the file (mode 0640). Default ``root:root``.
+    """
+
+    path: str
+    text: str
+    validate_command: str | None = None
+    health_url: str | None = None
+    owner: str = "root:root"
+
+
+@dataclass(frozen=True)
 class AgentDataPath:
     """The agent's configuration (optional) and host budgets, as the documents install them.
 
@@ -117,6 +137,13 @@ class AgentDataPath:
         return AgentDataPath(agent_service=agent_service, budgets=budgets or hb.AgentBudgets(), config_path=config_path,
                              config_text=config_text, config_owner=config_owner, validate_command=validate_command,
                              health_url=health_url)
+
+    @staticmethod
+    def for_file(*, agent_service: str, file: AgentConfigFile, budgets: hb.AgentBudgets | None = None) -> AgentDataPath:
+        """:meth:`custom` from an :class:`AgentConfigFile`."""
+        return AgentDataPath.custom(agent_service=agent_service, config_path=file.path, config_text=file.text,
+                                    validate_command=file.validate_command, budgets=budgets, config_owner=file.owner,
+                                    health_url=file.health_url)
 
     @staticmethod
     def budgets_only(*, agent_service: str, budgets: hb.AgentBudgets | None = None) -> AgentDataPath:
@@ -269,6 +296,11 @@ def host_files(dp: AgentDataPath, *, version_pattern: str) -> tuple[AgentFile, .
         AgentFile(hb.BANDWIDTH_CAP_PATH, hb.render_bandwidth_cap_script(dp.budgets), "0755"),
         AgentFile(hb.dropin_path(dp.agent_service), hb.render_budget_dropin(dp.budgets), "0644"),
     )
+
+
+def prepare_commands(dp: AgentDataPath) -> list[str]:
+    """Shell lines before the host files are written: the drop-in's directory."""
+    return [f"install -d -m 0755 '{hb.dropin_path(dp.agent_service).rsplit('/', 1)[0]}'"]
 
 
 def _write_candidate(text: str) -> list[str]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from telemetry_shunt.core import agent_files
 from telemetry_shunt.core.contract import (
     AGENT_VERSION_PARAMETER,
     APPCONFIG_AGENT_URL,
@@ -323,7 +324,7 @@ def _write_files_commands(files: Sequence[HostFile]) -> list[str]:
     return lines
 
 
-def _activate_commands(config: HostConfig, *, restart_agent: bool) -> list[str]:
+def _activate_commands(config: HostConfig, *, restart_agent: bool, verify: Sequence[str] = ()) -> list[str]:
     svc = shlex.quote(config.agent_service)
     lines = [
         "systemctl daemon-reload",
@@ -335,6 +336,7 @@ def _activate_commands(config: HostConfig, *, restart_agent: bool) -> list[str]:
         f"decision=$({WATCHER_PATH} --once)",
         'if [ "$decision" = on ]; then',
         f"  systemctl {'restart' if restart_agent else 'start'} {svc}",
+        *(f"  {line}" for line in verify),
         f'  echo "kill switch on: {config.agent_service} running"',
         "else",
         f'  echo "kill switch off for this host: {config.agent_service} left stopped"',
@@ -343,15 +345,19 @@ def _activate_commands(config: HostConfig, *, restart_agent: bool) -> list[str]:
     return lines
 
 
-def _install_steps(action: str, agent: AgentPackage, config: HostConfig) -> list[dict[str, Any]]:
+def _install_steps(action: str, agent: AgentPackage, config: HostConfig,
+                   data_path: agent_files.AgentDataPath) -> list[dict[str, Any]]:
     host_setup = [
         "set -euo pipefail",
-        *_write_files_commands(host_files(config)),
+        *agent_files.prepare_commands(data_path),
+        *_write_files_commands(host_files(config) + agent_files.host_files(data_path, version_pattern=VERSION_PATTERN)),
+        # The agent's config (validated; a refused one fails the step and changes nothing) and budgets.
+        *agent_files.install_commands(data_path, action=action, version_ref=_VERSION_REF),
         # Keep the version this host ran before, for whoever has to roll it back.
         f"if [ -s '{VERSION_FILE}' ] && [ \"$(cat '{VERSION_FILE}')\" != '{_VERSION_REF}' ]; then "
         f"cp -f '{VERSION_FILE}' '{PREVIOUS_VERSION_FILE}'; fi",
         f"echo '{_VERSION_REF}' > '{VERSION_FILE}'",
-        *_activate_commands(config, restart_agent=True),
+        *_activate_commands(config, restart_agent=True, verify=agent_files.verify_commands(data_path)),
     ]
     if isinstance(agent, DistributorPackage):
         package_step = {
@@ -402,8 +408,18 @@ def _install_steps(action: str, agent: AgentPackage, config: HostConfig) -> list
     ]
 
 
-def agent_document(action: str, *, agent: AgentPackage, config: HostConfig) -> dict[str, Any]:
-    """The SSM Command document (schema 2.2) for one agent action (``install`` ... ``start``)."""
+def agent_document(action: str, *, agent: AgentPackage, config: HostConfig,
+                   data_path: agent_files.AgentDataPath | None = None) -> dict[str, Any]:
+    """The SSM Command document (schema 2.2) for one agent action (``install`` ... ``start``).
+
+    ``data_path``: the agent's config and host budgets (:mod:`telemetry_shunt.core.agent_files`); default: the
+    budgets' defaults and no config (the agent keeps its own).
+    """
+    if data_path is None:
+        data_path = agent_files.AgentDataPath.budgets_only(agent_service=config.agent_service)
+    if data_path.agent_service != config.agent_service:
+        raise ValidationError(f"the data path is for {data_path.agent_service!r}, the host config for "
+                              f"{config.agent_service!r}")
     if action not in _ACTION_TEXT:
         raise ValidationError(f"unknown agent action {action!r}: use one of {', '.join(_ACTION_TEXT)}")
     if agent.service != config.agent_service:
@@ -422,7 +438,7 @@ def agent_document(action: str, *, agent: AgentPackage, config: HostConfig) -> d
         else:
             version_param["allowedPattern"] = VERSION_PATTERN
         doc["parameters"] = {AGENT_VERSION_PARAMETER: version_param}
-        doc["mainSteps"] = _install_steps(action, agent, config)
+        doc["mainSteps"] = _install_steps(action, agent, config, data_path)
     elif action == "stop":
         doc["mainSteps"] = [{
             "action": "aws:runShellScript",

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemetry_shunt.core import hostside
+from telemetry_shunt.core import agent_files, hostside
 from telemetry_shunt.core.contract import (
     AGENT_ACTIONS,
     AGENT_VERSION_PARAMETER,
@@ -519,7 +519,10 @@ def test_distributor_documents_configure_the_package_at_the_version(action: str)
     assert any(hostside.PREVIOUS_VERSION_FILE in c for c in commands)
     assert f"systemctl disable {SERVICE} 2>/dev/null || true" in commands
     assert f"systemctl enable {hostside.WATCHER_UNIT} {hostside.HEARTBEAT_TIMER}" in commands
-    assert _decoded_files(doc) == {f.path: f.content for f in hostside.host_files(CONFIG)}
+    # with the agent's host budgets (drop-in, bandwidth cap, config tool), whatever the agent
+    budgets = agent_files.AgentDataPath.budgets_only(agent_service=SERVICE)
+    assert _decoded_files(doc) == {f.path: f.content for f in (
+        *hostside.host_files(CONFIG), *agent_files.host_files(budgets, version_pattern=hostside.VERSION_PATTERN))}
 
 
 def test_s3_documents_download_verify_then_install() -> None:
