@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -208,3 +209,16 @@ def test_a_second_flavour_is_used_for_its_documents(tmp_path):
     assert subject.flavour == "wrapped" and seen == [1] and subject.pushers_from == "template"
     with pytest.raises(ShuntError, match="templates of different kinds"):
         proof_subject([path, write(tmp_path, CONCENTRATOR, "cfn.json")], flavours=[CLOUDFORMATION, wrapped])
+
+
+def test_the_docs_example_prints_what_the_docs_show():
+    """docs/policy-model.md: the `shunt policy prove` command and its output block, run on the committed snapshot."""
+    doc = (ROOT / "docs" / "policy-model.md").read_text()
+    section = doc[doc.index("## Proofs"):]
+    command_block, output_block = re.findall(r"```(?:bash)?\n(.*?)```", section, re.DOTALL)[:2]
+    (command,) = [line for line in command_block.splitlines() if "shunt policy prove" in line]
+    args = command.split("shunt policy prove", 1)[1].split()
+    assert args == ["cdk.out/TelemetryConcentrator.template.json"]
+    result = prove(str(SNAPSHOTS / "TelemetryConcentrator.json"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == output_block
