@@ -8,6 +8,9 @@ Sub-packages by role:
 - ``stacks``: deployable stacks wiring the constructs.
 - ``agent_rollout``: staged agent rollouts and the kill switch (``[rollout]``).
 - ``client``: the in-app telemetry client (``[client]``, botocore only).
+- ``verify``: the push-only proof behind ``shunt policy prove`` (``[verify]``: z3-solver, iamprover).
+
+``shunt sandbox`` needs ``[sandbox]`` (moto server); ``[all]`` installs every extra.
 """
 
 __version__ = "0.1.0"

@@ -29,7 +29,8 @@ OUTPUT_FORMATS = ("table", "json")
 EXIT_NOT_PROVEN = 4
 # Which extra brings a module that a command imports lazily (pyproject.toml [project.optional-dependencies]).
 _EXTRA_FOR_MODULE = {"boto3": "rollout", "botocore": "rollout", "moto": "sandbox", "aws_cdk": "cdk", "constructs": "cdk",
-                     "cdk_nag": "cdk", "z3": "verify", "iamprover": "verify"}
+                     "cdk_nag": "cdk", "z3": "verify", "iamprover": "verify", "cdktn": "terraform",
+                     "cdktn_provider_aws": "terraform"}
 
 
 def extra_for(module: str) -> str:
