@@ -8,6 +8,7 @@ calls; the health endpoint is a local HTTP server (or a closed port).
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from telemetry_shunt.core import agent_config as ac
 from telemetry_shunt.core import agent_files as af
 from telemetry_shunt.core import host_budgets as hb
 from telemetry_shunt.core import hostside
@@ -110,7 +112,7 @@ class Root:
         }
 
     def move(self, script: str, dp: af.AgentDataPath) -> str:
-        prefixes = ["/usr/local/bin/", f"{af.STATE_DIR}/", "/etc/systemd/system/", CONFIG_PATH.rsplit("/", 1)[0] + "/"]
+        prefixes = ["/usr/local/bin", af.STATE_DIR, "/etc/systemd/system", CONFIG_PATH.rsplit("/", 1)[0]]
         if dp.queue_dir:
             prefixes.append(dp.queue_dir)
         for prefix in prefixes:
@@ -243,3 +245,61 @@ def test_config_with_deploy_time_values_travels_as_text(root: Root) -> None:
 def test_a_custom_config_without_any_check_is_refused() -> None:
     with pytest.raises(Exception, match="validate command"):
         af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=GOOD, validate_command=None)
+
+
+# --- the documents' step, as SSM runs it ------------------------------------------------------------------------
+
+def run_document_step(root: Root, doc: dict, dp: af.AgentDataPath, version: str) -> subprocess.CompletedProcess:
+    """The host-setup step of an install-type document, with absolute paths moved under the temp root, the
+    kill switch unreachable (the watcher fails closed, so the agent is not started) and stub systemctl."""
+    step = next(s for s in doc["mainSteps"] if s["name"] == "InstallKillSwitchAndHeartbeat")
+    script = "\n".join(step["inputs"]["runCommand"]).replace("{{ version }}", version)
+    script = re.sub(r"(?<![\w/.-])/opt/aws/aws-otel-collector", lambda _m: f"{root.fs}/opt/aws/aws-otel-collector", script)
+    script = root.move(script, dp)
+    assert re.search(r"(?<![\w/.-])/(var|etc|usr|opt)/", script) is None, "a host path escaped the temp root"
+    root.path(CONFIG_PATH).parent.mkdir(parents=True, exist_ok=True)
+    root.path(ac.ADOT_CONFIG_PATH).parent.mkdir(parents=True, exist_ok=True)
+    env = {**root.env(dp), "TELEMETRY_SHUNT_APPCONFIG_URL": closed_url().rstrip("/"),
+           "TELEMETRY_SHUNT_RUN_DIR": str(root.base / "run"), "TELEMETRY_SHUNT_AZ": "eu-west-1a"}
+    path = root.base / "_script.sh"
+    path.write_text(script + "\n")
+    path.chmod(0o700)
+    return subprocess.run(["sh", "-c", str(path)], env=env, capture_output=True, text=True, timeout=120)
+
+
+def custom_document(dp: af.AgentDataPath, action: str = "upgrade") -> dict:
+    return hostside.agent_document(action, agent=hostside.DistributorPackage(name="OtelcolContrib", service=SERVICE),
+                                   config=hostside.HostConfig(agent_service=SERVICE), data_path=dp)
+
+
+def test_document_refuses_a_bad_config_and_keeps_the_old_one(root: Root) -> None:
+    first = run_document_step(root, custom_document(custom(GOOD)), custom(GOOD), "1.0.0")
+    assert first.returncode == 0, first.stderr
+    assert root.path(CONFIG_PATH).read_text() == GOOD
+    version_file = root.path(hostside.VERSION_FILE)
+    assert version_file.read_text() == "1.0.0\n"
+    refused = run_document_step(root, custom_document(custom(BAD)), custom(BAD), "1.1.0")
+    assert refused.returncode != 0
+    assert "refused the new config, keeping the current one" in refused.stderr
+    assert root.path(CONFIG_PATH).read_text() == GOOD
+    # the step stopped there: the host still says it runs 1.0.0
+    assert version_file.read_text() == "1.0.0\n"
+    assert f"systemctl restart {SERVICE}" not in root.calls()
+
+
+def test_document_installs_the_adot_config_and_budgets(root: Root) -> None:
+    from tests.core.test_agent_config import gateway
+
+    dp = af.AgentDataPath.adot(gateway(), hb.AgentBudgets(queue_disk_mib=100))
+    doc = hostside.agent_document("install", agent=hostside.DistributorPackage(name="AWSDistroOTel-Collector",
+                                                                                 service=ac.ADOT_SERVICE),
+                                  config=hostside.HostConfig(agent_service=ac.ADOT_SERVICE), data_path=dp)
+    done = run_document_step(root, doc, dp, ac.ADOT_VERSION)
+    assert done.returncode == 0, done.stderr
+    installed = json.loads(root.path(ac.ADOT_CONFIG_PATH).read_text())
+    assert installed == ac.render_adot_config(gateway(), hb.AgentBudgets(queue_disk_mib=100))
+    assert root.path(ac.AGENT_QUEUE_DIR).is_dir()
+    dropin = root.path(hb.dropin_path(ac.ADOT_SERVICE)).read_text()
+    assert dropin == hb.render_budget_dropin(hb.AgentBudgets(queue_disk_mib=100))
+    assert os.access(root.path(hb.BANDWIDTH_CAP_PATH), os.X_OK)
+    assert "systemctl daemon-reload" in root.calls()
