@@ -751,8 +751,21 @@ def check_vector_config(config: Mapping[str, Any], *, paths: Sequence[str], ephe
                 served = True
             elif not source.get("strict_path", True):
                 served = any(
-                    t.get("type") == "route" and name in t.get("inputs", []) and f'"{path}"' in " ".join(t["route"].values())
-                    for t in transforms.values()
+                    t.get("type") == "route" and _reaches(graph, name, t_name) and f'"{path}"' in " ".join(t["route"].values())
+                    for t_name, t in transforms.items()
+def _reaches(graph: Mapping[str, list[str]], start: str, target: str) -> bool:
+    """True when ``target`` reads, directly or through other transforms, from ``start``."""
+    stack, seen = list(graph.get(target, [])), set()
+    while stack:
+        node = stack.pop()
+        if node == start:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.get(node, []))
+    return False
+
+
                 )
         if not served:
             problems.append(f"route {path!r} has no source")
@@ -901,7 +914,6 @@ def render_otel_config(
             "health_check": {"endpoint": f"0.0.0.0:{contract.OTEL_HEALTH_PORT}", "path": contract.OTEL_HEALTH_PATH},
             "file_storage": {
                 "directory": BUFFER_DIRECTORY["otel"],
-                "create_directory": True,
                 "timeout": "1s",
                 "fsync": True,
                 "compaction": {"on_start": True, "on_rebound": True, "directory": BUFFER_DIRECTORY["otel"]},
@@ -925,6 +937,7 @@ def render_otel_config(
             "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
             "batch": {"send_batch_size": 1024, "send_batch_max_size": OTEL_BATCH_MAX_ITEMS, "timeout": "1s"},
             "metricstransform/self": {"transforms": transforms},
+                # The task volume is mounted here, so the directory exists (no create_directory needed).
             "attributes/self": {
                 "actions": [
                     {"key": COLLECTOR_DIMENSION, "value": "otel", "action": "upsert"},
