@@ -575,6 +575,30 @@ def _slug(path: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_") or "root"
 
 
+# The in-app client's batch id and record index (contract: the /metrics wire format). A batch retried after
+# a request that did arrive (at-least-once delivery) repeats its records with the same (batch_id, seq): the
+# /metrics route drops a record this task has seen among its last DEDUPE_CACHE_EVENTS. Per task, so best
+# effort: Lattice may send a retry to another task. The other fields are part of the key so that records
+# without an id (another sender) collapse only when identical in every field.
+DEDUPE_FIELDS = (contract.RECORD_BATCH_ID_FIELD, contract.RECORD_SEQ_FIELD, "name", "value", "timestamp", "attributes")
+DEDUPE_CACHE_EVENTS = 100_000
+
+
+def _dedupe_metrics(transforms: dict[str, Any], record_inputs: list[str], paths: Sequence[str]) -> list[str]:
+    """Add the dedupe stage right after the HTTP source when the fleet serves ``/metrics``; returns the
+    record inputs to use (with several paths the route reads from the dedupe stage instead)."""
+    if contract.METRICS_PATH not in paths:
+        return record_inputs
+    transforms["dedupe_metrics"] = {
+        "type": "dedupe", "inputs": ["gateway_http"],
+        "fields": {"match": list(DEDUPE_FIELDS)}, "cache": {"num_events": DEDUPE_CACHE_EVENTS},
+    }
+    if "by_path" in transforms:
+        transforms["by_path"]["inputs"] = ["dedupe_metrics"]
+        return record_inputs
+    return ["dedupe_metrics" if name == "gateway_http" else name for name in record_inputs]
+
+
 def render_vector_config(
     *, paths: Sequence[str], sinks: Sequence[Sink], buffer: BufferPlan, fleet_name: str = DEFAULT_FLEET_NAME
 ) -> dict[str, Any]:
@@ -609,6 +633,7 @@ def render_vector_config(
         routes = {_slug(p): f'.shunt_path == "{p}"' for p in paths}
         transforms["by_path"] = {"type": "route", "inputs": ["gateway_http"], "route": routes}
         record_inputs = [f"by_path.{name}" for name in routes]
+    record_inputs = _dedupe_metrics(transforms, record_inputs, paths)
     transforms["records"] = {
         "type": "remap",
         "inputs": record_inputs,
