@@ -151,8 +151,8 @@ def _without(rtype: str) -> dict:
     (None, [], "cannot read template"),
     ("{not json", [], "is not JSON"),
     ([1, 2], [], "is JSON but not an object"),
-    ({"Resources": {"X": {"Properties": {}}}}, [], "is not a CloudFormation template"),
-    ({"resource": {"aws_vpclattice_service": {}}}, [], "is not a CloudFormation template"),
+    ({"Resources": {"X": {"Properties": {}}}}, [], "is neither a CloudFormation template"),
+    ({"resource": {"aws_vpclattice_service": {}}}, [], "no aws_vpclattice_service resource"),
     (json.loads((SNAPSHOTS / "TelemetryAppAccount.json").read_text()), [], "no AWS::VpcLattice::Service"),
     (_without("AWS::VpcLattice::AuthPolicy"), [], "no auth policy on Lattice service"),
     (_without("AWS::VpcLattice::Rule"), [], "has no listener rules"),
@@ -222,3 +222,18 @@ def test_the_docs_example_prints_what_the_docs_show():
     result = prove(str(SNAPSHOTS / "TelemetryConcentrator.json"))
     assert result.exit_code == 0, result.output
     assert result.stdout == output_block
+
+
+def test_make_synth_proves_through_the_shipped_code_against_cdk_json(tmp_path):
+    """tools/synth_report.py: the same subject and proof as the command, with cdk.json's pushers (the intent)."""
+    from tools.synth_report import proof_lines
+
+    templates = {p.stem: p for p in sorted(SNAPSHOTS.glob("*.json"))}
+    assert proof_lines(templates) == [f"  PROVEN  {name}" for name in (
+        "nobody but listed pushers", "nothing but POST", NOTHING_OUTSIDE_ROUTES, ONLY_THROUGH_SERVICE_NETWORK,
+        "every pusher can POST to every route")]
+    broken = copy.deepcopy(CONCENTRATOR)
+    service_allow(broken)["Principal"]["AWS"].append("arn:aws:iam::111111111111:role/someone-else")
+    lines = proof_lines({**templates, "TelemetryConcentrator": Path(write(tmp_path, broken))})
+    assert lines[0].startswith("  VIOLATED  nobody but listed pushers  e.g. arn:aws:sts::111111111111:assumed-role/someone-else/")
+    assert lines[-1] == "FAILED"
