@@ -25,6 +25,7 @@ SERVICE = "aws_vpclattice_service"
 SERVICE_NETWORK = "aws_vpclattice_service_network"
 AUTH_POLICY = "aws_vpclattice_auth_policy"
 SERVICE_ASSOCIATION = "aws_vpclattice_service_network_service_association"
+LISTENER_RULE = "aws_vpclattice_listener_rule"
 
 _ARN_PREFIX = {SERVICE: "service/svc-", SERVICE_NETWORK: "servicenetwork/sn-"}
 # "${...}" not preceded by a second "$" ("$${" is Terraform's escape for a literal "${").
@@ -143,8 +144,30 @@ def lattice_policies(documents: list[Mapping[str, Any]], *, env: Environment = E
     )
 
 
+def routes_of_service(documents: list[Mapping[str, Any]], *, env: Environment = Environment(),
+                      service_address: str) -> list[str]:
+    """The exact paths the listener rules of ``service_address`` (``aws_vpclattice_service.<name>``) route,
+    in priority order."""
+    name = service_address.split(".", 1)[-1]
+    found: list[tuple[int, str]] = []
+    for document in documents:
+        r = TerraformResolver(document, env)
+        if name not in r.resources.get(SERVICE, {}):
+            continue
+        service_id = _normalise(r.arn(SERVICE, name))
+        for rule_name, props in r.resources.get(LISTENER_RULE, {}).items():
+            if _normalise(str(r.resolve(props.get("service_identifier", "")))) != service_id:
+                continue
+            match = (((props.get("match") or {}).get("http_match") or {}).get("path_match") or {}).get("match") or {}
+            if "exact" not in match:
+                raise ShuntError(f"listener rule {LISTENER_RULE}.{rule_name} matches path {match!r}, not an exact path; "
+                                 "name the routes with --route")
+            found.append((int(props.get("priority", 0)), str(r.resolve(match["exact"]))))
+    return [path for _, path in sorted(found)]
+
+
 def _normalise(identifier: str) -> str:
     return identifier.rsplit("/", 1)[-1]
 
 
-__all__ = ["TerraformResolver", "is_terraform_json", "lattice_policies"]
+__all__ = ["TerraformResolver", "is_terraform_json", "lattice_policies", "routes_of_service"]

@@ -6,8 +6,8 @@ input is reported the same way with or without the ``verify`` extra.
 Input flavours. A document is read as JSON and handed to the first :class:`Flavour` whose ``detect``
 accepts it; that flavour's ``extract`` finds the service's policies and its ``routes`` the paths its
 listener rules route, and :func:`proof_subject` makes a :class:`ProofSubject` of them. CloudFormation
-(a synthesized CDK template) is the one flavour today; Terraform JSON (``cdktf synth`` output) is added
-by appending a second :class:`Flavour` to :data:`FLAVOURS`, nothing else changes.
+(a synthesized CDK template) and Terraform JSON (the Terraform flavour's ``cdk.tf.json``) are the two
+flavours; another is added by appending a :class:`Flavour` to :data:`FLAVOURS`, nothing else changes.
 
 Expectations, when not given:
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from telemetry_shunt.core import tfjson
 from telemetry_shunt.core.routes import Pusher, Route
 from telemetry_shunt.core.template import Environment, LatticePolicies, Resolver, lattice_policies
 from telemetry_shunt.core.validation import ACCOUNT_ID, ACCOUNT_ROOT_ARN
@@ -190,8 +191,13 @@ def _extract_cloudformation(templates: Sequence[Mapping[str, Any]], env: Environ
 
 CLOUDFORMATION = Flavour("cloudformation", _is_cloudformation, _extract_cloudformation,
                          lambda docs, env, found: routes_of_service(docs, env, found.service_logical_id))
-#: Input flavours, tried in order; Terraform JSON (issue 9) is appended here.
-FLAVOURS: list[Flavour] = [CLOUDFORMATION]
+#: Terraform JSON (``cdk.tf.json`` from the Terraform flavour), references resolved like intrinsics.
+TERRAFORM = Flavour("terraform", tfjson.is_terraform_json,
+                    lambda docs, env, service: tfjson.lattice_policies(list(docs), env=env, service=service),
+                    lambda docs, env, found: tfjson.routes_of_service(list(docs), env=env,
+                                                                      service_address=found.service_logical_id))
+#: Input flavours, tried in order.
+FLAVOURS: list[Flavour] = [CLOUDFORMATION, TERRAFORM]
 
 
 def proof_subject(
@@ -211,8 +217,9 @@ def proof_subject(
     for path, doc in docs:
         flavour = next((f for f in (flavours or FLAVOURS) if f.detect(doc)), None)
         if flavour is None:
-            raise ShuntError(f"template {path!r} is not a CloudFormation template (no Resources section with typed "
-                             "resources); pass a synthesized template, e.g. cdk.out/TelemetryConcentrator.template.json")
+            raise ShuntError(f"template {path!r} is neither a CloudFormation template (no Resources section with typed "
+                             "resources) nor Terraform JSON (no resource section); pass a synthesized template, e.g. "
+                             "cdk.out/TelemetryConcentrator.template.json or cdktf.out/stacks/<stack>/cdk.tf.json")
         kinds.append(flavour)
     if len({f.name for f in kinds}) > 1:
         raise ShuntError(f"templates of different kinds ({', '.join(sorted({f.name for f in kinds}))}); prove one kind at a time")
@@ -250,5 +257,5 @@ def proof_subject(
     )
 
 
-__all__ = ["CLOUDFORMATION", "FLAVOURS", "Flavour", "ProofSubject", "proof_subject", "pushers_named_by", "read_document",
-           "routes_of_service"]
+__all__ = ["CLOUDFORMATION", "TERRAFORM", "FLAVOURS", "Flavour", "ProofSubject", "proof_subject", "pushers_named_by",
+           "read_document", "routes_of_service"]

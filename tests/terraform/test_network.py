@@ -19,42 +19,14 @@ from telemetry_shunt import constructs as cdk_flavour
 from telemetry_shunt.core import template as cfn
 from telemetry_shunt.core import tfjson
 from telemetry_shunt.core.evaluator import Request, evaluate
-from telemetry_shunt.core.gateway_ref import GatewayRef
-from telemetry_shunt.core.routes import Pusher, Route, default_routes
+from telemetry_shunt.core.routes import Pusher, Route
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import AppVpcAttachment, ConcentratorVpc, TelemetryGateway, TelemetryServiceNetwork
 from telemetry_shunt.terraform import _aws as aws
 from tests.cdk_support import new_app, template_of
-from tests.terraform.conftest import resources, synth
+from tests.terraform.conftest import AZS, PUSHERS, REF, ROUTES, resources, synth
 
 pytestmark = pytest.mark.xdist_group("terraform")
-
-PUSHERS = ["arn:aws:iam::111111111111:role/agent", "222222222222", "o-a1b2c3d4e5"]
-ROUTES = [*default_routes(), Route("/ingest/app-a"), Route("/v1/logs_raw", "otel")]
-AZS = ["us-east-1a", "us-east-1b"]
-REF = GatewayRef(service_arn="arn:aws:vpc-lattice:us-east-1:111111111111:service/svc-0123456789abcdef0",
-                 dns_name="telemetry-gateway-0123456789abcdef0.7d67968.vpc-lattice-svcs.us-east-1.on.aws",
-                 routes=tuple(ROUTES),
-                 service_network_arn="arn:aws:vpc-lattice:us-east-1:111111111111:servicenetwork/sn-0123456789abcdef0")
-
-
-def tf_app(outdir, **app_kwargs):
-    app = aws.App(outdir=str(outdir))
-    stack = aws.TerraformStack(app, "concentrator")
-    aws.AwsProvider(stack, "aws", region="us-east-1")
-    aws.LocalBackend(stack, path="terraform.concentrator.tfstate")
-    vpc = ConcentratorVpc(stack, "Vpc", availability_zones=AZS, vendor_egress=True, app_vpc_cidrs=["10.0.0.0/16"])
-    network = TelemetryServiceNetwork(stack, "Network", pushers=PUSHERS, share_with=["222222222222"])
-    gateway = TelemetryGateway(stack, "Gateway", vpc=vpc, service_network=network, routes=ROUTES)
-    gateway.add_ref_outputs()
-    app_stack = aws.TerraformStack(app, "app")
-    aws.AwsProvider(app_stack, "aws", region="us-east-1")
-    aws.LocalBackend(app_stack, path="terraform.app.tfstate")
-    AppVpcAttachment(app_stack, "Association", vpc_id="vpc-0123456789abcdef0", gateway=REF).grant_push("agent-role")
-    AppVpcAttachment(app_stack, "Endpoint", vpc_id="vpc-0fedcba9876543210", gateway=REF.to_json(), mode="endpoint",
-                     subnet_ids=["subnet-0a", "subnet-0b"])
-    return synth(app)
-
 
 def cdk_templates(outdir):
     app = new_app(outdir)
@@ -69,11 +41,6 @@ def cdk_templates(outdir):
     role = iam.Role(app_stack, "Agent", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"))
     cdk_flavour.AppVpcAttachment(app_stack, "Association", vpc=app_vpc, gateway=REF).grant_push(role)
     return template_of(stack), template_of(app_stack)
-
-
-@pytest.fixture(scope="module")
-def tf(tmp_path_factory):
-    return tf_app(tmp_path_factory.mktemp("tf"))
 
 
 @pytest.fixture(scope="module")
