@@ -8,6 +8,7 @@ with a blocking 1 GiB buffer and only the archive, so the two differ only by con
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 
@@ -429,6 +430,66 @@ def test_dashboard_shows_each_collector(synth):
     body = json.dumps(resources(synth["templates"]["Fleet"], "AWS::CloudWatch::Dashboard"))
     for text in ("vector collectors", "otel collectors", cc.METRIC_INGESTED, "EphemeralStorageUtilized"):
         assert text in body
+
+
+def published_collector_metrics(configs: dict) -> set[tuple[str, str, tuple[str, ...]]]:
+    """(namespace, metric, dimension names) each rendered config publishes, read from the configs as data."""
+    out = set()
+    vector = configs.get("vector")
+    if vector:
+        rename = vector["transforms"]["self_rename"]["source"]
+        names = set(re.findall(r'\.name = "(\w+)"', rename))
+        namespace = re.search(r'\.namespace = "([^"]+)"', rename).group(1)
+        dims = tuple(sorted(json.loads(re.search(r"\.tags = (\{.*\})", rename).group(1))))
+        assert vector["sinks"]["self_cloudwatch"]["inputs"] == ["self_rename"]
+        out |= {(namespace, n, dims) for n in names}
+    otel = configs.get("otel")
+    if otel:
+        emf = otel["exporters"]["awsemf/self"]
+        produced = {t["new_name"] for t in otel["processors"]["metricstransform/self"]["transforms"]}
+        for decl in emf["metric_declarations"]:
+            for n in produced:
+                if any(re.search(sel, n) for sel in decl["metric_name_selectors"]):
+                    out |= {(emf["namespace"], n, tuple(sorted(d))) for d in decl["dimensions"]}
+    return out
+
+
+def collector_metric_reads(template: dict) -> set[tuple[str, str, tuple[str, ...]]]:
+    """Every (namespace, metric, dimension names) in the collectors' namespace that an alarm, the dashboard or a
+    scaling policy of the template reads."""
+    reads = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("Namespace") == cc.METRICS_NAMESPACE and "MetricName" in node:
+                dims = tuple(sorted(d["Name"] for d in node.get("Dimensions", [])))
+                reads.add((node["Namespace"], node["MetricName"], dims))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(template["Resources"])
+    return reads
+
+
+def test_every_collector_metric_the_alarms_dashboard_and_scaling_read_is_published(synth):
+    published = published_collector_metrics(synth["fleet"].configs)
+    assert {m for _, m, _ in published} == set(cc.COLLECTOR_METRICS)
+    reads = collector_metric_reads(synth["templates"]["Fleet"])
+    alarm_and_scaling = {r for r in reads if r[2]}
+    assert {m for _, m, _ in alarm_and_scaling} >= {cc.METRIC_DROPPED, cc.METRIC_SINK_ERRORS, cc.METRIC_INGESTED}
+    assert alarm_and_scaling <= published, alarm_and_scaling - published
+    # The dashboard's graphs (a JSON body CloudFormation joins): the same metrics, per collector and fleet.
+    body = json.dumps(resources(synth["templates"]["Fleet"], "AWS::CloudWatch::Dashboard"))
+    q = r'\\"'
+    pattern = (f"{q}{re.escape(cc.METRICS_NAMESPACE)}{q},{q}(\\w+){q},{q}{cc.COLLECTOR_DIMENSION}{q},{q}(\\w+){q},"
+               f"{q}{cc.FLEET_DIMENSION}{q}")
+    graphed = set(re.findall(pattern, body))
+    assert graphed == {(m, k) for m in cc.COLLECTOR_METRICS for k in ("vector", "otel")}, graphed
+    dims = (cc.COLLECTOR_DIMENSION, cc.FLEET_DIMENSION)
+    assert all((cc.METRICS_NAMESPACE, m, tuple(sorted(dims))) in published for m, _ in graphed)
 
 
 def test_metric_methods_name_the_shared_namespace_and_dimension(synth):
