@@ -29,6 +29,9 @@ FLEET_TAG_KEY = "telemetry-shunt:fleet"
 HEARTBEAT_NAMESPACE = "TelemetryShunt/Agent"
 HEARTBEAT_METRIC = "Heartbeat"
 HEARTBEAT_PERIOD_SECONDS = 60
+# Published with each heartbeat ({AvailabilityZone} and {InstanceId}): seconds since the host's kill-switch
+# watcher last read the flag (a host that cannot read its kill switch cannot be killed through it).
+KILLSWITCH_READ_AGE_METRIC = "KillSwitchReadAgeSeconds"
 
 # --- Rollout state (DynamoDB) ------------------------------------------------------------------
 STATE_TABLE_PARTITION_KEY = "pk"

@@ -46,6 +46,7 @@ from telemetry_shunt.core.contract import (
     HEARTBEAT_NAMESPACE,
     HEARTBEAT_PERIOD_SECONDS,
     HEARTBEAT_VERSION_DIMENSION,
+    KILLSWITCH_READ_AGE_METRIC,
 )
 from telemetry_shunt.core.validation import is_token
 from telemetry_shunt.errors import ValidationError
@@ -61,6 +62,17 @@ STATE_DIR = "/var/lib/telemetry-shunt"
 RUN_DIR = "/run/telemetry-shunt"
 VERSION_FILE = f"{STATE_DIR}/agent-version"
 PREVIOUS_VERSION_FILE = f"{STATE_DIR}/agent-version.previous"
+# The zone the watcher learned from instance metadata (once; a host never changes zone).
+ZONE_FILE = f"{STATE_DIR}/availability-zone"
+# Epoch seconds of the watcher's last successful read of the flag (this boot); the heartbeat reports its age.
+LAST_READ_FILE = f"{RUN_DIR}/last-read"
+# Bounds on the watcher's external calls: one poll takes at most about IMDS + agent + 2 x systemctl seconds
+# (the IMDS call only until the zone is known), and the poll period does not stretch beyond that.
+WATCHER_IMDS_TIMEOUT_SECONDS = 2
+WATCHER_AGENT_TIMEOUT_SECONDS = 5
+WATCHER_SYSTEMCTL_TIMEOUT_SECONDS = 20
+# What the watcher accepts as an AZ name from instance metadata (us-east-1a, us-west-2-lax-1a, ...).
+ZONE_PATTERN = r"^[a-z]{2}(-[a-z0-9]+){2,6}$"
 
 # Agent versions travel through shell commands, S3 keys and CloudWatch dimensions: keep them plain.
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$"
@@ -164,6 +176,11 @@ def render_killswitch_watcher(config: HostConfig) -> str:
         "APPCONFIG_URL": config.appconfig_agent_url,
         "CONFIG_PATH": shlex.quote(appconfig_agent_path()),
         "POLL_SECONDS": str(config.poll_seconds),
+        "MIN_POLL_SECONDS": str(APPCONFIG_MIN_POLL_SECONDS),
+        "IMDS_TIMEOUT": str(WATCHER_IMDS_TIMEOUT_SECONDS),
+        "AGENT_TIMEOUT": str(WATCHER_AGENT_TIMEOUT_SECONDS),
+        "SYSTEMCTL_TIMEOUT": str(WATCHER_SYSTEMCTL_TIMEOUT_SECONDS),
+        "ZONE_REGEX": shlex.quote(ZONE_PATTERN),
         "BOOT_CACHE_MAX_AGE": str(config.boot_cache_max_age_seconds),
         "RUN_DIR": RUN_DIR,
         "STATE_DIR": STATE_DIR,
@@ -181,6 +198,8 @@ def render_heartbeat_script(config: HostConfig) -> str:
         "STATE_DIR": STATE_DIR,
         "NAMESPACE": shlex.quote(HEARTBEAT_NAMESPACE),
         "METRIC": shlex.quote(HEARTBEAT_METRIC),
+        "READ_AGE_METRIC": shlex.quote(KILLSWITCH_READ_AGE_METRIC),
+        "RUN_DIR": RUN_DIR,
         "AZ_DIM": HEARTBEAT_AZ_DIMENSION,
         "INSTANCE_DIM": HEARTBEAT_INSTANCE_DIMENSION,
         "VERSION_DIM": HEARTBEAT_VERSION_DIMENSION,
@@ -314,6 +333,8 @@ _VERSION_REF = "{{ " + AGENT_VERSION_PARAMETER + " }}"
 def _write_files_commands(files: Sequence[HostFile]) -> list[str]:
     lines = [f"install -d -m 0755 {STATE_DIR} {SYSTEMD_DIR} /usr/local/bin"]
     for f in files:
+        if _SSM_BRACES.search(f.content):  # SSM would read them as a parameter reference
+            raise AssertionError(f"{f.path} contains '{{{{' or '}}}}', which SSM documents cannot carry")
         encoded = base64.b64encode(f.content.encode()).decode()
         digest = hashlib.sha256(f.content.encode()).hexdigest()
         lines += [

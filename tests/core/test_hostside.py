@@ -33,6 +33,7 @@ from telemetry_shunt.core.contract import (
     HEARTBEAT_METRIC,
     HEARTBEAT_NAMESPACE,
     HEARTBEAT_VERSION_DIMENSION,
+    KILLSWITCH_READ_AGE_METRIC,
 )
 from telemetry_shunt.core.hostfiles import killswitch_rule
 from telemetry_shunt.core.killswitch import telemetry_enabled
@@ -90,11 +91,13 @@ def closed_port_url() -> str:
 
 
 SYSTEMCTL_STUB = """#!/usr/bin/env bash
-echo "systemctl $*" >> "$STUB_DIR/calls"
+# is-active prints the unit's state like systemctl (and is not recorded: the watcher asks on every poll).
 quiet=""; [ "${2:-}" = "--quiet" ] && quiet=1
 unit=${quiet:+$3}; unit=${unit:-${2:-}}
+[ "$1" = is-active ] || echo "systemctl $*" >> "$STUB_DIR/calls"
 case "$1" in
-  is-active) [ -e "$STUB_DIR/$unit.active" ] ;;
+  is-active) if [ -e "$STUB_DIR/$unit.active" ]; then state=active; else state=inactive; fi
+             [ -n "$quiet" ] || echo "$state"; [ "$state" = active ] ;;
   start|restart) touch "$STUB_DIR/$unit.active"; echo "noise on stdout" ;;
   stop) rm -f "$STUB_DIR/$unit.active" ;;
 esac
@@ -203,6 +206,10 @@ DECISION_CASES = [
     ({"telemetry": {"enabled": True}, "telemetry-us-east-1a": {}}, AZ),
     ({"telemetry": {"enabled": True}, "telemetry-us-east-1a": {"enabled": None}}, AZ),
     ({"telemetry": {"enabled": True}, "telemetry-us-east-1a": "off"}, AZ),
+    ({"telemetry": {"enabled": True, "reason": "x"}, "telemetry-us-east-1b": {"enabled": False}}, AZ),
+]
+# The rule without an AZ (the rollout engine's global view); the watcher always decides for its zone.
+GLOBAL_CASES = [
     ({"telemetry": {"enabled": True, "reason": "x"}, "telemetry-us-east-1a": {"enabled": False}}, None),
     ({"telemetry": {"enabled": False}}, None),
     ({"telemetry": {"enabled": True}}, None),
@@ -224,10 +231,10 @@ def test_one_decision_rule_for_the_host_and_python() -> None:
 
 
 @pytest.mark.parametrize(("flags", "az"), DECISION_CASES)
-def test_watcher_decides_like_telemetry_enabled(flags: dict, az: str | None, host: Host,
+def test_watcher_decides_like_telemetry_enabled(flags: dict, az: str, host: Host,
                                                 appconfig: FakeAppConfigAgent) -> None:
     appconfig.flags = flags
-    host.az = az  # None: no AZ override and no instance metadata, so only the global flag counts
+    host.az = az
     expected = "on" if telemetry_enabled(flags, az) else "off"
     assert host.check() == expected
     assert appconfig.requests == [PROFILE_PATH]
@@ -252,7 +259,7 @@ def test_embedded_decision_program_agrees_on_generated_flags(flags: dict, az: st
 
 def test_embedded_decision_program_matches_python_function() -> None:
     program = hostside.render_decide_program()
-    for flags, az in DECISION_CASES:
+    for flags, az in DECISION_CASES + GLOBAL_CASES:
         done = subprocess.run([PYTHON3, "-c", program, *RULE_ARGS, az or ""], input=json.dumps(flags), text=True,
                               capture_output=True, check=True)
         assert done.stdout.strip() == ("on" if telemetry_enabled(flags, az) else "off"), (flags, az)
@@ -267,7 +274,22 @@ def test_flag_on_starts_the_agent_once(host: Host) -> None:
     assert host.calls() == [f"systemctl start {SERVICE}"]
     host.clear_calls()
     assert host.check() == "on"
-    assert host.calls() == []  # edge-triggered: an operator's manual stop is not undone while the flag stays on
+    assert host.calls() == []  # already active: nothing to do
+    # Level-triggered: an agent that stopped behind the watcher's back is started again while the flag is on
+    # (to keep it stopped, an operator runs the stop document, which stops the watcher first).
+    host.set_agent_running(False)
+    assert host.check() == "on"
+    assert host.agent_running()
+
+
+def test_unknown_zone_never_decides_on_the_global_flag_alone(host: Host, appconfig: FakeAppConfigAgent) -> None:
+    """No AZ override and instance metadata unreachable at first boot: fail closed, not "global flag only"."""
+    host.az = None
+    appconfig.flags = {"telemetry": {"enabled": True}, "telemetry-us-east-1a": {"enabled": False}}
+    assert host.check() == "off"
+    assert not host.agent_running()
+    assert "reason=imds-unavailable" in host.last_stderr
+    assert appconfig.requests == []
 
 
 def test_global_off_stops_a_running_agent(host: Host, appconfig: FakeAppConfigAgent) -> None:
@@ -396,7 +418,7 @@ def _wait_until(condition, timeout: float = 15.0) -> bool:
 
 def test_watcher_loop_keeps_checking_while_running(host: Host, appconfig: FakeAppConfigAgent) -> None:
     """The service mode: poll, stop on a kill, start again when released (poll interval shortened for the test)."""
-    env = {**host.env(), "TELEMETRY_SHUNT_POLL_SECONDS": "1"}
+    env = {**host.env(), "TELEMETRY_SHUNT_TEST_POLL_SECONDS": "1"}
     proc = subprocess.Popen(["bash", str(host.watcher)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -432,13 +454,40 @@ def test_heartbeat_publishes_both_dimension_sets(host: Host) -> None:
     assert args["--namespace"] == HEARTBEAT_NAMESPACE
     assert args["--region"] == "us-east-1"
     data = json.loads(args["--metric-data"])
-    assert {d["MetricName"] for d in data} == {HEARTBEAT_METRIC}
-    assert [d["Dimensions"] for d in data] == [
+    heartbeats = [d for d in data if d["MetricName"] == HEARTBEAT_METRIC]
+    assert [d["Dimensions"] for d in heartbeats] == [
         [{"Name": HEARTBEAT_AZ_DIMENSION, "Value": AZ}],
         [{"Name": HEARTBEAT_INSTANCE_DIMENSION, "Value": "i-0123456789abcdef0"},
          {"Name": HEARTBEAT_VERSION_DIMENSION, "Value": "1.300032.2b361"}],
     ]
-    assert all(d["Value"] == 1 and d["Unit"] == "Count" for d in data)
+    assert all(d["Value"] == 1 and d["Unit"] == "Count" for d in heartbeats)
+    ages = [d for d in data if d["MetricName"] == KILLSWITCH_READ_AGE_METRIC]
+    assert [d["Dimensions"] for d in ages] == [[{"Name": HEARTBEAT_AZ_DIMENSION, "Value": AZ}],
+                                               [{"Name": HEARTBEAT_INSTANCE_DIMENSION, "Value": "i-0123456789abcdef0"}]]
+    assert all(d["Unit"] == "Seconds" and d["Value"] >= 0 for d in ages)
+    assert len(data) == 4
+
+
+def test_heartbeat_reports_how_stale_the_last_kill_switch_read_is(host: Host) -> None:
+    host.set_agent_running(True)
+    host.run_dir.mkdir()
+    (host.run_dir / "last-read").write_text(f"{int(time.time()) - 3600}\n")  # an hour ago
+    subprocess.run(["bash", str(host.heartbeat)], env=host.env(), check=True, capture_output=True, timeout=30)
+    call = json.loads((host.stub / "aws-calls").read_text())
+    data = json.loads(call[call.index("--metric-data") + 1])
+    ages = {d["Value"] for d in data if d["MetricName"] == KILLSWITCH_READ_AGE_METRIC}
+    assert len(ages) == 1 and 3600 <= ages.pop() < 3600 + 300
+
+
+def test_watcher_records_its_last_successful_read(host: Host, appconfig: FakeAppConfigAgent) -> None:
+    before = int(time.time())
+    assert host.check() == "on"
+    stamp = int((host.run_dir / "last-read").read_text())
+    assert before <= stamp <= int(time.time())
+    host.appconfig_url = closed_port_url()
+    (host.run_dir / "last-read").write_text("12345\n")
+    host.check()
+    assert (host.run_dir / "last-read").read_text() == "12345\n"  # a failed read does not refresh it
 
 
 def test_heartbeat_is_silent_while_the_agent_is_stopped(host: Host) -> None:
