@@ -753,6 +753,19 @@ def _reaches_sink(graph: Mapping[str, list[str]], start: str, sinks: Iterable[st
     return False
 
 
+def _reaches(graph: Mapping[str, list[str]], start: str, target: str) -> bool:
+    """True when ``target`` reads, directly or through other transforms, from ``start``."""
+    stack, seen = list(graph.get(target, [])), set()
+    while stack:
+        node = stack.pop()
+        if node == start:
+            return True
+        if node not in seen:
+            seen.add(node)
+            stack.extend(graph.get(node, []))
+    return False
+
+
 def _is_loopback(address: str) -> bool:
     return address.startswith(_LOOPBACK)
 
@@ -778,19 +791,6 @@ def check_vector_config(config: Mapping[str, Any], *, paths: Sequence[str], ephe
                 served = any(
                     t.get("type") == "route" and _reaches(graph, name, t_name) and f'"{path}"' in " ".join(t["route"].values())
                     for t_name, t in transforms.items()
-def _reaches(graph: Mapping[str, list[str]], start: str, target: str) -> bool:
-    """True when ``target`` reads, directly or through other transforms, from ``start``."""
-    stack, seen = list(graph.get(target, [])), set()
-    while stack:
-        node = stack.pop()
-        if node == start:
-            return True
-        if node not in seen:
-            seen.add(node)
-            stack.extend(graph.get(node, []))
-    return False
-
-
                 )
         if not served:
             problems.append(f"route {path!r} has no source")
@@ -938,6 +938,7 @@ def render_otel_config(
         "extensions": {
             "health_check": {"endpoint": f"0.0.0.0:{contract.OTEL_HEALTH_PORT}", "path": contract.OTEL_HEALTH_PATH},
             "file_storage": {
+                # The task volume is mounted here, so the directory exists (no create_directory needed).
                 "directory": BUFFER_DIRECTORY["otel"],
                 "timeout": "1s",
                 "fsync": True,
@@ -962,7 +963,6 @@ def render_otel_config(
             "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
             "batch": {"send_batch_size": 1024, "send_batch_max_size": OTEL_BATCH_MAX_ITEMS, "timeout": "1s"},
             "metricstransform/self": {"transforms": transforms},
-                # The task volume is mounted here, so the directory exists (no create_directory needed).
             "attributes/self": {
                 "actions": [
                     {"key": COLLECTOR_DIMENSION, "value": "otel", "action": "upsert"},
