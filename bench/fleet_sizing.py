@@ -29,8 +29,30 @@ HOURS_PER_MONTH = 730
 
 
 def outage_hours(ephemeral_gib: int, events_per_second_per_task: float, sinks: int = 2) -> float:
-    plan_bytes = cc.usable_buffer_bytes(ephemeral_gib) // sinks
-    return plan_bytes / (events_per_second_per_task * RECORD_BYTES_ON_DISK) / 3600
+    """Vector: the vendor sink's disk buffer (one per sink) at a given ingest rate."""
+    plan = cc.plan_buffers("vector", _sinks(sinks), ephemeral_storage_gib=ephemeral_gib)
+    return plan.queue_bytes / (events_per_second_per_task * RECORD_BYTES_ON_DISK) / 3600
+
+
+def otel_outage_hours(ephemeral_gib: int, items_per_second_per_signal: float, sinks: int = 2, signals: int = 3) -> float:
+    """The collector: one signal's vendor queue (a queue per exporter per signal) at a given rate of that signal."""
+    plan = cc.plan_buffers("otel", _sinks(sinks), ephemeral_storage_gib=ephemeral_gib, queues_per_sink=signals)
+    return plan.queue_bytes / (items_per_second_per_signal * RECORD_BYTES_ON_DISK) / 3600
+
+
+def otel_disk_ratio(ephemeral_gib: int, sinks: int = 2, signals: int = 3) -> tuple[float, float]:
+    """Worst-case disk of the collector's queues over the usable storage: (old plan, this plan).
+
+    The old plan gave each sink's queue the whole per-sink budget, counted once, while the collector opens
+    one queue per exporter per signal: ``signals`` times the budget, without compaction headroom."""
+    usable = cc.usable_buffer_bytes(ephemeral_gib)
+    old = signals * sinks * (usable // sinks)
+    plan = cc.plan_buffers("otel", _sinks(sinks), ephemeral_storage_gib=ephemeral_gib, queues_per_sink=signals)
+    return old / usable, plan.disk_bytes / usable
+
+
+def _sinks(n: int) -> list:
+    return [cc.S3ArchiveSink(prefix=f"p{i}/", name=f"sink{i}") for i in range(n)]
 
 
 def monthly_cost(events_per_second: float, *, vector_tasks: int, otel_tasks: int, ephemeral_gib: int = 50,
@@ -57,9 +79,17 @@ def monthly_cost(events_per_second: float, *, vector_tasks: int, otel_tasks: int
 
 
 if __name__ == "__main__":
-    print("hours of vendor outage one task's vendor buffer absorbs (2 sinks, 400 B/record):")
+    print("Vector: hours of vendor outage one task's vendor disk buffer absorbs (2 sinks, 400 B/record):")
     for gib in (20, 50, 100, 200):
+        plan = cc.plan_buffers("vector", _sinks(2), ephemeral_storage_gib=gib)
         row = [f"{outage_hours(gib, rate):7.1f}" for rate in (1_000, 5_000, 10_000)]
-        print(f"  {gib:3d} GiB  per-sink {cc.usable_buffer_bytes(gib) / 2 / cc.GIB:5.1f} GiB  1k/s 5k/s 10k/s:", *row)
+        print(f"  {gib:3d} GiB  buffer per sink {plan.queue_bytes / cc.GIB:6.2f} GiB  1k/s 5k/s 10k/s:", *row)
+    print("OTel collector: 2 sinks x 3 signals = 6 persistent queues + compaction headroom:")
+    for gib in (20, 50, 100, 200):
+        plan = cc.plan_buffers("otel", _sinks(2), ephemeral_storage_gib=gib, queues_per_sink=3)
+        old, new = otel_disk_ratio(gib)
+        row = [f"{otel_outage_hours(gib, rate):7.1f}" for rate in (1_000, 5_000, 10_000)]
+        print(f"  {gib:3d} GiB  queue {plan.queue_bytes / cc.GIB:6.2f} GiB  worst-case disk / usable: old plan "
+              f"{old:4.2f}x, this plan {new:5.3f}x  hours at 1k/s 5k/s 10k/s per signal:", *row)
     cost = monthly_cost(20_000, vector_tasks=4, otel_tasks=2)
     print({k: round(v, 4) for k, v in cost.items()})

@@ -7,7 +7,9 @@
     docker run --rm -e VENDOR_API_KEY=x -e ARCHIVE_BUCKET=b -e AWS_REGION=us-east-1 \\
         -e COLLECTOR_METRICS_LOG_GROUP=g -v /tmp/configs:/c <collector image> validate --config=/c/otel.yaml
 
-It also times rendering, which the construct does once per collector at synth time.
+It also checks each config against the pinned releases' option reference (tests/reference/collectors.json,
+tools/collector_reference.py) and times rendering and the check, which the suite runs on every combination,
+as ratios against a JSON round trip of the same config timed in the same run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from telemetry_shunt.core import collectors as cc
 from telemetry_shunt.core import contract
 from telemetry_shunt.core.images import IMAGES
+from tools import collector_reference as cr
 
 
 def main() -> None:
@@ -33,14 +36,27 @@ def main() -> None:
     ]
     paths = {"vector": [contract.METRICS_PATH], "otel": list(contract.OTLP_PATHS)}
     args.out.mkdir(parents=True, exist_ok=True)
+    reference = cr.load_reference()
     for kind, name in (("vector", "vector.json"), ("otel", "otel.yaml")):
-        start = time.perf_counter()
-        for _ in range(100):
-            config = cc.render_config(kind, paths=paths[kind], sinks=sinks, ephemeral_storage_gib=args.ephemeral_storage_gib)
-        per_render_ms = (time.perf_counter() - start) * 10
+        config = cc.render_config(kind, paths=paths[kind], sinks=sinks, ephemeral_storage_gib=args.ephemeral_storage_gib)
+        baseline = _per_call(lambda c=config: json.loads(json.dumps(c)))
+        render = _per_call(lambda k=kind: cc.render_config(
+            k, paths=paths[k], sinks=sinks, ephemeral_storage_gib=args.ephemeral_storage_gib))
+        check = _per_call(lambda k=kind, c=config: cr.check_config(k, c, reference))
+        problems = cr.check_config(kind, config, reference)
         (args.out / name).write_text(json.dumps(config, indent=2))  # JSON is valid YAML for the collector
-        print(f"{kind}: {args.out / name} ({IMAGES[kind]}), render {per_render_ms:.2f} ms")
+        print(f"{kind}: {args.out / name} ({IMAGES[kind]}); reference check: {len(problems)} problem(s); "
+              f"render {render / baseline:.1f}x and check {check / baseline:.1f}x a JSON round trip "
+              f"({baseline * 1e6:.0f} us)")
+        for problem in problems:
+            print("  ", problem)
 
+
+def _per_call(fn, repeat: int = 50) -> float:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
 
 if __name__ == "__main__":
     main()
