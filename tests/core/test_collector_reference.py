@@ -259,3 +259,18 @@ def test_reference_file_is_the_generators_output_format():
     # Sorted, indented JSON with a trailing newline: regenerating an unchanged source gives no diff.
     text = cr.REFERENCE_PATH.read_text()
     assert text == json.dumps(json.loads(text), indent=1, sort_keys=True) + "\n"
+
+
+@pytest.mark.parametrize("doc", ["buffer-fleet.md", "sizing.md"])
+def test_the_docs_runnable_examples_run(doc, capsys):
+    """docs/buffer-fleet.md and docs/sizing.md mark their complete programs with a ``# runnable`` line."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / doc).read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# runnable")]
+    assert blocks
+    for code in blocks:
+        exec(compile(code, f"<{doc}>", "exec"), {"__name__": "__doc_example__"})
+    out = capsys.readouterr().out
+    assert ("unknown option" in out) if doc == "buffer-fleet.md" else ("5.57 GiB per queue" in out)
