@@ -12,9 +12,10 @@ import click
 
 from telemetry_shunt.cli.common import EXIT_NOT_PROVEN, cli_boundary, output_option, progress, render
 from telemetry_shunt.core.evaluator import Request, evaluate
-from telemetry_shunt.core.template import Environment, lattice_policies, load_template
+from telemetry_shunt.core.template import Environment
 from telemetry_shunt.core.validation import PARTITIONS
 from telemetry_shunt.errors import ShuntError
+from telemetry_shunt.verify.subject import service_policies
 
 
 @click.group()
@@ -34,7 +35,8 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 @policy.command("check")
 @click.option("--template", "templates", multiple=True, required=True, type=click.Path(path_type=Path),
-              help="Synthesized template(s), e.g. cdk.out/TelemetryConcentrator.template.json (repeatable).")
+              help="Synthesized template(s), e.g. cdk.out/TelemetryConcentrator.template.json, or the Terraform "
+                   "flavour's cdk.tf.json (repeatable).")
 @click.option("--principal", required=True,
               help="Caller: role ARN, assumed-role session ARN, user ARN, account root ARN, or 'anonymous'.")
 @click.option("--method", required=True, help="HTTP method, e.g. POST.")
@@ -66,7 +68,7 @@ def check(templates: tuple[Path, ...], principal: str, method: str, path: str, o
         --method POST --path /metrics
     """
     env = Environment(partition=partition, region=region, account=account)
-    found = lattice_policies([load_template(t) for t in templates], env=env, service=service)
+    found = service_policies(templates, env=env, service=service)
     identity = None
     if identity_policy is not None:
         try:

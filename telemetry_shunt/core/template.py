@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from telemetry_shunt.errors import ShuntError
@@ -130,22 +129,6 @@ class Resolver:
         return re.sub(r"\$\{([^}]+)\}", repl, text)
 
 
-def load_template(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ShuntError(f"cannot read template {str(path)!r}: {exc.strerror}; run 'make synth' to produce cdk.out/") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ShuntError(f"template {str(path)!r} is not JSON ({exc.msg} at line {exc.lineno}); "
-                         "pass a synthesized template from cdk.out/") from None
-    if not isinstance(data, dict) or "Resources" not in data:
-        raise ShuntError(f"template {str(path)!r} has no Resources section; pass a synthesized CloudFormation template")
-    return data
-
-
 def lattice_policies(
     templates: list[Mapping[str, Any]], *, env: Environment = Environment(), service: str | None = None
 ) -> LatticePolicies:
@@ -205,4 +188,4 @@ def _normalise(identifier: str) -> str:
     return identifier.rsplit("/", 1)[-1]
 
 
-__all__ = ["Environment", "LatticePolicies", "Resolver", "lattice_policies", "load_template"]
+__all__ = ["Environment", "LatticePolicies", "Resolver", "lattice_policies"]

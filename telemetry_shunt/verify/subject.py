@@ -200,16 +200,9 @@ TERRAFORM = Flavour("terraform", tfjson.is_terraform_json,
 FLAVOURS: list[Flavour] = [CLOUDFORMATION, TERRAFORM]
 
 
-def proof_subject(
-    paths: Sequence[str | Path],
-    *,
-    pushers: Sequence[str] | None = None,
-    routes: Sequence[str] | None = None,
-    env: Environment = Environment(),
-    service: str | None = None,
-    flavours: Sequence[Flavour] | None = None,
-) -> ProofSubject:
-    """Read the templates at ``paths`` and say what to prove; :class:`ShuntError` (one line) on bad input."""
+def read_documents(paths: Sequence[str | Path], *,
+                   flavours: Sequence[Flavour] | None = None) -> tuple[list[dict[str, Any]], Flavour]:
+    """Read ``paths`` (all of one flavour: CloudFormation templates or Terraform JSON) and say which flavour."""
     if not paths:
         raise ShuntError("no templates: pass one or more synthesized templates, e.g. cdk.out/*.template.json")
     docs = [(str(p), read_document(p)) for p in paths]
@@ -223,12 +216,31 @@ def proof_subject(
         kinds.append(flavour)
     if len({f.name for f in kinds}) > 1:
         raise ShuntError(f"templates of different kinds ({', '.join(sorted({f.name for f in kinds}))}); prove one kind at a time")
-    flavour = kinds[0]
+    return [d for _, d in docs], kinds[0]
+
+
+def service_policies(paths: Sequence[str | Path], *, env: Environment = Environment(),
+                     service: str | None = None) -> LatticePolicies:
+    """The Lattice service's policies in the documents at ``paths``, CloudFormation or Terraform JSON."""
+    documents, flavour = read_documents(paths)
+    return flavour.extract(documents, env, service)
+
+
+def proof_subject(
+    paths: Sequence[str | Path],
+    *,
+    pushers: Sequence[str] | None = None,
+    routes: Sequence[str] | None = None,
+    env: Environment = Environment(),
+    service: str | None = None,
+    flavours: Sequence[Flavour] | None = None,
+) -> ProofSubject:
+    """Read the templates at ``paths`` and say what to prove; :class:`ShuntError` (one line) on bad input."""
+    documents, flavour = read_documents(paths, flavours=flavours)
     for p in pushers or ():
         Pusher.parse(p)  # a bad --pusher is named now, not deep in the proof
     for path in routes or ():
         Route(path)
-    documents = [d for _, d in docs]
     try:
         policies = flavour.extract(documents, env, service)
         if policies.service_policy is None:
@@ -242,7 +254,7 @@ def proof_subject(
     except ShuntError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise ShuntError(f"the {flavour.name} template(s) {', '.join(p for p, _ in docs)} are malformed "
+        raise ShuntError(f"the {flavour.name} template(s) {', '.join(str(p) for p in paths)} are malformed "
                          f"({type(exc).__name__}: {exc}); pass templates as synthesized, unedited") from None
     if not expected_routes:
         raise ShuntError(f"Lattice service {policies.service_logical_id} has no listener rules in the template(s); "
@@ -258,4 +270,4 @@ def proof_subject(
 
 
 __all__ = ["CLOUDFORMATION", "TERRAFORM", "FLAVOURS", "Flavour", "ProofSubject", "proof_subject", "pushers_named_by",
-           "read_document", "routes_of_service"]
+           "read_document", "read_documents", "routes_of_service", "service_policies"]

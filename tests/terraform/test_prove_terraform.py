@@ -84,3 +84,17 @@ def test_an_allowed_path_no_terraform_rule_routes_is_found(tmp_path, tf):
     assert result.exit_code == EXIT_NOT_PROVEN
     failed = [r for r in report["invariants"] if r["result"] != "PROVEN"]
     assert len(failed) == 1 and failed[0]["witness"]["path"] == "/v1/logs" and replay(broken, failed[0]["witness"])
+
+
+@pytest.mark.parametrize("principal, method, path, verdict", [
+    ("arn:aws:sts::111111111111:assumed-role/agent/i-0abc", "POST", "/ingest/app-a", "ALLOW"),
+    ("arn:aws:sts::111111111111:assumed-role/agent/i-0abc", "GET", "/metrics", "DENY"),
+    ("arn:aws:iam::444444444444:role/stranger", "POST", "/metrics", "DENY"),
+])
+def test_policy_check_reads_terraform_json(tmp_path, tf, principal, method, path, verdict):
+    target = tmp_path / "cdk.tf.json"
+    target.write_text(json.dumps(tf["concentrator"]))
+    result = CliRunner().invoke(cli, ["policy", "check", "--template", str(target), "--principal", principal,
+                                      "--method", method, "--path", path, "--output", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["decision"] == verdict
