@@ -93,6 +93,8 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
             availability_zones=agent_azs,
             agent=AgentSource.adot_collector(),
             fleet=_agent_fleet(app),
+            # The ADOT configuration pushes to this gateway (its routes, DNS name; the hosts' Region).
+            gateway=concentrator.gateway_ref,
         )
     return stacks
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack, Token
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -26,7 +26,9 @@ from constructs import Construct, IConstruct
 
 from telemetry_shunt.constructs._nag import acknowledge
 from telemetry_shunt.constructs.kill_switch import KillSwitch
+from telemetry_shunt.core import agent_config as agent_config_module
 from telemetry_shunt.core import hostside, validation
+from telemetry_shunt.core.agent_files import AgentConfigFile, AgentDataPath
 from telemetry_shunt.core.contract import (
     AGENT_ACTIONS,
     DEFAULT_RESOURCE_PREFIX,
@@ -43,6 +45,8 @@ from telemetry_shunt.core.contract import (
     agent_package_name,
     heartbeat_alarm_name,
 )
+from telemetry_shunt.core.gateway_ref import GatewayRef
+from telemetry_shunt.core.host_budgets import AgentBudgets
 from telemetry_shunt.errors import ValidationError
 
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
@@ -130,6 +134,13 @@ class AgentRolloutSupport(Construct):
     :param boot_cache_max_age: at boot with AppConfig unreachable, hosts may use a last-known-good decision up
         to this old. Default 0: fail closed, the agent stays stopped until the flag is read.
     :param heartbeat_missing_minutes: minutes without any heartbeat from an AZ before its alarm fires. Default 3.
+    :param gateway: the gateway the agents push to (the concentrator's :class:`GatewayRef`). With the ADOT
+        collector the documents install its configuration for this gateway (``core/agent_config``). Default:
+        none; the agent keeps its own configuration (ADOT's default sends nothing to the gateway: a warning).
+    :param budgets: CPU, memory, disk I/O, niceness and Lattice bandwidth the agent may use on each host, and
+        ADOT's queue sizes (:class:`AgentBudgets`); applied to whatever agent. Default ``AgentBudgets()``.
+    :param agent_config: your agent's own configuration file (:class:`AgentConfigFile`), validated on each
+        host before it replaces the running one. Default: none (ADOT with ``gateway``: the rendered one).
     """
 
     def __init__(
@@ -145,6 +156,9 @@ class AgentRolloutSupport(Construct):
         table_name: str = DEFAULT_STATE_TABLE_NAME,
         boot_cache_max_age: Duration = Duration.seconds(0),
         heartbeat_missing_minutes: int = 3,
+        gateway: GatewayRef | None = None,
+        budgets: AgentBudgets | None = None,
+        agent_config: AgentConfigFile | None = None,
     ) -> None:
         super().__init__(scope, id)
         if not _PREFIX.match(prefix):
@@ -158,6 +172,8 @@ class AgentRolloutSupport(Construct):
         self.agent = agent
         self.fleet = fleet
         self.prefix = prefix
+        self.budgets = budgets or AgentBudgets()
+        self.data_path = self._data_path(agent, gateway, agent_config)
         self.host_config = hostside.HostConfig(
             agent_service=agent.service,
             poll_seconds=int(kill_switch.poll_interval.to_seconds()),
@@ -166,7 +182,8 @@ class AgentRolloutSupport(Construct):
 
         self.documents: dict[str, ssm.CfnDocument] = {}
         for action in AGENT_ACTIONS:
-            content = hostside.agent_document(action, agent=agent.package, config=self.host_config)
+            content = hostside.agent_document(action, agent=agent.package, config=self.host_config,
+                                              data_path=self.data_path)
             self.documents[action] = ssm.CfnDocument(
                 self, f"{action.capitalize()}Document",
                 name=agent_document_name(action, prefix), document_type="Command", document_format="JSON",
@@ -209,6 +226,24 @@ class AgentRolloutSupport(Construct):
             max_session_duration=Duration.hours(1),
         )
         self.grant_operate(self.operator_role)
+
+    def _data_path(self, agent: AgentSource, gateway: GatewayRef | None,
+                   agent_config: AgentConfigFile | None) -> AgentDataPath:
+        if agent_config is not None:
+            return AgentDataPath.for_file(agent_service=agent.service, file=agent_config, budgets=self.budgets)
+        is_adot = agent.service == agent_config_module.ADOT_SERVICE
+        if gateway is not None:
+            if not is_adot:
+                raise ValidationError(f"the documents configure only the ADOT collector for a gateway; agent "
+                                      f"{agent.service!r} needs agent_config=AgentConfigFile(...) with its own config")
+            # Lattice is regional: hosts sign for their own Region when the gateway's is a deploy-time token.
+            return AgentDataPath.adot(gateway, self.budgets, region=None if gateway.region else Stack.of(self).region)
+        if is_adot:
+            Annotations.of(self).add_warning_v2(
+                "telemetry-shunt:adot-without-gateway",
+                "ADOT collector without gateway=: the documents leave its default configuration, which sends "
+                "nothing to the telemetry gateway; pass the concentrator's GatewayRef")
+        return AgentDataPath.budgets_only(agent_service=agent.service, budgets=self.budgets)
 
     # --- metrics ---------------------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from constructs import Construct
 
 from telemetry_shunt.constructs.agent_rollout_support import AgentRolloutSupport, AgentSource
 from telemetry_shunt.constructs.kill_switch import KillSwitch
+from telemetry_shunt.core.gateway_ref import GatewayRef
+from telemetry_shunt.core.host_budgets import AgentBudgets
 from telemetry_shunt.core.hostside import DistributorPackage
 
 
@@ -25,6 +27,9 @@ class AgentControlStack(Stack):
         reading the kill switch, publishing heartbeats and (for S3 artifacts) reading the artifact.
         Default: none (call ``stack.rollout.grant_host(role)`` yourself).
     :param poll_interval: how often hosts read the kill switch (at least 15 s). Default 45 s.
+    :param gateway: the gateway the agents push to (the concentrator's GatewayRef); the ADOT collector's
+        configuration is rendered for it. Default: none.
+    :param budgets: the agent's host budgets. Default ``AgentBudgets()``.
     """
 
     def __init__(
@@ -38,13 +43,16 @@ class AgentControlStack(Stack):
         operator_principal: iam.IPrincipal | None = None,
         host_role_arn: str | None = None,
         poll_interval: Duration = Duration.seconds(45),
+        gateway: GatewayRef | None = None,
+        budgets: AgentBudgets | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
         self.kill_switch = KillSwitch(self, "KillSwitch", availability_zones=availability_zones,
                                       poll_interval=poll_interval)
         self.rollout = AgentRolloutSupport(self, "AgentRollout", kill_switch=self.kill_switch, agent=agent,
-                                           fleet=fleet, operator_principal=operator_principal)
+                                           fleet=fleet, operator_principal=operator_principal, gateway=gateway,
+                                           budgets=budgets)
         if host_role_arn is not None:
             self.rollout.grant_host(iam.Role.from_role_arn(self, "HostRole", host_role_arn))
         CfnOutput(self, "KillSwitchApplicationId", value=self.kill_switch.application_id)
