@@ -326,12 +326,16 @@ class BufferPolicy:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "when_full", _full_policy(self.when_full))
-        if self.max_bytes is not None and (not isinstance(self.max_bytes, int) or self.max_bytes <= 0):
+        if self.max_bytes is not None and (
+            not isinstance(self.max_bytes, int) or isinstance(self.max_bytes, bool) or self.max_bytes <= 0
+        ):
             raise ValidationError(f"buffer max_bytes must be a positive whole number of bytes, got {self.max_bytes!r}")
 
     @staticmethod
     def mib(size_mib: int, when_full: FullPolicy | str = FullPolicy.DROP_NEWEST) -> BufferPolicy:
-        return BufferPolicy(max_bytes=int(size_mib) * MIB, when_full=_full_policy(when_full))
+        if not isinstance(size_mib, int) or isinstance(size_mib, bool) or size_mib <= 0:
+            raise ValidationError(f"buffer size {size_mib!r} MiB must be a positive whole number of MiB")
+        return BufferPolicy(max_bytes=size_mib * MIB, when_full=_full_policy(when_full))
 
 
 @dataclass(frozen=True)

@@ -594,6 +594,11 @@ def test_sink_classes_validate_on_construction():
         cc.SecretEnv("VENDOR_KEY\n")
     with pytest.raises(ValidationError, match="compression"):
         cc.OtlpHttpSink(endpoint="https://v.example", compression="br")
+    with pytest.raises(ValidationError, match="max_bytes must be a positive whole number"):
+        cc.BufferPolicy(max_bytes=True)
+    for size in (1.5, True, 0, "512"):
+        with pytest.raises(ValidationError, match="must be a positive whole number of MiB"):
+            cc.BufferPolicy.mib(size)
 
 
 _header_names = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True).filter(
