@@ -12,12 +12,7 @@ from aws_cdk import App, Duration, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Capture, Match, Template
 
-from telemetry_shunt.constructs.kill_switch import (
-    FLAG_KEY_PATTERN,
-    KillSwitch,
-    feature_flags_content,
-    region_of_az,
-)
+from telemetry_shunt.constructs.kill_switch import KillSwitch
 from telemetry_shunt.core.contract import (
     APPCONFIG_APPLICATION,
     APPCONFIG_ENVIRONMENT,
@@ -25,7 +20,7 @@ from telemetry_shunt.core.contract import (
     GLOBAL_FLAG,
     kill_switch_strategy_name,
 )
-from telemetry_shunt.core.killswitch import telemetry_enabled
+from telemetry_shunt.core.killswitch import FLAG_KEY_PATTERN, feature_flags_content, region_of_az, telemetry_enabled
 from telemetry_shunt.errors import ValidationError
 from tools.cdkcheck import lint_template, synth_with_nag
 
