@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telemetry_shunt.client import _options as check
+from telemetry_shunt.client._aggregate import GAUGE, HISTOGRAM, SUM, fold
 from telemetry_shunt.client._breaker import CircuitBreaker
-from telemetry_shunt.client._encoding import compress, encode_records
+from telemetry_shunt.client._encoding import compress, encode_aggregates, encode_records
 from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout
 from telemetry_shunt.client._killswitch import FlagPoller, KillSwitchSource, ScheduleClock, SystemScheduleClock
 from telemetry_shunt.core.contract import BATCH_ID_HEADER, METRICS_CONTENT_TYPE, METRICS_PATH
@@ -31,7 +32,8 @@ logger = logging.getLogger("telemetry_shunt.client")
 
 # Why data was dropped. Every record emitted ends up sent, queued or counted under one of these.
 DROP_REASONS = (
-    "buffer_full",  # the buffer was full: the oldest record made room for a new one
+    "buffer_full",  # the buffer was full: the oldest record (or aggregate batch) made room for a new one
+    "cardinality",  # count/gauge/distribution: a new series when max_series were live this interval
     "disabled",  # the kill switch was off (emitted while off, or buffered when it turned off)
     "config_error",  # sending stopped on a configuration error (403, 404, no credentials, ...)
     "invalid",  # the value was not a finite number, or the name not a non-empty string
@@ -62,8 +64,11 @@ CLOSED = "closed"
 _time = time.time
 _monotonic = time.monotonic
 _DISCARD = collections.deque(maxlen=0).append
-# The worker wakes this often to see whether a full batch is waiting.
+# The worker wakes this often to see whether a full batch is waiting and to fold aggregates ...
 _POLL_SECONDS = 0.1
+# ... and this often while aggregate records arrive fast (more than _BUSY_FOLD in the last fold).
+_BUSY_POLL_SECONDS = 0.01
+_BUSY_FOLD = 1000
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
 # At most this many batches in one go, so the worker looks at close() and the kill switch between rounds.
@@ -125,6 +130,8 @@ class TelemetryClient:
             ``unconfirmed``, so no count is ever inflated; ``"at_least_once"`` retries it, so a batch may
             arrive twice, whole and with the same batch id (the buffer fleet drops repeats it sees).
         clock: The kill-switch poll schedule's time source; tests pass a simulated one.
+        max_series: ``count``/``gauge``/``distribution`` series (kind, name and attributes) live in one
+            flush interval at most; a new one beyond is dropped as ``cardinality``.
 
     Every argument is checked here: a bad one raises ``ValueError`` naming it, never later.
     """
@@ -149,6 +156,7 @@ class TelemetryClient:
         ssl_context: ssl.SSLContext | None = None,
         delivery: str = AT_MOST_ONCE,
         clock: ScheduleClock | None = None,
+        max_series: int = 10_000,
     ) -> None:
         self._endpoint = check.endpoint(endpoint)
         self._region = check.region(region)
@@ -173,6 +181,9 @@ class TelemetryClient:
         self._compress = check.boolean("compress", compress)
         self._ssl_context = check.ssl_context(ssl_context)
         self._delivery = check.one_of("delivery", delivery, DELIVERY_GUARANTEES)
+        self._max_series = check.integer("max_series", max_series, low=1, high=1_000_000)
+        # Aggregate batches waiting to be sent (the gateway down): at most this many, the oldest dropped.
+        self._max_agg_batches = max(2, self._max_buffered // self._max_batch)
         if clock is not None and not (callable(getattr(clock, "monotonic", None))
                                       and callable(getattr(clock, "sleep_until", None))):
             raise ValueError(f"clock must have monotonic() and sleep_until(event, deadline), got {clock!r}")
@@ -189,16 +200,38 @@ class TelemetryClient:
         Costs a counter increment and a deque append; the worker validates and encodes later (a value
         that is not a finite number is dropped as ``invalid``).
         """
-        # One attribute read gives a consistent (counter, buffer) pair even while the worker swaps it.
-        count, append = self._sink
+        # One attribute read gives a consistent (counter, buffers) triple even while the worker swaps it.
+        count, append, _ = self._sink
         count()
         append((name, value, _time(), attributes))
+
+    def count(self, name: str, value: float = 1, /, **attributes: Any) -> None:
+        """Add ``value`` (>= 0) to counter ``name`` for these attributes. Never blocks, never raises.
+
+        Summed in the worker per flush interval and per series; sent as one delta sum a series and interval.
+        """
+        count, _, append = self._sink
+        count()
+        append((SUM, name, value, attributes))
+
+    def gauge(self, name: str, value: float, /, **attributes: Any) -> None:
+        """Set gauge ``name`` to ``value`` for these attributes; the last value of each interval is sent."""
+        count, _, append = self._sink
+        count()
+        append((GAUGE, name, value, attributes))
+
+    def distribution(self, name: str, value: float, /, **attributes: Any) -> None:
+        """Record ``value`` in distribution ``name``: sent per interval and series as count, sum, min, max
+        and an OTLP exponential histogram."""
+        count, _, append = self._sink
+        count()
+        append((HISTOGRAM, name, value, attributes))
 
     def stats(self) -> ClientStats:
         """Counters so far; ``emitted == sent + dropped_total + queued`` in every snapshot. While other
         threads are inside ``emit``, a record in flight may count as ``buffer_full`` instead of queued."""
         with self._lock:
-            queued = len(self._buffer)
+            queued = len(self._buffer) + len(self._agg_buffer)
             accepted = _peek(self._accepted)
             rejected = {reason: _peek(counter) for reason, counter in self._rejected.items()}
             dropped = dict.fromkeys(DROP_REASONS, 0)
@@ -243,9 +276,16 @@ class TelemetryClient:
         self._closing = False
         self._close_deadline = float("inf")
         self._buffer: collections.deque = collections.deque(maxlen=self._max_buffered)
+        # count/gauge/distribution records: the worker folds all of them on every wake.
+        self._agg_buffer: collections.deque = collections.deque(maxlen=self._max_buffered)
         self._accepted = itertools.count()
         self._rejected = {reason: itertools.count() for reason in _EMIT_REJECT_REASONS}
-        self._sink = (self._accepted.__next__, self._buffer.append)
+        self._sink = self._accepting_sink()
+        self._series: dict[tuple, Any] = {}  # this interval's aggregates (their records are "held")
+        self._series_held = 0
+        self._interval_start = _time()
+        self._agg_batches: collections.deque[_Batch] = collections.deque()
+        self._last_fold = 0
         self._taken = 0  # records the worker popped from the buffer
         self._sent = 0
         self._held = 0  # popped but neither sent nor dropped yet (the batch in hand)
@@ -288,7 +328,7 @@ class TelemetryClient:
                 return
             self._closing = True
             self._close_deadline = deadline
-            self._sink = (self._rejected["closed"].__next__, _DISCARD)
+            self._sink = (self._rejected["closed"].__next__, _DISCARD, _DISCARD)
         if self._poller is not None:
             self._poller.stop()
         self._wake.set()
@@ -324,7 +364,7 @@ class TelemetryClient:
                     self._send_ready(flush_due)
                     if flush_due:
                         next_flush = _monotonic() + self._flush_interval
-                elif self._state in (DISABLED, STOPPED) and self._buffer:
+                elif self._state in (DISABLED, STOPPED) and (self._buffer or self._agg_buffer):
                     self._drain("disabled" if self._state == DISABLED else "config_error")
                 failed_before = False
             except Exception:
@@ -338,10 +378,11 @@ class TelemetryClient:
 
     def _idle_seconds(self, next_flush: float) -> float:
         """How long the worker may sleep (close() and a kill-switch change wake it at once)."""
+        poll = _BUSY_POLL_SECONDS if self._last_fold > _BUSY_FOLD else _POLL_SECONDS
         if self._state == SENDING:
-            wait = min(_POLL_SECONDS, next_flush - _monotonic())
+            wait = min(poll, next_flush - _monotonic())
         elif self._state == STARTING:
-            wait = _POLL_SECONDS
+            wait = poll
         else:  # disabled or stopped: only the kill switch (or close) can change anything
             wait = _IDLE_SECONDS
         return max(wait, 0.001)
@@ -364,7 +405,7 @@ class TelemetryClient:
         with self._lock:
             self._flags_enabled = enabled
             if not enabled and not self._closing and self._state in (STARTING, SENDING):
-                self._sink = (self._rejected["disabled"].__next__, _DISCARD)
+                self._sink = (self._rejected["disabled"].__next__, _DISCARD, _DISCARD)
         self._wake.set()
 
     def _follow_flags(self) -> None:
@@ -376,7 +417,7 @@ class TelemetryClient:
             with self._lock:
                 if self._closing or not self._flags_enabled:
                     return
-                self._sink = (self._accepted.__next__, self._buffer.append)
+                self._sink = self._accepting_sink()
             if self._state == DISABLED:
                 logger.info("telemetry-shunt client: kill switch on, sending again")
             self._state = SENDING
@@ -385,24 +426,83 @@ class TelemetryClient:
                 logger.warning("telemetry-shunt client: kill switch off, dropping telemetry")
             with self._lock:
                 if not self._closing:
-                    self._sink = (self._rejected["disabled"].__next__, _DISCARD)
+                    self._sink = (self._rejected["disabled"].__next__, _DISCARD, _DISCARD)
             self._state = DISABLED
             self._drain("disabled")
             self._connection.close()
 
+    def _accepting_sink(self) -> tuple:
+        return (self._accepted.__next__, self._buffer.append, self._agg_buffer.append)
+
+    def _fold(self) -> None:
+        """Fold every waiting count/gauge/distribution record into this interval's series."""
+        buffer = self._agg_buffer
+        with self._lock:
+            n = len(buffer)
+            items = [buffer.popleft() for _ in range(n)]
+            self._taken += n
+            self._held += n
+        self._last_fold = n
+        if not n:
+            return
+        try:
+            invalid, rejected = fold(items, self._series, self._max_series)
+        except Exception:
+            self._report_bug()
+            with self._lock:
+                self._held -= n
+                self._worker_drops["internal_error"] += n
+            return
+        with self._lock:
+            self._series_held += n - invalid - rejected
+            self._held -= invalid + rejected
+            self._worker_drops["invalid"] += invalid
+            self._worker_drops["cardinality"] += rejected
+
+    def _close_interval(self) -> None:
+        """Turn this interval's series into aggregate batches (queued to send) and start the next interval."""
+        series, self._series = self._series, {}
+        start, end = self._interval_start, _time()
+        self._interval_start = end
+        if not series:
+            return
+        folded = self._series_held
+        self._series_held = 0
+        try:
+            encoded = encode_aggregates(series, start, end, _new_batch_id, self._max_batch)
+        except Exception:
+            self._report_bug()
+            with self._lock:
+                self._held -= folded
+                self._worker_drops["internal_error"] += folded
+            return
+        for body, records, batch_id, oversized in encoded:
+            if oversized:
+                with self._lock:
+                    self._held -= oversized
+                    self._worker_drops["oversized"] += oversized
+            if not records:
+                continue
+            self._agg_batches.append(_Batch(compress(body) if self._compress else body, records, batch_id))
+        while len(self._agg_batches) > self._max_agg_batches:  # the gateway is down: keep the newest
+            self._finish(self._agg_batches.popleft(), "buffer_full")
+
     def _send_ready(self, flush_due: bool) -> None:
+        self._fold()
+        if flush_due:
+            self._close_interval()
         for _ in range(_MAX_BATCHES_PER_ROUND):
             self._follow_flags()  # a switch-off read meanwhile stops the backlog before the next request
             if self._closing or self._state != SENDING:
                 return
-            ready = self._buffer and (flush_due or len(self._buffer) >= self._max_batch)
+            ready = self._agg_batches or (self._buffer and (flush_due or len(self._buffer) >= self._max_batch))
             if self._pending is None and not ready:
                 return
             # While the breaker is open, new records wait in the buffer (the oldest drop when it is full).
             if self._breaker.seconds_until_allowed() > 0:
                 return
             if self._pending is None:
-                self._pending = self._take_batch()
+                self._pending = self._agg_batches.popleft() if self._agg_batches else self._take_batch()
                 if self._pending is None:
                     continue
             if not self._breaker.allow():
@@ -416,7 +516,7 @@ class TelemetryClient:
             items = [buffer.popleft() for _ in range(n)]
             self._taken += n
             self._held += n
-        batch_id = os.urandom(16).hex()  # the same on every attempt of this batch
+        batch_id = _new_batch_id()  # the same on every attempt of this batch
         try:
             body, records, invalid, oversized = encode_records(items, batch_id)
             if records and self._compress:
@@ -542,42 +642,55 @@ class TelemetryClient:
                 self._sent += batch.records
             else:
                 self._worker_drops[drop_reason] += batch.records
-        self._pending = None
+        if self._pending is batch:
+            self._pending = None
 
     def _stop(self, message: str) -> None:
         logger.error(message)
         self._error = message
         self._state = STOPPED
-        self._sink = (self._rejected["config_error"].__next__, _DISCARD)
+        self._sink = (self._rejected["config_error"].__next__, _DISCARD, _DISCARD)
         self._drain("config_error")
         self._connection.close()
 
     def _drain(self, reason: str) -> None:
-        """Count everything buffered or in hand as dropped for ``reason``."""
-        buffer = self._buffer
+        """Count everything buffered or in hand (aggregates too) as dropped for ``reason``."""
         with self._lock:
-            n = len(buffer)
-            for _ in range(n):
-                buffer.popleft()
-            self._taken += n
-            self._worker_drops[reason] += n
-            if self._pending is not None:
-                self._held -= self._pending.records
-                self._worker_drops[reason] += self._pending.records
-                self._pending = None
+            for buffer in (self._buffer, self._agg_buffer):
+                n = len(buffer)
+                for _ in range(n):
+                    buffer.popleft()
+                self._taken += n
+                self._worker_drops[reason] += n
+            in_hand = [self._pending] if self._pending is not None else []
+            in_hand += self._agg_batches
+            for batch in in_hand:
+                self._held -= batch.records
+                self._worker_drops[reason] += batch.records
+            self._pending = None
+            self._agg_batches.clear()
+            self._held -= self._series_held
+            self._worker_drops[reason] += self._series_held
+            self._series_held = 0
+            self._series = {}
 
     def _shutdown(self) -> None:
         # Leave time for the joining thread to see us finish inside its bound.
         budget = self._close_deadline - _monotonic()
         deadline = self._close_deadline - min(0.05, 0.1 * max(budget, 0.0))
         if self._state == SENDING:
-            for _ in range(self._max_buffered // self._max_batch + 2):
+            self._fold()
+            self._close_interval()
+            for _ in range(self._max_buffered // self._max_batch + self._max_agg_batches + 2):
                 if _monotonic() >= deadline or self._breaker.seconds_until_allowed() > 0:
                     break
                 if self._pending is None:
-                    if not self._buffer:
+                    if self._agg_batches:
+                        self._pending = self._agg_batches.popleft()
+                    elif not self._buffer:
                         break
-                    self._pending = self._take_batch()
+                    else:
+                        self._pending = self._take_batch()
                     if self._pending is None:
                         continue
                 if not self._breaker.allow():
@@ -600,6 +713,10 @@ class _Batch:
         self.records = records
         self.batch_id = batch_id
         self.attempts = 0
+
+
+def _new_batch_id() -> str:
+    return os.urandom(16).hex()
 
 
 def _peek(counter: itertools.count) -> int:

@@ -85,6 +85,49 @@ def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]], batc
     return Encoded(("\n".join(lines) + "\n").encode("utf-8", "replace"), len(lines), invalid, oversized)
 
 
+def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_ids: Any,
+                      max_records: int, max_record_bytes: int = METRICS_MAX_RECORD_BYTES) -> list[tuple[bytes, int, str, int]]:
+    """Encode one interval's series as aggregate records, at most ``max_records`` lines a batch.
+
+    Returns ``[(body, folded records, batch id, oversized records)]``; a line over ``max_record_bytes``
+    (huge attributes) is left out and the records folded into it are counted in ``oversized``.
+    ``batch_ids()`` gives each batch its id.
+    """
+    from telemetry_shunt.client._aggregate import HISTOGRAM, folded_records
+
+    batches = []
+    lines: list[str] = []
+    folded = oversized = 0
+    batch_id = batch_ids()
+    names: dict[str, str] = {}
+    common = f'"start":{start!r},"timestamp":{end!r}'
+    for (kind, name, attributes), state in series.items():
+        name_json = names.get(name) or names.setdefault(name, _dumps(name))
+        attributes_json = "{}"
+        if attributes:
+            attributes_json = _dumps({k: v if v.__class__ is str else _text(v) for k, v in sorted(attributes)})
+        n = folded_records(state)
+        if kind is HISTOGRAM:
+            wire = state.wire()
+            value, detail = wire["sum"], _dumps(wire)[1:-1] + ","
+        else:
+            value, detail = state[0], f'"count":{n},'
+        line = (f'{{"name":{name_json},"kind":"{kind}","value":{value!r},{detail}{common},"attributes":{attributes_json},'
+                f'"{RECORD_BATCH_ID_FIELD}":"{batch_id}","{RECORD_SEQ_FIELD}":{len(lines)}}}')
+        if len(line) > _CHECK_LENGTH_ABOVE and len(line.encode("utf-8", "replace")) >= max_record_bytes:
+            oversized += n
+            continue
+        lines.append(line)
+        folded += n
+        if len(lines) >= max_records:
+            batches.append((("\n".join(lines) + "\n").encode("utf-8", "replace"), folded, batch_id, oversized))
+            lines, folded, oversized, batch_id = [], 0, 0, batch_ids()
+    if lines or oversized:
+        body = ("\n".join(lines) + "\n").encode("utf-8", "replace") if lines else b""
+        batches.append((body, folded, batch_id, oversized))
+    return batches
+
+
 def compress(body: bytes) -> bytes:
     # Level 5: most of the size win of 9 at a fraction of the CPU; mtime=0 keeps output deterministic.
     return gzip.compress(body, compresslevel=5, mtime=0)

@@ -47,6 +47,14 @@ STATE_TABLE_TTL_ATTRIBUTE = "expires_at"
 # record's 0-based index in the batch, so a collector can drop a record it has already seen (a retry whose
 # first attempt did arrive). A record line must stay under METRICS_MAX_RECORD_BYTES (the collector's line
 # limit); the client drops a longer one as "oversized" rather than send it.
+# A record with "kind" is an aggregate of one series (name + attributes) over [start, timestamp] (unix seconds),
+# made by the client's count/gauge/distribution; "value" stays a number for readers of the plain format:
+#   "kind": "sum"        a delta sum: "value" the total of "count" non-negative records (OTLP Sum, delta, monotonic)
+#   "kind": "gauge"      "value" the last of "count" records (OTLP Gauge)
+#   "kind": "histogram"  "count", "sum", "min", "max", "scale", "zero_count", "positive"/"negative":
+#                        {"offset": int, "bucket_counts": [int]} (OTLP ExponentialHistogram, delta); "value" = "sum"
+# A record without "kind" is one raw sample (emit), an OTLP gauge point.
+METRIC_KINDS = ("sum", "gauge", "histogram")
 METRICS_PATH = "/metrics"
 METRICS_CONTENT_TYPE = "application/x-ndjson"
 BATCH_ID_HEADER = "X-Shunt-Batch-Id"

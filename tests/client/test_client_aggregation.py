@@ -1,0 +1,265 @@
+"""count / gauge / distribution: aggregated in the worker per interval and series, checked against a
+straightforward reference; the OTLP exponential histogram; the cardinality guard; retries."""
+
+from __future__ import annotations
+
+import collections
+import math
+import threading
+
+import pytest
+from client_fakes import balanced
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telemetry_shunt.client._aggregate import (
+    GAUGE,
+    HISTOGRAM,
+    SUM,
+    ExpHistogram,
+    bucket_index,
+    fold,
+    merge_all,
+    reference_bucket_bounds,
+)
+
+NAMES = ["a", "b"]
+ATTRIBUTES = [{}, {"route": "/pay"}, {"route": "/pay", "code": "200"}, {"code": "200", "route": "/pay"}]
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+records = st.tuples(st.sampled_from([SUM, GAUGE, HISTOGRAM]), st.sampled_from(NAMES),
+                    st.one_of(finite, st.sampled_from([0.0, 1.0, 2.0, 0.5, float("nan"), float("inf"), "x", -1.0])),
+                    st.sampled_from(ATTRIBUTES))
+
+
+def reference(stream):
+    """The plain meaning: per (kind, name, attribute set), sums add, gauges keep the last, distributions
+    keep every value; a non-finite value or a negative count is invalid."""
+    out: dict = {}
+    invalid = 0
+    for kind, name, value, attributes in stream:
+        try:
+            value = float(value)
+        except ValueError:
+            invalid += 1
+            continue
+        if not math.isfinite(value) or (kind == SUM and value < 0):
+            invalid += 1
+            continue
+        key = (kind, name, frozenset(attributes.items()))
+        if kind == SUM:
+            out[key] = out.get(key, 0.0) + value
+        elif kind == GAUGE:
+            out[key] = value
+        else:
+            out.setdefault(key, []).append(value)
+    return out, invalid
+
+
+def assert_matches(series, expected):
+    assert set(series) == set(expected)
+    for key, want in expected.items():
+        got = series[key]
+        if key[0] == SUM:
+            assert got[0] == pytest.approx(want, rel=1e-9, abs=1e-6)
+        elif key[0] == GAUGE:
+            assert got[0] == want
+        else:
+            assert (got.count, got.min, got.max) == (len(want), min(want), max(want))
+            assert got.sum == pytest.approx(math.fsum(want), rel=1e-9, abs=1e-6)
+            assert got.zero_count + sum(got.positive.values()) + sum(got.negative.values()) == len(want)
+            assert got.zero_count == want.count(0.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(records, max_size=200))
+def test_folding_matches_the_reference(stream):
+    series: dict = {}
+    invalid, rejected = fold(stream, series, max_series=10_000)
+    expected, expected_invalid = reference(stream)
+    assert (invalid, rejected) == (expected_invalid, 0)
+    assert_matches(series, expected)
+    # Attribute order does not make a new series.
+    assert not any(key[2] != frozenset(dict(key[2]).items()) for key in series)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(records, max_size=200), st.lists(st.integers(0, 200), max_size=5))
+def test_intervals_merge_back_into_the_whole_stream(stream, cuts):
+    # Cut the stream at random interval boundaries; merging the intervals (sums add, the last gauge wins,
+    # histograms merge) gives what one interval over the whole stream gives.
+    bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+    intervals = []
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        series: dict = {}
+        fold(stream[lo:hi], series, max_series=10_000)
+        intervals.append(series)
+    merged: dict = {}
+    for series in intervals:
+        for key, state in series.items():
+            if key[0] == SUM:
+                merged[key] = [merged.get(key, [0.0, 0])[0] + state[0], 0]
+            elif key[0] == GAUGE:
+                merged[key] = [state[0], 0]
+            else:
+                merged[key] = merged[key].merged(state) if key in merged else state
+    whole: dict = {}
+    fold(stream, whole, max_series=10_000)
+    assert set(merged) == set(whole)
+    for key, state in whole.items():
+        if key[0] == HISTOGRAM:
+            got = merged[key]
+            assert (got.count, got.min, got.max, got.zero_count, got.positive, got.negative) == (
+                state.count, state.min, state.max, state.zero_count, state.positive, state.negative)
+        else:
+            assert merged[key][0] == pytest.approx(state[0], rel=1e-9, abs=1e-6)
+
+
+positive = st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(positive, st.integers(-4, 8))
+def test_bucket_index_follows_the_otlp_definition(value, scale):
+    # Bucket i holds (base**i, base**(i+1)], base = 2**(2**-scale). The float logarithm may be off by one
+    # right at a boundary (as the OTLP spec allows), so the bounds are checked to a relative 1e-9.
+    index = bucket_index(value, scale)
+    lower, upper = reference_bucket_bounds(index, scale)
+    if math.isfinite(lower) and math.isfinite(upper) and lower > 0:
+        assert lower * (1 - 1e-9) <= value <= upper * (1 + 1e-9)
+
+
+def test_exact_powers_of_two_fall_in_the_bucket_they_close_or_inside_one():
+    # Bucket bounds at scale <= 0 are exact powers of two: containment is checked exactly.
+    for scale in (-2, -1, 0, 3, 5):
+        for exponent in (-3, -1, 0, 1, 10):
+            value = 2.0**exponent
+            lower, upper = reference_bucket_bounds(bucket_index(value, scale), scale)
+            if scale <= 0:
+                assert lower < value <= upper
+            else:  # every power of two closes a bucket
+                assert upper == pytest.approx(value, rel=1e-12)
+
+
+def histogram(values, scale):
+    h = ExpHistogram(scale)
+    for v in values:
+        h.record(v)
+    return h
+
+
+values = st.lists(st.one_of(finite, st.just(0.0)), max_size=40)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values, values, values, st.integers(0, 5), st.integers(0, 5), st.integers(0, 5))
+def test_histogram_merge_is_associative_and_commutative(xs, ys, zs, sx, sy, sz):
+    a, b, c = histogram(xs, sx), histogram(ys, sy), histogram(zs, sz)
+    left, right = a.merged(b).merged(c), a.merged(b.merged(c))
+    swapped = c.merged(a).merged(b)
+
+    def shape(h):
+        return h.scale, h.count, h.zero_count, h.positive, h.negative, h.min, h.max
+
+    assert shape(left) == shape(right) == shape(swapped)
+    assert left.sum == pytest.approx(right.sum, rel=1e-9, abs=1e-6)
+    # Merging equals recording everything at the lowest scale.
+    assert shape(left)[:5] == shape(histogram(xs + ys + zs, min(sx, sy, sz)))[:5]
+
+
+def test_a_written_histogram_spans_at_most_160_buckets_and_keeps_its_counts():
+    h = histogram([10.0**e for e in range(-9, 10)] + [-3.0, 0.0], 5)
+    wire = h.wire()
+    assert len(wire["positive"]["bucket_counts"]) <= 160 and wire["scale"] < 5
+    assert sum(wire["positive"]["bucket_counts"]) + sum(wire["negative"]["bucket_counts"]) + wire["zero_count"] == 21
+    assert merge_all([h]).count == 21
+
+
+def test_the_cardinality_guard_drops_new_series_beyond_the_limit():
+    series: dict = {}
+    stream = [(SUM, f"m{i}", 1, {}) for i in range(5)] + [(SUM, "m0", 1, {})]
+    assert fold(stream, series, max_series=3) == (0, 2)  # m3 and m4 are new beyond the limit
+    assert series[(SUM, "m0", frozenset())] == [2.0, 2]  # a live series still takes values
+
+
+# --- through the client ---------------------------------------------------------------------------------
+
+
+def sums_by_series(records):
+    out = collections.Counter()
+    for r in records:
+        if r.get("kind") == "sum":
+            out[r["name"], tuple(sorted(r["attributes"].items()))] += r["value"]
+    return out
+
+
+def test_concurrent_emitters_aggregate_exactly(gateway, make_client):
+    # The buffer holds every record the threads emit, so none can be lost however the threads and the
+    # worker (folding and sending meanwhile, every interval) are scheduled: the totals must be exact.
+    per_thread = 10_000
+    client = make_client(gateway.url, flush_interval_seconds=0.05, max_buffered_records=4 * per_thread * 3)
+
+    def hammer(n: int) -> None:
+        for i in range(per_thread):
+            client.count("requests", 1, route=f"/r{i % 4}")
+            client.distribution("latency", float(i % 100), route="/pay")
+            client.gauge("thread", n, t=str(n))
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+    snapshots = []
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        snapshots.append(client.stats())
+    for thread in threads:
+        thread.join()
+    client.close(timeout=30.0)
+    stats = client.stats()
+    assert all(balanced(s) for s in snapshots) and balanced(stats)
+    assert stats.emitted == stats.sent == 4 * per_thread * 3 and stats.dropped_total == 0
+    assert sums_by_series(gateway.records) == {("requests", (("route", f"/r{k}"),)): float(per_thread)
+                                               for k in range(4)}
+    hist = [r for r in gateway.records if r["kind"] == "histogram"]
+    assert sum(r["count"] for r in hist) == 4 * per_thread
+    assert sum(r["sum"] for r in hist) == 4 * sum(float(i % 100) for i in range(per_thread))
+    assert min(r["min"] for r in hist) == 0.0 and max(r["max"] for r in hist) == 99.0
+    last_gauges = {}
+    for r in sorted((r for r in gateway.records if r["kind"] == "gauge"), key=lambda r: r["timestamp"]):
+        last_gauges[r["attributes"]["t"]] = r["value"]
+    assert last_gauges == {str(n): float(n) for n in range(4)}
+    # Each aggregate record says how many records it folded; together they are what was sent.
+    assert sum(r["count"] for r in gateway.records) == stats.sent
+
+
+def test_a_series_beyond_max_series_is_dropped_as_cardinality(gateway, make_client):
+    client = make_client(gateway.url, max_series=3, flush_interval_seconds=60.0)
+    for i in range(5):
+        client.count(f"m{i}")
+    client.close(timeout=10.0)
+    stats = client.stats()
+    assert stats.dropped["cardinality"] == 2 and stats.sent == 3 and balanced(stats)
+    assert sorted(r["name"] for r in gateway.records) == ["m0", "m1", "m2"]
+
+
+def test_aggregates_survive_a_retry_without_double_counting(gateway, make_client):
+    gateway.mode = "5xx"
+    client = make_client(gateway.url, max_attempts=10, failure_threshold=10, flush_interval_seconds=0.05)
+    for _ in range(100):
+        client.count("requests", 1, route="/pay")
+    assert gateway.wait_for_requests(2)  # the aggregate's batch failed twice ...
+    for _ in range(50):
+        client.count("requests", 1, route="/pay")  # ... while the next interval goes on counting
+    gateway.mode = "ok"
+    client.close(timeout=10.0)
+    stats = client.stats()
+    assert stats.sent == 150 and stats.dropped_total == 0 and balanced(stats)
+    assert sums_by_series(gateway.records) == {("requests", (("route", "/pay"),)): 150.0}
+
+
+def test_emit_keeps_sending_raw_points_next_to_aggregates(gateway, make_client):
+    client = make_client(gateway.url)
+    client.emit("raw", 1.5, a="b")
+    client.count("c", 2)
+    client.close(timeout=10.0)
+    raw = [r for r in gateway.records if r["name"] == "raw"]
+    assert len(raw) == 1 and "kind" not in raw[0] and raw[0]["value"] == 1.5
+    assert [r["kind"] for r in gateway.records if r["name"] == "c"] == ["sum"]
