@@ -7,10 +7,11 @@ structs (``mapstructure`` tags) of the exact sources the release builds with: AD
 dependencies, so ``vendor/`` at the release tag *is* the upstream collector and collector-contrib code at
 the versions its ``go.mod`` pins.
 
-Usage (needs a git clone of aws-observability/aws-otel-collector with its tags)::
+Usage (needs a git clone of aws-observability/aws-otel-collector with its tags; optionally one of
+open-telemetry/opentelemetry-collector to confirm the vendored core sources are upstream's, byte for byte)::
 
     python -m tools.adot_reference --repo /path/to/aws-otel-collector --tag v0.49.0 \\
-        --out tools/data/adot-collector-v0.49.0.json
+        --upstream-collector /path/to/opentelemetry-collector --out tools/data/adot-collector-v0.49.0.json
 
 Output: ``{"source": {...versions...}, "components": {kind: {type: import path}},
 "options": {"<kind>/<type>": schema}, "service": schema}`` where a schema is
@@ -303,7 +304,24 @@ def go_mod_versions(src: Source) -> dict[str, str]:
     return out
 
 
-def build(repo: Path, tag: str) -> dict[str, Any]:
+def check_vendor(src: Source, used: set[str], upstream: Path, upstream_tag: str) -> dict[str, Any]:
+    """Compare the vendored collector-core files the reference was read from with the upstream repository
+    (open-telemetry/opentelemetry-collector) at its tag: they must be byte-identical."""
+    prefix = "go.opentelemetry.io/collector/"
+    up = Source(upstream, upstream_tag)
+    checked = 0
+    for import_path in sorted(p for p in used if p.startswith(prefix)):
+        for f in src.package_files(import_path):
+            upstream_path = f[len("vendor/" + prefix):]
+            if upstream_path not in up.files:
+                raise SystemExit(f"{f}: not in opentelemetry-collector {upstream_tag}")
+            if up.read(upstream_path) != src.read(f):
+                raise SystemExit(f"{f}: differs from opentelemetry-collector {upstream_tag}")
+            checked += 1
+    return {"repository": "open-telemetry/opentelemetry-collector", "tag": upstream_tag, "identical_files": checked}
+
+
+def build(repo: Path, tag: str, *, upstream_collector: Path | None = None) -> dict[str, Any]:
     src = Source(repo, tag)
     comps, deprecated = components(src)
     resolver = Resolver(src)
@@ -316,10 +334,14 @@ def build(repo: Path, tag: str) -> dict[str, Any]:
     service = resolver.named("go.opentelemetry.io/collector/service", "Config", 0)
     commit = src._git("rev-parse", f"{tag}^{{commit}}").strip()
     version = src.read("VERSION").strip()
+    versions = go_mod_versions(src)
+    vendor_check = (check_vendor(src, set(resolver.packages), upstream_collector, versions["collector"])
+                    if upstream_collector is not None else None)
     return {
         "source": {"repository": "aws-observability/aws-otel-collector", "tag": tag, "commit": commit,
-                   "version": version, **go_mod_versions(src),
-                   "generated_by": "tools/adot_reference.py"},
+                   "version": version, **versions,
+                   "generated_by": "tools/adot_reference.py",
+                   "vendor_checked_against": vendor_check},
         "components": {k: dict(sorted(v.items())) for k, v in comps.items()},
         "deprecated_aliases": {k: dict(sorted(v.items())) for k, v in deprecated.items() if v},
         "options": options,
@@ -333,8 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, required=True, help="git clone of aws-observability/aws-otel-collector")
     parser.add_argument("--tag", required=True, help="release tag, e.g. v0.49.0")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--upstream-collector", type=Path, default=None,
+                        help="git clone of open-telemetry/opentelemetry-collector: check the vendored core sources "
+                             "read here are identical to it at the go.mod version")
     args = parser.parse_args(argv)
-    ref = build(args.repo, args.tag)
+    ref = build(args.repo, args.tag, upstream_collector=args.upstream_collector)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
     print(f"wrote {args.out}: {sum(len(v) for v in ref['components'].values())} components, "

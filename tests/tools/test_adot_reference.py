@@ -97,7 +97,21 @@ def _clone() -> Path | None:
     return None
 
 
+def _upstream_collector() -> Path | None:
+    mirror = "/work/.mirror/open-telemetry+opentelemetry-collector/repo"
+    for candidate in (os.environ.get("TELEMETRY_SHUNT_OTELCOL_REPO"), mirror):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
 @pytest.mark.skipif(_clone() is None, reason=f"no aws-otel-collector clone with tag v{ADOT_VERSION} here")
 def test_committed_reference_is_what_the_tool_generates_from_the_release() -> None:
-    regenerated = ar.build(_clone(), f"v{ADOT_VERSION}")
-    assert regenerated == json.loads(REFERENCE.read_text())
+    committed = json.loads(REFERENCE.read_text())
+    regenerated = ar.build(_clone(), f"v{ADOT_VERSION}", upstream_collector=_upstream_collector())
+    if _upstream_collector() is None:  # the vendor check needs the upstream clone; compare the rest
+        committed["source"]["vendor_checked_against"] = None
+    assert regenerated == committed
+    assert committed["source"]["vendor_checked_against"] in (None, {
+        "identical_files": committed["source"]["vendor_checked_against"]["identical_files"],
+        "repository": "open-telemetry/opentelemetry-collector", "tag": committed["source"]["collector"]})
