@@ -5,6 +5,7 @@ Install with ``pip install 'telemetry-shunt[terraform]'``. Same names and keywor
 validation comes from :mod:`telemetry_shunt.core`.
 """
 
+from telemetry_shunt.terraform.control import AgentRolloutSupport, KillSwitch
 from telemetry_shunt.terraform.network import (
     AppVpcAttachment,
     ConcentratorVpc,
@@ -12,4 +13,5 @@ from telemetry_shunt.terraform.network import (
     TelemetryServiceNetwork,
 )
 
-__all__ = ["AppVpcAttachment", "ConcentratorVpc", "TelemetryGateway", "TelemetryServiceNetwork"]
+__all__ = ["AgentRolloutSupport", "AppVpcAttachment", "ConcentratorVpc", "KillSwitch", "TelemetryGateway",
+           "TelemetryServiceNetwork"]

@@ -8,12 +8,26 @@ A provider upgrade (or a rename between provider releases) touches this file onl
 from __future__ import annotations
 
 from cdktn import App, Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Testing, Token
+from cdktn_provider_aws.appconfig_application import AppconfigApplication
+from cdktn_provider_aws.appconfig_configuration_profile import AppconfigConfigurationProfile
+from cdktn_provider_aws.appconfig_deployment import AppconfigDeployment
+from cdktn_provider_aws.appconfig_deployment_strategy import AppconfigDeploymentStrategy
+from cdktn_provider_aws.appconfig_environment import AppconfigEnvironment
+from cdktn_provider_aws.appconfig_hosted_configuration_version import AppconfigHostedConfigurationVersion
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
+from cdktn_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
 from cdktn_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktn_provider_aws.data_aws_ec2_managed_prefix_list import DataAwsEc2ManagedPrefixList
 from cdktn_provider_aws.data_aws_partition import DataAwsPartition
 from cdktn_provider_aws.data_aws_region import DataAwsRegion
 from cdktn_provider_aws.default_security_group import DefaultSecurityGroup
+from cdktn_provider_aws.dynamodb_table import (
+    DynamodbTable,
+    DynamodbTableAttribute,
+    DynamodbTablePointInTimeRecovery,
+    DynamodbTableServerSideEncryption,
+    DynamodbTableTtl,
+)
 from cdktn_provider_aws.eip import Eip
 from cdktn_provider_aws.flow_log import FlowLog
 from cdktn_provider_aws.iam_role import IamRole
@@ -46,6 +60,7 @@ from cdktn_provider_aws.s3_bucket_server_side_encryption_configuration import (
 )
 from cdktn_provider_aws.s3_bucket_versioning import S3BucketVersioningA, S3BucketVersioningVersioningConfiguration
 from cdktn_provider_aws.security_group import SecurityGroup
+from cdktn_provider_aws.ssm_document import SsmDocument
 from cdktn_provider_aws.subnet import Subnet
 from cdktn_provider_aws.vpc import Vpc
 from cdktn_provider_aws.vpc_endpoint import VpcEndpoint, VpcEndpointDnsOptions
