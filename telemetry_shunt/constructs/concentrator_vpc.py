@@ -49,9 +49,11 @@ def select_collector_subnets(vpc: ec2.IVpc, selection: ec2.SubnetSelection) -> e
             "subnet_group_name": selection.subnet_group_name, "availability_zones": selection.availability_zones,
             "one_per_az": selection.one_per_az, "subnet_filters": selection.subnet_filters,
         }.items() if v is not None})
-    except RuntimeError as exc:
+    except RuntimeError:
+        have = (f"{len(vpc.private_subnets)} private-with-egress, {len(vpc.isolated_subnets)} isolated and "
+                f"{len(vpc.public_subnets)} public subnets")
         raise ValidationError(
-            f"the collector subnets selected in VPC {vpc.node.path} do not exist ({str(exc).splitlines()[0]}); "
+            f"the collector subnets selected in VPC {vpc.node.path} do not exist (it has {have}); "
             "select an existing private subnet group (subnet_group_name=...) or leave the choice to the default"
         ) from None
     if not selected.subnets:
