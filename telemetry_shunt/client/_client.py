@@ -491,10 +491,12 @@ class TelemetryClient:
         self._fold()
         if flush_due:
             self._close_interval()
-        for _ in range(_MAX_BATCHES_PER_ROUND):
+        for round_ in range(_MAX_BATCHES_PER_ROUND):
             self._follow_flags()  # a switch-off read meanwhile stops the backlog before the next request
             if self._closing or self._state != SENDING:
                 return
+            if round_:
+                self._fold()  # between requests too, so a run of batches does not let the aggregate buffer fill
             ready = self._agg_batches or (self._buffer and (flush_due or len(self._buffer) >= self._max_batch))
             if self._pending is None and not ready:
                 return
