@@ -268,6 +268,36 @@ def test_task_definitions_size_ephemeral_storage_and_mount_the_buffer_volume(syn
     assert archive == {"type": "disk", "max_size": 1024 * cc.MIB, "when_full": "block"}
 
 
+def test_every_buffer_in_the_template_fits_its_tasks_ephemeral_storage(synth):
+    """Read from the synthesized template: the task's EphemeralStorage and the config the container decodes.
+    Vector: one disk buffer per sink. Collector: one bbolt queue per exporter per signal pipeline, each
+    growing to the next power of two up to 1 GiB then by 1 GiB (bbolt's mmapSize), plus one queue's worth
+    for compaction on start. All of it within the storage less the 4 GiB kept for image and logs."""
+    template = synth["templates"]["Fleet"]
+    for kind in ("vector", "otel"):
+        (td,) = [v for k, v in resources(template, "AWS::ECS::TaskDefinition").items() if kind.capitalize() in k]
+        usable = td["Properties"]["EphemeralStorage"]["SizeInGiB"] * cc.GIB - cc.STORAGE_HEADROOM_BYTES
+        config = cc.decode_config(kind, environment(template, kind)[cc.CONFIG_ENV[kind]])
+        if kind == "vector":
+            disk = sum(s["buffer"]["max_size"] for s in config["sinks"].values() if s["buffer"]["type"] == "disk")
+            assert sum(1 for s in config["sinks"].values() if s["buffer"]["type"] == "disk") == 2
+        else:
+            files = []
+            for name, exporter in config["exporters"].items():
+                queue = exporter.get("sending_queue")
+                if not queue:
+                    continue
+                assert queue["sizer"] == "bytes"
+                q = queue["queue_size"]
+                grown = 1 << (q - 1).bit_length() if q <= cc.GIB else -(-q // cc.GIB) * cc.GIB
+                signals = {p.split("/")[0] for p, pipe in config["service"]["pipelines"].items()
+                           if name in pipe["exporters"]}
+                files += [grown] * len(signals)
+            assert len(files) == 6  # vendor and archive x traces, metrics, logs
+            disk = sum(files) + max(files)
+        assert disk <= usable, (kind, disk, usable)
+
+
 def test_the_rendered_configs_in_the_template_bind_health_to_all_interfaces(synth):
     vector = cc.decode_config("vector", environment(synth["templates"]["Fleet"], "vector")["SHUNT_VECTOR_CONFIG"])
     otel = cc.from_json(environment(synth["templates"]["Fleet"], "otel")["SHUNT_OTEL_CONFIG"])
