@@ -465,3 +465,26 @@ def test_the_package_exports_the_public_constructs():
         assert getattr(public, name).__name__ == name
     assert {"ConcentratorVpc", "TelemetryServiceNetwork", "TelemetryGateway", "AppVpcAttachment", "BufferFleet",
             "KillSwitch", "AgentRolloutSupport"} <= set(public.__all__)
+
+
+def test_gateway_ref_from_stack_outputs_at_deploy_time(tmp_path):
+    """docs/cross-account.md: ARNs through Fn::GetStackOutput, routes known at synth time."""
+    stack, vpc, role = _app_stack(tmp_path)
+    where = {"region": "us-east-1", "role_arn": "arn:aws:iam::999999999999:role/read-telemetry-outputs"}
+    ref = GatewayRef(
+        service_arn=cdk.Fn.get_stack_output("TelemetryConcentrator", "GatewayArn", **where),
+        dns_name=cdk.Fn.get_stack_output("TelemetryConcentrator", "GatewayEndpoint", **where),
+        service_network_arn=cdk.Fn.get_stack_output("TelemetryConcentrator", "ServiceNetworkArn", **where),
+        routes=REF.routes,
+    )
+    AppVpcAttachment(stack, "Att", vpc=vpc, gateway=ref).grant_push(role)
+    t = Template.from_stack(stack).to_json()
+    association = next(iter(resources(t, "AWS::VpcLattice::ServiceNetworkVpcAssociation").values()))
+    assert association["Properties"]["ServiceNetworkIdentifier"] == {"Fn::GetStackOutput": {
+        "StackName": "TelemetryConcentrator", "OutputName": "ServiceNetworkArn", **{
+            "Region": "us-east-1", "RoleArn": "arn:aws:iam::999999999999:role/read-telemetry-outputs"}}}
+    policy = next(iter(resources(t, "AWS::IAM::Policy").values()))["Properties"]["PolicyDocument"]
+    granted = [r["Fn::Join"][1][1] for r in policy["Statement"][0]["Resource"]]
+    assert granted == ROUTES
+    with pytest.raises(ValidationError, match="holds deploy-time tokens"):
+        ref.to_json()
