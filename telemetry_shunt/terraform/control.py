@@ -206,10 +206,8 @@ class AgentRolloutSupport(Construct):
             if self.agent.service != agent_config_module.ADOT_SERVICE:
                 raise ValidationError(f"the documents configure only the ADOT collector for a gateway; agent "
                                       f"{self.agent.service!r} needs agent_config=AgentConfigFile(...) with its own config")
-            if gateway.region is None:
-                raise ValidationError("gateway= must name a concrete region in the Terraform flavour: pass the concentrator's "
-                                      "GatewayRef (its gateway_ref output, read with GatewayRef.from_json)")
-            return AgentDataPath.adot(gateway, self.budgets)
+            # Lattice is regional: hosts sign for their own Region when the gateway's is a deploy-time value.
+            return AgentDataPath.adot(gateway, self.budgets, region=None if gateway.region else self.env.region)
         return AgentDataPath.budgets_only(agent_service=self.agent.service, budgets=self.budgets)
 
     @property

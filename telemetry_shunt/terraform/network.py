@@ -163,20 +163,7 @@ class ConcentratorVpc(Construct):
                 aws.RouteEntry(self, f"Collectors{i + 1}Default", route_table_id=table.id,
                                destination_cidr_block="0.0.0.0/0", nat_gateway_id=nat.id)
                 self.public_subnets.append(public)
-        # Flow logs (all traffic) to an encrypted log group.
-        self.flow_log_key = log_group_key(self, "FlowLogKey", env)
-        self.flow_log_group = aws.CloudwatchLogGroup(self, "FlowLogs", name_prefix="/telemetry-shunt/flow-logs/",
-                                                     retention_in_days=flow_log_retention_days,
-                                                     kms_key_id=self.flow_log_key.arn)
-        role = aws.IamRole(self, "FlowLogRole", assume_role_policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                    "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}}]}))
-        aws.IamRolePolicy(self, "FlowLogRolePolicy", role=role.id, policy=json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Resource": [self.flow_log_group.arn, f"{self.flow_log_group.arn}:*"],
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]}]}))
-        aws.FlowLog(self, "FlowLog", vpc_id=self.resource.id, traffic_type="ALL",
-                    log_destination=self.flow_log_group.arn, iam_role_arn=role.arn)
+        self.flow_log_group = flow_logs(self, self.resource.id, env, retention_days=flow_log_retention_days)
 
     @property
     def vpc_id(self) -> str:
@@ -185,6 +172,39 @@ class ConcentratorVpc(Construct):
     @property
     def collector_subnet_ids(self) -> list[str]:
         return [s.id for s in self.private_subnets]
+
+
+def flow_logs(scope: Construct, vpc_id: str, env: StackEnvironment, *, retention_days: int) -> aws.CloudwatchLogGroup:
+    """VPC flow logs (all traffic) to a log group encrypted with its own customer-managed key."""
+    key = log_group_key(scope, "FlowLogKey", env)
+    group = aws.CloudwatchLogGroup(scope, "FlowLogs", name_prefix="/telemetry-shunt/flow-logs/",
+                                   retention_in_days=retention_days, kms_key_id=key.arn)
+    role = aws.IamRole(scope, "FlowLogRole", assume_role_policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}}]}))
+    aws.IamRolePolicy(scope, "FlowLogRolePolicy", role=role.id, policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Resource": [group.arn, f"{group.arn}:*"],
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]}]}))
+    aws.FlowLog(scope, "FlowLog", vpc_id=vpc_id, traffic_type="ALL", log_destination=group.arn, iam_role_arn=role.arn)
+    return group
+
+
+def app_vpc(scope: Construct, id: str, *, cidr: str, availability_zones: Sequence[str],
+            flow_log_retention_days: int = 365) -> tuple[str, list[str]]:
+    """A private app VPC (one subnet per AZ, no route out, flow logs) for the default app's app-account stack:
+    (vpc id, subnet ids). Real app accounts attach their own VPC instead."""
+    network = check_cidr(cidr, what="app VPC CIDR", max_prefix=20)
+    azs = check_azs(availability_zones)
+    holder = Construct(scope, id)
+    vpc = aws.Vpc(holder, "Resource", cidr_block=cidr, enable_dns_hostnames=True, enable_dns_support=True,
+                  tags={"Name": "telemetry-app"})
+    aws.DefaultSecurityGroup(holder, "DefaultSecurityGroup", vpc_id=vpc.id)
+    blocks = list(network.subnets(new_prefix=max(network.prefixlen + 4, 20)))
+    subnets = [aws.Subnet(holder, f"Private{i + 1}", vpc_id=vpc.id, availability_zone=az, cidr_block=str(blocks[i]))
+               for i, az in enumerate(azs)]
+    flow_logs(holder, vpc.id, StackEnvironment.of(holder), retention_days=flow_log_retention_days)
+    return vpc.id, [s.id for s in subnets]
 
 
 def log_group_key(scope: Construct, id: str, env: StackEnvironment) -> aws.KmsKey:
