@@ -14,7 +14,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install synth test lint lock bench clean
+.PHONY: install synth test lint lock bench clean checkov
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -24,11 +24,19 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --all-extras --python $(PYTHON) --quiet
 	@touch $@
 
+# checkov in its own locked environment (tools/checkov/uv.lock), so its dependencies never constrain ours.
+CHECKOV_ENV := $(TOOLS)/checkov
+$(CHECKOV_ENV)/.synced: $(UV) tools/checkov/pyproject.toml tools/checkov/uv.lock
+	cd tools/checkov && UV_PROJECT_ENVIRONMENT=$(abspath $(CHECKOV_ENV)) $(abspath $(UV)) sync --frozen --python $(PYTHON) --quiet
+	@touch $@
+
+checkov: $(CHECKOV_ENV)/.synced
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(VENV)/.synced node_modules/.installed
+install: $(VENV)/.synced node_modules/.installed $(CHECKOV_ENV)/.synced
 
 ## Synthesize the default app into cdk.out/ with the pinned CDK CLI, cfn-lint every template, summarize.
 synth: install

@@ -98,3 +98,67 @@ def read_nag_report(outdir: Path) -> list[NagFinding]:
                 findings.append(NagFinding(violation["ruleName"], c.get("constructPath", "?"),
                                            violation.get("description", "")))
     return findings
+
+
+# --- checkov ------------------------------------------------------------------------------------------
+# checkov lives in its own locked environment (tools/checkov/, installed by `make checkov` into .tools/checkov)
+# so that its many dependencies never constrain the project's.
+CHECKOV = Path(__file__).resolve().parent.parent / ".tools" / "checkov" / "bin" / "checkov"
+
+
+@dataclass(frozen=True)
+class CheckovResult:
+    template: str
+    check: str
+    resource: str
+    name: str
+    comment: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.template}: {self.check} on {self.resource}: {self.name}" + (
+            f" (skipped: {self.comment})" if self.comment else "")
+
+
+@dataclass(frozen=True)
+class CheckovReport:
+    passed: int
+    failed: list[CheckovResult]
+    skipped: list[CheckovResult]
+
+
+def checkov_scan(paths: Iterable[Path]) -> CheckovReport:
+    """Run the pinned checkov (CloudFormation checks, offline) over template files, in one process.
+
+    Skips come only from each resource's ``Metadata.checkov.skip`` (see constructs/_nag.skip_checkov).
+    """
+    import subprocess
+
+    files = [str(p) for p in paths]
+    if not files:
+        return CheckovReport(0, [], [])
+    if not CHECKOV.exists():
+        raise RuntimeError(f"checkov is not installed at {CHECKOV}: run `make checkov` (or `make install`)")
+    env = dict(os.environ, BC_SKIP_MAPPING="TRUE", CHECKOV_EXPERIMENTAL_TERRAFORM_MANAGED_MODULES="False",
+               LOG_LEVEL="ERROR")
+    env.pop("BC_API_KEY", None)
+    proc = subprocess.run(
+        [str(CHECKOV), "--framework", "cloudformation", "--skip-download", "--output", "json", "--compact",
+         "--file", *files],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    if proc.returncode not in (0, 1) or not proc.stdout.strip():
+        raise RuntimeError(f"checkov failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    data = json.loads(proc.stdout)
+    reports = data if isinstance(data, list) else [data]
+    passed, failed, skipped = 0, [], []
+    for report in reports:
+        if not isinstance(report, dict) or "results" not in report:
+            continue  # checkov prints a summary dict with no results when nothing was scanned
+        results = report["results"]
+        passed += len(results.get("passed_checks", []))
+        for key, out in (("failed_checks", failed), ("skipped_checks", skipped)):
+            for r in results.get(key, []):
+                suppress = r.get("check_result", {}).get("suppress_comment", "") if key == "skipped_checks" else ""
+                out.append(CheckovResult(template=Path(r["file_path"]).name, check=r["check_id"],
+                                         resource=r["resource"], name=r["check_name"], comment=suppress))
+    return CheckovReport(passed, failed, skipped)

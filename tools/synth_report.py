@@ -1,7 +1,8 @@
 """`make synth`: synthesize the default app with the pinned CDK CLI, lint every template, summarize.
 
 Exit 1 (with the reason on stderr) if synthesis fails (cdk-nag findings fail it), if cfn-lint reports
-any error or warning, or if the push-only proof fails.
+any error or warning, if checkov fails a check (skips must sit on their resource with a reason), or if the
+push-only proof fails.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools.cdkcheck import lint_templates  # noqa: E402
+from tools.cdkcheck import checkov_scan, lint_templates  # noqa: E402
 
 OUT = ROOT / "cdk.out"
 
@@ -99,11 +100,19 @@ def main() -> int:
     print(f"cfn-lint: {len(findings)} errors/warnings across {len(templates)} templates")
     for f in findings:
         print(f"  {f}")
+    scan = checkov_scan(templates.values())
+    unexplained = [s for s in scan.skipped if len(s.comment.strip()) < 25]
+    print(f"checkov (pinned, CloudFormation checks): {scan.passed} passed, {len(scan.failed)} failed, "
+          f"{len(scan.skipped)} skipped on their resource with a reason")
+    for r in scan.failed:
+        print(f"  FAILED {r}")
+    for r in unexplained:
+        print(f"  SKIPPED WITHOUT A REASON {r}")
     print("Push-only auth policy (SMT proof over the synthesized templates):")
     lines = proof_lines(templates)
     failed = lines and lines[-1] == "FAILED"
     print("\n".join(line for line in lines if line != "FAILED"))
-    return 1 if findings or failed else 0
+    return 1 if findings or failed or scan.failed or unexplained else 0
 
 
 if __name__ == "__main__":

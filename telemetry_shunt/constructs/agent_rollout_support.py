@@ -20,6 +20,7 @@ from aws_cdk import Annotations, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct, IConstruct
@@ -201,7 +202,9 @@ class AgentRolloutSupport(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True),
             time_to_live_attribute=STATE_TABLE_TTL_ATTRIBUTE,
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=kms.Key(self, "StateTableKey", enable_key_rotation=True, removal_policy=RemovalPolicy.RETAIN,
+                                   description="telemetry-shunt: encrypts the agent rollout state table"),
             removal_policy=RemovalPolicy.RETAIN,
         )
 
@@ -298,6 +301,8 @@ class AgentRolloutSupport(Construct):
         )
         self.table.grant(grantee, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                          "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:ConditionCheckItem")
+        # The table's customer-managed key: what DynamoDB needs on the caller's behalf to read and write items.
+        self.table.encryption_key.grant(grantee, "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey")
         self.kill_switch.grant_read(grantee)
         self.kill_switch.grant_flip(grantee)
         self._acknowledge_wildcards(grantee, [

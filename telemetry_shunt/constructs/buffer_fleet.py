@@ -27,7 +27,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_vpclattice as vpclattice
 from constructs import Construct
 
-from telemetry_shunt.constructs._nag import acknowledge
+from telemetry_shunt.constructs._logs import log_group_key
+from telemetry_shunt.constructs._nag import acknowledge, skip_checkov
 from telemetry_shunt.constructs._prefix_lists import lattice_prefix_lists
 from telemetry_shunt.constructs.concentrator_vpc import collector_subnets_of
 from telemetry_shunt.core import collectors as cc
@@ -184,7 +185,7 @@ class BufferFleet(Construct):
         )
         self.metrics_log_group = (
             logs.LogGroup(self, "CollectorMetrics", retention=logs.RetentionDays.ONE_MONTH,
-                          removal_policy=RemovalPolicy.DESTROY)
+                          removal_policy=RemovalPolicy.DESTROY, encryption_key=log_group_key(self))
             if "otel" in self._paths
             else None
         )
@@ -301,6 +302,11 @@ class BufferFleet(Construct):
                 "Only the fleet's task roles write to the archive and nobody reads it routinely; pass "
                 "access_logs_bucket to log object access, CloudTrail records the bucket's management calls.",
             )
+            skip_checkov(
+                bucket, "CKV_AWS_18",
+                "No access_logs_bucket was given (ConcentratorStack passes one): only the fleet's task roles write "
+                "to the archive; CloudTrail records the bucket's management calls.",
+            )
         return bucket
 
     def _collector(
@@ -361,7 +367,7 @@ class BufferFleet(Construct):
             # collector runs as root inside its own task (no host to reach on Fargate) to write its queue.
             user = "0"
         log_group = logs.LogGroup(scope, "Logs", retention=logs.RetentionDays.ONE_MONTH,
-                                  removal_policy=RemovalPolicy.DESTROY)
+                                  removal_policy=RemovalPolicy.DESTROY, encryption_key=log_group_key(scope))
         container = task.add_container(
             "Collector",
             image=ecs.ContainerImage.from_registry(image_for(kind)),

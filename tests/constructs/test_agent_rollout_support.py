@@ -45,6 +45,8 @@ OPERATOR_ACTIONS = {
     "cloudwatch:DescribeAlarms", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
     "dynamodb:Scan", "dynamodb:ConditionCheckItem",
+    # The state table's customer-managed key (scoped to that key; see the table statement below).
+    "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
     "appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration",
     "appconfig:GetApplication", "appconfig:ListEnvironments", "appconfig:GetEnvironment",
     "appconfig:ListConfigurationProfiles", "appconfig:GetConfigurationProfile",
@@ -249,6 +251,8 @@ def test_table_and_package_access_are_scoped(dist: dict[str, Any]) -> None:
     statements = _statements(dist["json"], "AgentRolloutOperatorRole")
     table = next(s for s in statements if "dynamodb:PutItem" in _as_list(s["Action"]))
     assert [r["Fn::GetAtt"][0].startswith("AgentRolloutStateTable") for r in table["Resource"]] == [True]
+    key = next(s for s in statements if "kms:Decrypt" in _as_list(s["Action"]))
+    assert key["Resource"]["Fn::GetAtt"][0].startswith("AgentRolloutStateTableKey")
     assert not any(a in _as_list(table["Action"]) for a in ("dynamodb:DeleteTable", "dynamodb:*"))
     describe = next(s for s in statements if "ssm:DescribeDocument" in _as_list(s["Action"]))
     package_arns = [stack.resolve(stack.format_arn(service="ssm", resource="document", account=account,
