@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telemetry_shunt.client import _options as check
-from telemetry_shunt.client._aggregate import GAUGE, HISTOGRAM, SUM, fold
+from telemetry_shunt.client._aggregate import GAUGE, HISTOGRAM, SUM, fold, folded_records
 from telemetry_shunt.client._breaker import CircuitBreaker
 from telemetry_shunt.client._encoding import compress, encode_aggregates, encode_records
 from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout
@@ -71,6 +71,8 @@ _BUSY_POLL_SECONDS = 0.01
 _BUSY_FOLD = 1000
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
+# Closed intervals whose aggregates wait to be sent (the gateway down): at most this many, the oldest dropped.
+_MAX_CLOSED_INTERVALS = 10
 # At most this many batches in one go, so the worker looks at close() and the kill switch between rounds.
 _MAX_BATCHES_PER_ROUND = 32
 
@@ -182,8 +184,7 @@ class TelemetryClient:
         self._ssl_context = check.ssl_context(ssl_context)
         self._delivery = check.one_of("delivery", delivery, DELIVERY_GUARANTEES)
         self._max_series = check.integer("max_series", max_series, low=1, high=1_000_000)
-        # Aggregate batches waiting to be sent (the gateway down): at most this many, the oldest dropped.
-        self._max_agg_batches = max(2, self._max_buffered // self._max_batch)
+
         if clock is not None and not (callable(getattr(clock, "monotonic", None))
                                       and callable(getattr(clock, "sleep_until", None))):
             raise ValueError(f"clock must have monotonic() and sleep_until(event, deadline), got {clock!r}")
@@ -284,7 +285,9 @@ class TelemetryClient:
         self._series: dict[tuple, Any] = {}  # this interval's aggregates (their records are "held")
         self._series_held = 0
         self._interval_start = _time()
-        self._agg_batches: collections.deque[_Batch] = collections.deque()
+        # Closed intervals still to send: [series items, next position, start, end, records still held].
+        # Encoded a batch at a time when one is due, folding in between.
+        self._closed: collections.deque[list] = collections.deque()
         self._last_fold = 0
         self._taken = 0  # records the worker popped from the buffer
         self._sent = 0
@@ -460,32 +463,54 @@ class TelemetryClient:
             self._worker_drops["cardinality"] += rejected
 
     def _close_interval(self) -> None:
-        """Turn this interval's series into aggregate batches (queued to send) and start the next interval."""
+        """End this interval: its series wait in ``_closed``, encoded a batch at a time when one is due."""
         series, self._series = self._series, {}
         start, end = self._interval_start, _time()
         self._interval_start = end
         if not series:
             return
-        folded = self._series_held
+        self._closed.append([list(series.items()), 0, start, end, self._series_held])
         self._series_held = 0
-        try:
-            encoded = encode_aggregates(series, start, end, _new_batch_id, self._max_batch)
-        except Exception:
-            self._report_bug()
-            with self._lock:
-                self._held -= folded
-                self._worker_drops["internal_error"] += folded
-            return
-        for body, records, batch_id, oversized in encoded:
-            if oversized:
+        while len(self._closed) > _MAX_CLOSED_INTERVALS:  # the gateway is down: keep the newest
+            self._drop_interval(self._closed.popleft(), "buffer_full")
+
+    def _drop_interval(self, entry: list, reason: str) -> None:
+        with self._lock:
+            self._held -= entry[4]
+            self._worker_drops[reason] += entry[4]
+        entry[4] = 0
+
+    def _next_agg_batch(self) -> _Batch | None:
+        """The next batch of aggregate records (at most ``max_batch_records`` series), or None."""
+        while self._closed:
+            entry = self._closed[0]
+            items, position, start, end = entry[0], entry[1], entry[2], entry[3]
+            chunk = dict(items[position : position + self._max_batch])
+            entry[1] = position + len(chunk)
+            if entry[1] >= len(items):
+                self._closed.popleft()
+            try:
+                encoded = encode_aggregates(chunk, start, end, _new_batch_id, self._max_batch)
+            except Exception:
+                self._report_bug()
+                n = sum(folded_records(state) for state in chunk.values())
+                entry[4] -= n
                 with self._lock:
-                    self._held -= oversized
-                    self._worker_drops["oversized"] += oversized
-            if not records:
+                    self._held -= n
+                    self._worker_drops["internal_error"] += n
                 continue
-            self._agg_batches.append(_Batch(compress(body) if self._compress else body, records, batch_id))
-        while len(self._agg_batches) > self._max_agg_batches:  # the gateway is down: keep the newest
-            self._finish(self._agg_batches.popleft(), "buffer_full")
+            batch = None
+            for body, records, batch_id, oversized in encoded:
+                entry[4] -= records + oversized
+                if oversized:
+                    with self._lock:
+                        self._held -= oversized
+                        self._worker_drops["oversized"] += oversized
+                if records:
+                    batch = _Batch(compress(body) if self._compress else body, records, batch_id)
+            if batch is not None:
+                return batch
+        return None
 
     def _send_ready(self, flush_due: bool) -> None:
         self._fold()
@@ -497,14 +522,14 @@ class TelemetryClient:
                 return
             if round_:
                 self._fold()  # between requests too, so a run of batches does not let the aggregate buffer fill
-            ready = self._agg_batches or (self._buffer and (flush_due or len(self._buffer) >= self._max_batch))
+            ready = self._closed or (self._buffer and (flush_due or len(self._buffer) >= self._max_batch))
             if self._pending is None and not ready:
                 return
             # While the breaker is open, new records wait in the buffer (the oldest drop when it is full).
             if self._breaker.seconds_until_allowed() > 0:
                 return
             if self._pending is None:
-                self._pending = self._agg_batches.popleft() if self._agg_batches else self._take_batch()
+                self._pending = self._next_agg_batch() if self._closed else self._take_batch()
                 if self._pending is None:
                     continue
             if not self._breaker.allow():
@@ -664,13 +689,14 @@ class TelemetryClient:
                     buffer.popleft()
                 self._taken += n
                 self._worker_drops[reason] += n
-            in_hand = [self._pending] if self._pending is not None else []
-            in_hand += self._agg_batches
-            for batch in in_hand:
-                self._held -= batch.records
-                self._worker_drops[reason] += batch.records
-            self._pending = None
-            self._agg_batches.clear()
+            if self._pending is not None:
+                self._held -= self._pending.records
+                self._worker_drops[reason] += self._pending.records
+                self._pending = None
+            for entry in self._closed:
+                self._held -= entry[4]
+                self._worker_drops[reason] += entry[4]
+            self._closed.clear()
             self._held -= self._series_held
             self._worker_drops[reason] += self._series_held
             self._series_held = 0
@@ -683,12 +709,13 @@ class TelemetryClient:
         if self._state == SENDING:
             self._fold()
             self._close_interval()
-            for _ in range(self._max_buffered // self._max_batch + self._max_agg_batches + 2):
+            batches = self._max_buffered // self._max_batch + sum(len(e[0]) // self._max_batch + 1 for e in self._closed)
+            for _ in range(batches + 2):
                 if _monotonic() >= deadline or self._breaker.seconds_until_allowed() > 0:
                     break
                 if self._pending is None:
-                    if self._agg_batches:
-                        self._pending = self._agg_batches.popleft()
+                    if self._closed:
+                        self._pending = self._next_agg_batch()
                     elif not self._buffer:
                         break
                     else:

@@ -263,3 +263,20 @@ def test_emit_keeps_sending_raw_points_next_to_aggregates(gateway, make_client):
     raw = [r for r in gateway.records if r["name"] == "raw"]
     assert len(raw) == 1 and "kind" not in raw[0] and raw[0]["value"] == 1.5
     assert [r["kind"] for r in gateway.records if r["name"] == "c"] == ["sum"]
+
+
+def test_while_the_gateway_is_down_at_most_ten_intervals_wait_and_the_oldest_go(make_client):
+    from client_fakes import refused_url, wait_until
+
+    client = make_client(refused_url(), flush_interval_seconds=0.02, max_attempts=1, failure_threshold=1,
+                         base_backoff_seconds=30.0, max_backoff_seconds=30.0)
+    snapshots = []
+
+    def one_more() -> bool:
+        client.count("requests", 1)
+        snapshots.append(client.stats())
+        return snapshots[-1].dropped["buffer_full"] > 0
+
+    assert wait_until(one_more, interval=0.005)  # the breaker is open: intervals pile up, the oldest drop
+    assert all(balanced(s) for s in snapshots)
+    assert len(client._closed) <= 10
