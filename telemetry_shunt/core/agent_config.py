@@ -56,6 +56,10 @@ ADOT_HOME = "/opt/aws/aws-otel-collector"
 ADOT_BINARY = f"{ADOT_HOME}/bin/aws-otel-collector"
 #: The package's unit reads ``--config`` from ``etc/.env``, which points here by default.
 ADOT_CONFIG_PATH = f"{ADOT_HOME}/etc/config.yaml"
+#: ``aws-otel-collector-ctl -c <uri>`` rewrites the ``config=`` line of this file (e.g. to an S3 or SSM URI);
+#: the documents pin it back to :data:`ADOT_CONFIG_PATH`, or the installed config would be ignored.
+ADOT_ENV_FILE = f"{ADOT_HOME}/etc/.env"
+ADOT_ENV_CONFIG_LINE = f'config="--config {ADOT_CONFIG_PATH}"'
 #: The persistent sending queue's directory (``file_storage``), created by the documents for the agent's user.
 AGENT_QUEUE_DIR = "/var/lib/telemetry-shunt/agent-queue"
 #: The agent's health endpoint (loopback only): what the documents wait for after a restart.

@@ -82,6 +82,8 @@ class AgentDataPath:
     health_url: str | None = None
     health_timeout_seconds: int = 60
     queue_dir: str | None = None
+    # Shell lines after the config is in place that make the agent read it (ADOT: its .env's config= line).
+    use_config_commands: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         hb.validate_agent_service(self.agent_service)
@@ -123,6 +125,13 @@ class AgentDataPath:
             config_text=ac.to_text(config), config_owner=f"{ac.ADOT_USER}:{ac.ADOT_USER}",
             validate_command=None, health_url=ac.AGENT_HEALTH_URL,
             queue_dir=ac.AGENT_QUEUE_DIR if budgets.queue_disk_mib else None,
+            use_config_commands=(
+                f"if ! grep -qxF '{ac.ADOT_ENV_CONFIG_LINE}' '{ac.ADOT_ENV_FILE}' 2>/dev/null; then",
+                f"  echo 'pointing {ac.ADOT_SERVICE} at {ac.ADOT_CONFIG_PATH} (its .env named another config)' >&2",
+                f"  sed -i '/^config=/d' '{ac.ADOT_ENV_FILE}' 2>/dev/null || true",
+                f"  echo '{ac.ADOT_ENV_CONFIG_LINE}' >> '{ac.ADOT_ENV_FILE}'",
+                "fi",
+            ),
         )
 
     @staticmethod
@@ -336,6 +345,7 @@ def install_commands(dp: AgentDataPath, *, action: str, version_ref: str) -> lis
     else:
         lines += _write_candidate(dp.config_text)
     lines.append(f"{tool} install '{CANDIDATE_PATH}' '{version_ref}'")
+    lines += dp.use_config_commands
     return lines
 
 

@@ -294,8 +294,16 @@ def test_document_installs_the_adot_config_and_budgets(root: Root) -> None:
     doc = hostside.agent_document("install", agent=hostside.DistributorPackage(name="AWSDistroOTel-Collector",
                                                                                  service=ac.ADOT_SERVICE),
                                   config=hostside.HostConfig(agent_service=ac.ADOT_SERVICE), data_path=dp)
+    env_file = root.path(ac.ADOT_ENV_FILE)
+    env_file.parent.mkdir(parents=True, exist_ok=True)
+    # as `aws-otel-collector-ctl -c s3://...` leaves it: the installed config would be ignored
+    env_file.write_text("config=\"--config 's3://bucket/other.yaml'\"\nfeature_gates=\"--feature-gates 'x'\"\n")
     done = run_document_step(root, doc, dp, ac.ADOT_VERSION)
     assert done.returncode == 0, done.stderr
+    pinned = ac.ADOT_ENV_CONFIG_LINE.replace(ac.ADOT_CONFIG_PATH, str(root.path(ac.ADOT_CONFIG_PATH)))
+    assert env_file.read_text() == f"feature_gates=\"--feature-gates 'x'\"\n{pinned}\n"
+    again = run_document_step(root, doc, dp, ac.ADOT_VERSION)
+    assert again.returncode == 0 and "its .env named another config" not in again.stderr
     installed = json.loads(root.path(ac.ADOT_CONFIG_PATH).read_text())
     assert installed == ac.render_adot_config(gateway(), hb.AgentBudgets(queue_disk_mib=100))
     assert root.path(ac.AGENT_QUEUE_DIR).is_dir()
