@@ -12,6 +12,9 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 import app as default_app
+from telemetry_shunt.core.gateway_ref import GatewayRef
+from telemetry_shunt.core.routes import default_routes
+from telemetry_shunt.core.template import Environment, Resolver, lattice_policies
 from tests.cdk_support import ROOT, new_app, resources
 from tools.cdkcheck import lint_template, synth_with_nag
 
@@ -68,7 +71,23 @@ def test_app_account_is_wired_to_the_concentrator(synthesized):
 def test_concentrator_outputs_what_app_accounts_need(synthesized):
     stacks, _, _, _ = synthesized
     outputs = Template.from_stack(stacks["concentrator"]).to_json()["Outputs"]
-    assert {"ServiceNetworkArn", "GatewayArn", "GatewayEndpoint"} <= set(outputs)
+    assert {"ServiceNetworkArn", "GatewayArn", "GatewayEndpoint", "GatewayRoutes", "GatewayRef"} <= set(outputs)
+
+
+def test_gateway_ref_output_is_one_json_value_app_accounts_can_read(synthesized):
+    """Resolved as CloudFormation would (Fn::Join), the GatewayRef output parses as the gateway's GatewayRef."""
+    stacks, _, _, _ = synthesized
+    template = Template.from_stack(stacks["concentrator"]).to_json()
+    env = Environment("aws", "us-east-1", "999999999999")
+    resolver = Resolver(template, env)
+    service = next(iter(resources(template, "AWS::VpcLattice::Service")))
+    dns = "telemetry-gateway-0123456789abcdef0.7d67968.vpc-lattice-svcs.us-east-1.on.aws"
+    text = resolver.resolve(template["Outputs"]["GatewayRef"]["Value"]).replace(f"{service}.DnsEntry.DomainName", dns)
+    ref = GatewayRef.from_json(text)
+    lp = lattice_policies([template], env=env)
+    assert (ref.service_arn, ref.service_network_arn, ref.dns_name) == (lp.service_arn, lp.service_network_arn, dns)
+    assert [(r.path, r.collector) for r in ref.routes] == [(r.path, r.collector) for r in default_routes()]
+    assert resolver.resolve(template["Outputs"]["GatewayRoutes"]["Value"]) == ",".join(r.path for r in default_routes())
 
 
 def test_stacks_are_environment_agnostic(synthesized):
