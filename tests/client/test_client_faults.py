@@ -96,7 +96,7 @@ def test_retry_after_is_honoured_on_429_and_the_batch_is_sent_later(gateway, mak
     client.emit("m", 7)
     first = gateway.wait_for_requests(1)[0]
     gateway.mode = "ok"
-    assert gateway.wait_for_records(1, timeout=5)
+    assert gateway.wait_for_records(1)
     second = gateway.requests[1]
     assert second["time"] - first["time"] >= 0.95
     assert len(gateway.requests) == 2
@@ -111,7 +111,7 @@ def test_retry_after_as_http_date_on_503(gateway, make_client):
     client.emit("m", 1)
     first = gateway.wait_for_requests(1)[0]
     gateway.mode = "ok"
-    assert gateway.wait_for_records(1, timeout=5)
+    assert gateway.wait_for_records(1)
     assert gateway.requests[1]["time"] - first["time"] >= 0.9  # an HTTP date has 1 s resolution
 
 
@@ -174,7 +174,7 @@ def test_full_buffer_drops_the_oldest(gateway, make_client):
         client.emit("m", i)
     stats = client.stats()
     assert stats.queued == 10 and stats.dropped["buffer_full"] == 15 and balanced(stats)
-    client.close(timeout=5.0)  # the final flush sends what the buffer kept: the newest
+    client.close(timeout=20.0)  # the final flush sends what the buffer kept: the newest
     assert [r["value"] for r in gateway.records] == [float(i) for i in range(15, 25)]
     assert client.stats().sent == 10
 

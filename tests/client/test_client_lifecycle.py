@@ -316,7 +316,7 @@ def test_a_forked_child_gets_its_own_working_client(gateway, make_client):
         code = 1
         try:
             client.emit("child", 2)
-            client.close(timeout=1.0)
+            client.close(timeout=20.0)  # returns once sent; the bound is a hang guard
             stats = client.stats()
             os.write(write_end, json.dumps({"emitted": stats.emitted, "sent": stats.sent,
                                             "balanced": balanced(stats)}).encode())
@@ -365,14 +365,14 @@ def test_close_with_zero_timeout_returns_at_once(gateway, make_client):
     assert balanced(stats) and stats.sent + stats.dropped["shutdown"] == 10
 
 
-def _run_script(body: str, url: str) -> tuple[float, subprocess.CompletedProcess]:
+def _run_script(body: str, url: str, exit_timeout: float = 0.5) -> tuple[float, subprocess.CompletedProcess]:
     script = textwrap.dedent(f"""
         import sys, time
         from botocore.credentials import Credentials
         from telemetry_shunt.client import TelemetryClient
         client = TelemetryClient({url!r}, region={REGION!r}, credentials=Credentials({ACCESS_KEY!r}, {SECRET_KEY!r}),
                                  kill_switch=None, flush_interval_seconds=60.0, request_timeout_seconds=120.0,
-                                 exit_timeout_seconds=0.5)
+                                 exit_timeout_seconds={exit_timeout!r})
     """) + textwrap.dedent(body) + "\nprint(time.monotonic(), flush=True)\n"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=100, cwd=REPO)
     ended = time.monotonic()
@@ -390,7 +390,7 @@ def test_interpreter_exit_is_bounded_with_the_gateway_blackholed():
 
 
 def test_interpreter_exit_flushes_to_a_healthy_gateway(gateway):
-    _, proc = _run_script("for i in range(50): client.emit('m', i)", gateway.url)
+    _, proc = _run_script("for i in range(50): client.emit('m', i)", gateway.url, exit_timeout=20.0)
     assert proc.returncode == 0, proc.stderr
     assert len(gateway.records) == 50
 
