@@ -21,13 +21,14 @@ _EXPORTS = {
     "AppVpcAttachment": "app_attachment",
     "BufferFleet": "buffer_fleet",
     "KillSwitch": "kill_switch",
+    "ImportedKillSwitch": "kill_switch",
     "AgentRolloutSupport": "agent_rollout_support",
     "AgentSource": "agent_rollout_support",
 }
 
 __all__ = [
     "AgentRolloutSupport", "AgentSource", "AppVpcAttachment", "BufferFleet", "ConcentratorVpc", "ITelemetryServiceNetwork",
-    "ImportedGateway", "KillSwitch", "TelemetryGateway", "TelemetryServiceNetwork", "collector_subnets_of",
+    "ImportedGateway", "ImportedKillSwitch", "KillSwitch", "TelemetryGateway", "TelemetryServiceNetwork", "collector_subnets_of",
 ]
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from telemetry_shunt.constructs.buffer_fleet import BufferFleet
     from telemetry_shunt.constructs.concentrator_vpc import ConcentratorVpc, collector_subnets_of
     from telemetry_shunt.constructs.gateway import ImportedGateway, TelemetryGateway
-    from telemetry_shunt.constructs.kill_switch import KillSwitch
+    from telemetry_shunt.constructs.kill_switch import ImportedKillSwitch, KillSwitch
     from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork, TelemetryServiceNetwork
 
 

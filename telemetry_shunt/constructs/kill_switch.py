@@ -8,9 +8,10 @@ deployment strategy: a kill must reach every poller on its next poll, not after 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, Stack, Token
 from aws_cdk import aws_appconfig as appconfig
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -167,3 +168,38 @@ class KillSwitch(Construct):
             resource_arns=["*"],
         )
         return grant
+
+    @staticmethod
+    def from_configuration_arn(scope: Construct, id: str, arn: str) -> ImportedKillSwitch:
+        """A kill switch deployed by another stack: its ``configuration_arn`` (checked here), for :meth:`grant_read`."""
+        return ImportedKillSwitch(scope, id, configuration_arn=arn)
+
+
+# arn:<partition>:appconfig:<region>:<account>:application/<app>/environment/<env>/configuration/<profile>
+_CONFIGURATION_ARN = re.compile(
+    r"arn:(aws|aws-cn|aws-us-gov):appconfig:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:"
+    r"application/[a-z0-9]{4,7}/environment/[a-z0-9]{4,7}/configuration/[a-z0-9]{4,7}", re.ASCII)
+
+
+class ImportedKillSwitch(Construct):
+    """A kill switch from another stack or account, known by its configuration ARN: hosts read it."""
+
+    def __init__(self, scope: Construct, id: str, *, configuration_arn: str) -> None:
+        super().__init__(scope, id)
+        if not Token.is_unresolved(configuration_arn) and not (
+            isinstance(configuration_arn, str) and _CONFIGURATION_ARN.fullmatch(configuration_arn)
+        ):
+            raise ValidationError(
+                f"kill-switch configuration ARN {configuration_arn!r} must look like 'arn:aws:appconfig:us-east-1:"
+                "111111111111:application/abc1234/environment/def5678/configuration/ghi9012' (the kill switch's "
+                "configuration_arn, not an application or profile id)"
+            )
+        self.configuration_arn = configuration_arn
+
+    def grant_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read the flags: StartConfigurationSession + GetLatestConfiguration on this configuration."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"],
+            resource_arns=[self.configuration_arn],
+        )

@@ -488,3 +488,26 @@ def test_gateway_ref_from_stack_outputs_at_deploy_time(tmp_path):
     assert granted == ROUTES
     with pytest.raises(ValidationError, match="holds deploy-time tokens"):
         ref.to_json()
+
+
+CONFIG_ARN = "arn:aws:appconfig:us-east-1:999999999999:application/abc1234/environment/def5678/configuration/ghi9012"
+
+
+@pytest.mark.parametrize("arn", [
+    "abc1234",
+    "arn:aws:appconfig:us-east-1:999999999999:application/abc1234",
+    CONFIG_ARN.replace("ghi9012", "GHI9012"),
+    CONFIG_ARN + "\n",
+], ids=["id", "application-arn", "upper-case-id", "trailing-newline"])
+def test_kill_switch_import_refuses_in_our_words(tmp_path, arn):
+    stack = cdk.Stack(new_app(tmp_path), "K")
+    with pytest.raises(ValidationError, match="kill-switch configuration ARN .* must look like"):
+        public.KillSwitch.from_configuration_arn(stack, "KS", arn)
+
+
+def test_kill_switch_import_grants_reading_that_configuration(tmp_path):
+    stack, _, role = _app_stack(tmp_path)
+    public.KillSwitch.from_configuration_arn(stack, "KS", CONFIG_ARN).grant_read(role)
+    Template.from_stack(stack).has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": [{
+        "Effect": "Allow", "Resource": CONFIG_ARN,
+        "Action": ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"]}], "Version": "2012-10-17"}})
