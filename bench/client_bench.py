@@ -14,6 +14,27 @@ Each (client, mode) runs in its own process against a fake gateway on 127.0.0.1 
   nothing to flush for the seed); a process still closing after ``CLOSE_CAP_SECONDS`` is killed.
 
 Memory: per client, RSS growth over 10 M emits with the gateway down (connection refused).
+
+    .venv/bin/python bench/client_bench.py --killswitch [--flips 20]   # kill-switch flip-to-action (~5 min a gateway)
+
+Kill switch: a fake AppConfig agent in this process serves the flag; the client polls it at the minimum (15 s).
+Each flip is made at a uniformly random point of the poll cycle (a random 0-15 s after the previous action);
+flip-to-action is from the flip to the agent's next read (the read, as the agent saw it) and to the client's
+``stats().state`` changing (the action), for a healthy gateway and for one that never answers (every request
+held to its 1 s deadline, a backlog waiting): min, median and max against the poll interval.
+
+    .venv/bin/python bench/client_bench.py --aggregation [--seconds 3]   # issue 14's harness (~3 min)
+
+Aggregation: each (client, rate) runs in its own process against a healthy fake gateway (another process for
+the shunt; OTLP/HTTP to the same fake for OpenTelemetry; UDP to a closed port for DogStatsD, which never waits
+for an answer). Emits are paced in 1 ms ticks at the rate for ``--seconds``; 20 names x 5 attribute sets of 3
+attributes (100 series). CPU per record is the process's total CPU (every thread, the client's shutdown
+included) minus that of a bare append (``deque.append((name, value, attributes))``) paced the same way in the
+same run, divided by the records. Clients: the shunt's ``emit`` (raw points), ``count`` and ``distribution``
+(aggregated), OpenTelemetry's ``Counter.add`` and ``Histogram.record`` (delta temporality, 1 s export), and
+datadogpy's ``DogStatsd`` with client-side aggregation on (``increment``, ``histogram``). Then a loss-vs-rate
+sweep for ``count`` and ``distribution`` with 10,000 series (20 names x 500 attribute sets), up to 200k rec/s.
+Last, the caller's cost: ``count``/``emit`` per call against a bare append behind the same call signature.
 """
 
 from __future__ import annotations
@@ -221,8 +242,299 @@ def _run_child(args: list[str], timeout: float) -> tuple[dict, bool]:
     return results, killed
 
 
+def killswitch_bench(flips: int, modes: tuple[str, ...] = ("healthy", "never"), seed: int = 1) -> str:
+    import random
+
+    from telemetry_shunt.core.contract import APPCONFIG_MIN_POLL_SECONDS
+
+    poll = float(APPCONFIG_MIN_POLL_SECONDS)
+    rng = random.Random(seed)
+    lines = [f"Kill switch, flip to action, {flips} flips per gateway at random points of the {poll:g} s poll cycle "
+             f"(load average {os.getloadavg()[0]:.1f} at start).", "",
+             "| gateway | measured to | min (s) | median (s) | max (s) | max / poll interval |",
+             "|---|---|---:|---:|---:|---:|"]
+    for mode in modes:
+        to_read, to_action = _killswitch_flips(mode, flips, rng, poll)
+        for what, values in (("agent read", to_read), ("client state", to_action)):
+            lines.append(f"| {mode} | {what} | {min(values):.2f} | {statistics.median(values):.2f} | "
+                         f"{max(values):.2f} | {max(values) / poll:.2f} |")
+    return "\n".join(lines)
+
+
+def _killswitch_flips(mode: str, flips: int, rng, poll: float) -> tuple[list[float], list[float]]:
+    import http.server
+    import threading
+
+    from botocore.credentials import Credentials
+
+    from telemetry_shunt.client import KillSwitchSource, TelemetryClient
+
+    state = {"enabled": True, "reads": []}
+
+    class Agent(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            state["reads"].append(time.monotonic())
+            body = json.dumps({"telemetry": {"enabled": state["enabled"]}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    agent = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agent)
+    threading.Thread(target=agent.serve_forever, daemon=True).start()
+    gateway = BenchGateway(mode)
+    client = TelemetryClient(gateway.url, region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "secret"),
+                             kill_switch=KillSwitchSource(agent_url=f"http://127.0.0.1:{agent.server_address[1]}"),
+                             request_timeout_seconds=1.0)
+    stop = threading.Event()
+
+    def emitter() -> None:  # a steady load, so that with a dead gateway a backlog is always waiting
+        while not stop.wait(0.001):
+            for _ in range(20):
+                client.emit("requests", 1, route="/pay")
+
+    threading.Thread(target=emitter, daemon=True).start()
+    to_read, to_action = [], []
+    try:
+        _wait_for(lambda: client.stats().state == "sending", 30)
+        for n in range(flips):
+            time.sleep(rng.uniform(0, poll))
+            want = "disabled" if state["enabled"] else "sending"
+            reads_before = len(state["reads"])
+            flipped = time.monotonic()
+            state["enabled"] = not state["enabled"]
+            _wait_for(lambda want=want: client.stats().state == want, 3 * poll)
+            to_action.append(time.monotonic() - flipped)
+            to_read.append(state["reads"][reads_before] - flipped)
+            print(f"# killswitch {mode} flip {n + 1}: read after {to_read[-1]:.2f} s, state after "
+                  f"{to_action[-1]:.2f} s", file=sys.stderr, flush=True)
+    finally:
+        stop.set()
+        client.close(timeout=1.0)
+        gateway.close()
+        agent.shutdown()
+    return to_read, to_action
+
+
+AGG_CLIENTS = ("bare", "shunt-emit", "shunt-count", "shunt-distribution", "otel-counter", "otel-histogram",
+               "datadog-count", "datadog-histogram")
+AGG_RATES = (10_000, 100_000)
+SWEEP_RATES = (10_000, 50_000, 100_000, 150_000, 200_000)
+
+
+def _agg_build(client: str, url: str):
+    """(call(name, value, attributes), close() -> loss counts or None)."""
+    if client == "bare":
+        import collections
+
+        buffer = collections.deque(maxlen=20_000)
+        append = buffer.append
+
+        def bare(name, value, attributes):
+            append((name, value, attributes))
+
+        return bare, lambda: None
+    if client.startswith("shunt-"):
+        from botocore.credentials import Credentials
+
+        import telemetry_shunt.client._signing  # noqa: F401 - botocore's import, before the CPU clock starts
+        from telemetry_shunt.client import TelemetryClient
+
+        shunt = TelemetryClient(url, region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "secret"),
+                                kill_switch=None)
+        method = getattr(shunt, client.split("-", 1)[1])
+
+        def call(name, value, attributes):
+            method(name, value, **attributes)
+
+        def close():
+            shunt.close(timeout=10.0)
+            stats = shunt.stats()
+            return {"emitted": stats.emitted, "sent": stats.sent, "dropped": stats.dropped_total,
+                    "by_reason": {k: v for k, v in stats.dropped.items() if v}}
+
+        return call, close
+    if client.startswith("otel-"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+        from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+
+        delta = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=url + "/v1/metrics", preferred_temporality=delta), export_interval_millis=1000)
+        provider = MeterProvider(metric_readers=[reader])
+        meter = provider.get_meter("bench")
+        instruments: dict = {}
+        make = meter.create_counter if client == "otel-counter" else meter.create_histogram
+        record = "add" if client == "otel-counter" else "record"
+
+        def call(name, value, attributes):
+            instrument = instruments.get(name)
+            if instrument is None:
+                instrument = instruments[name] = getattr(make(name), record)
+            instrument(value, attributes)
+
+        return call, lambda: provider.shutdown() and None
+    if client.startswith("datadog-"):
+        import socket
+
+        from datadog.dogstatsd import DogStatsd
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        statsd = DogStatsd(host="127.0.0.1", port=port, disable_aggregation=False, disable_buffering=False,
+                           flush_interval=1.0, disable_telemetry=True)
+        method = statsd.increment if client == "datadog-count" else statsd.histogram
+        tag_cache: dict = {}
+
+        def call(name, value, attributes):
+            key = id(attributes)
+            tags = tag_cache.get(key)
+            if tags is None:
+                tags = tag_cache[key] = [f"{k}:{v}" for k, v in attributes.items()]
+            method(name, value, tags=tags)
+
+        def close():
+            statsd.flush_aggregated_metrics()
+            statsd.flush()
+            statsd.close_socket()
+
+        return call, close
+    raise ValueError(f"unknown client {client!r}")
+
+
+def _attribute_sets(series: int) -> tuple[list[str], list[dict]]:
+    names = [f"app.metric_{i}" for i in range(20)]
+    sets = [{"route": f"/r{j}", "code": "200", "region": "eu-west-1"} for j in range(max(1, series // 20))]
+    return names, sets
+
+
+def agg_child(client: str, rate: int, seconds: float, series: int, url: str) -> None:
+    names, sets = _attribute_sets(series)
+    call, close = _agg_build(client, url)
+    per_tick = max(1, rate // 1000)
+    n_sets = len(sets)
+    gc.collect()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    sent_calls, tick = 0, 0
+    while True:
+        tick += 1
+        base = sent_calls
+        for i in range(per_tick):
+            k = base + i
+            call(names[(k // n_sets) % 20], 1.0 + (k % 7), sets[k % n_sets])
+        sent_calls += per_tick
+        now = time.perf_counter()
+        if now - wall0 >= seconds:
+            break
+        target = wall0 + tick / 1000
+        if target > now:
+            time.sleep(target - now)
+    emit_wall = time.perf_counter() - wall0
+    loss = close()
+    cpu = time.process_time() - cpu0
+    _say(phase="agg", records=sent_calls, cpu=cpu, achieved_rate=sent_calls / emit_wall, loss=loss)
+
+
+def caller_cost_child() -> None:
+    import collections
+
+    from botocore.credentials import Credentials
+
+    from telemetry_shunt.client import TelemetryClient
+
+    shunt = TelemetryClient("http://127.0.0.1:9", region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "s"),
+                            kill_switch=None, max_buffered_records=1_000_000)
+    buffer = collections.deque(maxlen=1_000_000)
+    append = buffer.append
+
+    def bare(name, value, /, **attributes):
+        append((name, value, attributes))
+
+    out = {}
+    for label, fn in (("bare", bare), ("count", shunt.count), ("emit", shunt.emit), ("distribution", shunt.distribution)):
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter_ns()
+            for _ in range(100_000):
+                fn("app.metric", 1.0, route="/pay", code="200", region="eu-west-1")
+            best = min(best, (time.perf_counter_ns() - t0) / 100_000)
+            buffer.clear()
+        out[label] = best / 1000
+    shunt.close(timeout=0)
+    _say(phase="caller", **out)
+
+
+def aggregation_bench(seconds: float) -> str:
+    load = [os.getloadavg()[0]]
+
+    def run(client: str, rate: int, series: int) -> dict:
+        gateway = BenchGateway("healthy")
+        try:
+            results, _ = _run_child(["--agg-child", client, str(rate), str(seconds), str(series), gateway.url],
+                                    seconds + 60)
+        finally:
+            gateway.close()
+        agg = results.get("agg", {})
+        print(f"# agg {client} {rate} {series}: {json.dumps(agg)}", file=sys.stderr, flush=True)
+        return agg
+
+    lines = []
+    cpu = {(c, r): run(c, r, 100) for r in AGG_RATES for c in AGG_CLIENTS}
+    lines += ["CPU per record (all threads, shutdown included) above a bare append paced the same way; 100 series.", "",
+              "| client | " + " | ".join(f"{r // 1000}k rec/s: extra CPU µs/record | achieved rate" for r in AGG_RATES)
+              + " | loss |", "|---|" + "---:|---:|" * len(AGG_RATES) + "---|"]
+    for client in AGG_CLIENTS[1:]:
+        cells = []
+        for rate in AGG_RATES:
+            row, bare = cpu[client, rate], cpu["bare", rate]
+            extra = (row["cpu"] - bare["cpu"] * row["records"] / bare["records"]) / row["records"] * 1e6
+            cells.append(f"{extra:.2f} | {row['achieved_rate'] / 1000:.0f}k")
+        loss = cpu[client, AGG_RATES[-1]].get("loss")
+        shown = f"{loss['dropped']} of {loss['emitted']}" if loss else "n/a"
+        lines.append(f"| {client} | " + " | ".join(cells) + f" | {shown} |")
+    lines += ["", "Loss vs rate, 10,000 series (20 names x 500 attribute sets):", "",
+              "| rate (rec/s) | client | achieved | emitted | sent | dropped | reasons | CPU µs/record (total) |",
+              "|---:|---|---:|---:|---:|---:|---|---:|"]
+    for rate in SWEEP_RATES:
+        for client in ("shunt-count", "shunt-distribution"):
+            row = run(client, rate, 10_000)
+            loss = row.get("loss") or {}
+            lines.append(f"| {rate:,} | {client} | {row['achieved_rate']:,.0f} | {loss.get('emitted', 0):,} | "
+                         f"{loss.get('sent', 0):,} | {loss.get('dropped', 0):,} | {loss.get('by_reason', {})} | "
+                         f"{row['cpu'] / row['records'] * 1e6:.2f} |")
+    results, _ = _run_child(["--caller-cost-child"], 120)
+    caller = results.get("caller", {})
+    lines += ["", "Caller's cost per call, same signature (name, value, 3 keyword attributes), best of 5 x 100k:", "",
+              "| call | µs | vs bare append |", "|---|---:|---:|"]
+    for label, value in caller.items():
+        lines.append(f"| {label} | {value:.3f} | {value / caller['bare']:.2f}x |")
+    load.append(os.getloadavg()[0])
+    return f"Load average {load[0]:.1f} at start, {load[1]:.1f} at end, {os.cpu_count()} CPUs.\n\n" + "\n".join(lines)
+
+
+def _wait_for(predicate, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise RuntimeError("timed out")
+        time.sleep(0.005)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--killswitch", action="store_true", help="only the kill-switch flip-to-action figures")
+    parser.add_argument("--flips", type=int, default=20, help="kill-switch flips per gateway (at least 20)")
+    parser.add_argument("--aggregation", action="store_true", help="only issue 14's aggregation harness")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds of paced emits per aggregation cell")
+    parser.add_argument("--agg-child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--caller-cost-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--clients", default=",".join(CLIENTS),
@@ -233,6 +545,17 @@ def main() -> None:
     parser.add_argument("--throughput-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", nargs=3, metavar=("CLIENT", "URL", "EMITS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.killswitch:
+        print(killswitch_bench(args.flips))
+        return None
+    if args.aggregation:
+        print(aggregation_bench(args.seconds))
+        return None
+    if args.agg_child:
+        client, rate, seconds, series, url = args.agg_child
+        return agg_child(client, int(rate), float(seconds), int(series), url)
+    if args.caller_cost_child:
+        return caller_cost_child()
     if args.child:
         return child(*args.child, quick=args.quick, throughput_only=args.throughput_only)
     if args.memory_child:
