@@ -12,6 +12,8 @@ The only place that reads context. Keys (set in cdk.json or with ``cdk synth -c 
   another account, the concentrator stack's outputs (default: wired from the concentrator stack)
 - ``telemetry-shunt:agent-azs``: AZ names of the agent fleet: the kill switch's per-AZ flags and heartbeat
   alarms of the agent-control stack (cdk.json: us-east-1a, us-east-1b; empty or absent leaves the stack out)
+- ``telemetry-shunt:alarm-email``: an e-mail address subscribed to the alarm topic (optional; the
+  recipient confirms the subscription once)
 - ``telemetry-shunt:agent-fleet``: the ``telemetry-shunt:fleet`` tag value the rollout operator may command
   (a literal name, required with ``agent-azs``; cdk.json: demo)
 """
@@ -74,6 +76,7 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
         vpc_cidr=app.node.try_get_context("telemetry-shunt:concentrator-cidr") or "10.200.0.0/16",
         app_vpc_cidrs=[app_cidr],
         vendor_egress=_bool(app, "telemetry-shunt:vendor-egress"),
+        alarm_email=app.node.try_get_context("telemetry-shunt:alarm-email") or None,
     )
     app_account = AppAccountStack(
         app, "TelemetryAppAccount",
@@ -93,6 +96,7 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
             availability_zones=agent_azs,
             agent=AgentSource.adot_collector(),
             fleet=_agent_fleet(app),
+            alarm_topic=concentrator.alarm_topic.topic,
             # The ADOT configuration pushes to this gateway (its routes, DNS name; the hosts' Region).
             gateway=concentrator.gateway_ref,
         )

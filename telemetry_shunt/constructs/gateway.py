@@ -11,6 +11,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_vpclattice as lattice
 from constructs import Construct, IValidation
 
+from telemetry_shunt.constructs._gateway_metrics import LatticeServiceMetrics
 from telemetry_shunt.constructs.service_network import (
     AccessLogDestination,
     ITelemetryServiceNetwork,
@@ -34,7 +35,7 @@ from telemetry_shunt.errors import ValidationError
 IDLE_TIMEOUT_RANGE_SECONDS = (60, 600)
 
 
-class TelemetryGateway(Construct):
+class TelemetryGateway(LatticeServiceMetrics, Construct):
     """The Lattice service agents push to.
 
     - An HTTPS listener (port 443, Lattice-managed certificate) whose default action is a fixed 404.

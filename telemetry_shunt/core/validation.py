@@ -160,6 +160,17 @@ def share_principal(value: str) -> str:
     )
 
 
+# An e-mail address as SNS takes it: one '@', no spaces or control characters, a dotted domain.
+EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+", re.ASCII)
+
+
+def email_address(value: object) -> str:
+    if isinstance(value, str) and len(value) <= 254 and EMAIL_ADDRESS.fullmatch(value):
+        return value
+    raise ValidationError(f"e-mail address {value!r} is not one SNS can subscribe: use e.g. 'oncall@example.com'")
+
+
 def duplicates(values: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     dup: list[str] = []

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from telemetry_shunt.constructs.agent_rollout_support import AgentRolloutSupport, AgentSource
@@ -30,6 +32,8 @@ class AgentControlStack(Stack):
     :param gateway: the gateway the agents push to (the concentrator's GatewayRef); the ADOT collector's
         configuration is rendered for it. Default: none.
     :param budgets: the agent's host budgets. Default ``AgentBudgets()``.
+    :param alarm_topic: where the heartbeat alarms send their ALARM and OK transitions (the default app
+        passes the concentrator stack's alarm topic). Default: none (the alarms only change state).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class AgentControlStack(Stack):
         poll_interval: Duration = Duration.seconds(45),
         gateway: GatewayRef | None = None,
         budgets: AgentBudgets | None = None,
+        alarm_topic: sns.ITopic | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -53,6 +58,11 @@ class AgentControlStack(Stack):
         self.rollout = AgentRolloutSupport(self, "AgentRollout", kill_switch=self.kill_switch, agent=agent,
                                            fleet=fleet, operator_principal=operator_principal, gateway=gateway,
                                            budgets=budgets)
+        if alarm_topic is not None:
+            action = cw_actions.SnsAction(alarm_topic)
+            for alarm in self.rollout.heartbeat_alarms.values():
+                alarm.add_alarm_action(action)
+                alarm.add_ok_action(action)
         if host_role_arn is not None:
             self.rollout.grant_host(iam.Role.from_role_arn(self, "HostRole", host_role_arn))
         CfnOutput(self, "KillSwitchApplicationId", value=self.kill_switch.application_id)

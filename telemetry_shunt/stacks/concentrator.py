@@ -12,6 +12,7 @@ from constructs import Construct
 from telemetry_shunt.constructs.buffer_fleet import BufferFleet
 from telemetry_shunt.constructs.concentrator_vpc import DEFAULT_CIDR, ConcentratorVpc
 from telemetry_shunt.constructs.gateway import TelemetryGateway
+from telemetry_shunt.constructs.operations import AlarmTopic, telemetry_dashboard
 from telemetry_shunt.constructs.service_network import TelemetryServiceNetwork
 from telemetry_shunt.core.collectors import Sink
 from telemetry_shunt.core.gateway_ref import GatewayRef
@@ -40,6 +41,7 @@ class ConcentratorStack(Stack):
         az_count: int = 2,
         fleet_sinks: Sequence[Sink] | None = None,
         fleet_secrets: Mapping[str, secretsmanager.ISecret] | None = None,
+        alarm_email: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
@@ -61,6 +63,13 @@ class ConcentratorStack(Stack):
             sinks=list(fleet_sinks) if fleet_sinks else None, secrets=fleet_secrets,
             access_logs_bucket=self.service_network.server_access_log_bucket,
         )
+        # Operable by default: the gateway's and the fleet's alarms on one topic (alarm_email subscribes to
+        # it), one dashboard for the path. Runbook: docs/alarms.md.
+        self.alarm_topic = AlarmTopic(self, "AlarmTopic", email=alarm_email)
+        self.alarms = [*self.gateway.add_alarms(), *self.buffer_fleet.add_alarms()]
+        self.alarm_topic.notify(self.alarms)
+        self.dashboard = telemetry_dashboard(self, "Dashboard", gateway=self.gateway, fleet=self.buffer_fleet,
+                                             alarms=self.alarms)
         self.outputs = self.gateway.add_ref_outputs(self)
 
     @property
