@@ -169,8 +169,13 @@ class AgentRolloutSupport(Construct):
             self.documents[action] = aws.SsmDocument(
                 self, f"{action.capitalize()}Document", name=agent_document_name(action, prefix), document_type="Command",
                 document_format="JSON", content=json.dumps(content), target_type="/AWS::EC2::Instance")
-        self.table_key = aws.KmsKey(self, "StateTableKey", description="telemetry-shunt: encrypts the agent rollout state table",
-                                    enable_key_rotation=True, deletion_window_in_days=30)
+        # Key policy: the account administers the key and delegates its use to IAM policies (the operator role's),
+        # as the CDK flavour's key policy does.
+        self.table_key = aws.KmsKey(
+            self, "StateTableKey", description="telemetry-shunt: encrypts the agent rollout state table",
+            enable_key_rotation=True, deletion_window_in_days=30, policy=_policy([
+                {"Sid": "AccountAdmin", "Effect": "Allow", "Action": "kms:*", "Resource": "*",
+                 "Principal": {"AWS": f"arn:{self.env.partition}:iam::{self.env.account}:root"}}]))
         self.table = aws.DynamodbTable(
             self, "StateTable", name=table_name, billing_mode="PAY_PER_REQUEST",
             hash_key=STATE_TABLE_PARTITION_KEY, range_key=STATE_TABLE_SORT_KEY,
