@@ -308,8 +308,14 @@ def host_files(dp: AgentDataPath, *, version_pattern: str) -> tuple[AgentFile, .
 
 
 def prepare_commands(dp: AgentDataPath) -> list[str]:
-    """Shell lines before the host files are written: the drop-in's directory."""
-    return [f"install -d -m 0755 '{hb.dropin_path(dp.agent_service).rsplit('/', 1)[0]}'"]
+    """Shell lines before the host files are written: prerequisites, then the drop-in's directory."""
+    return [
+        # The cap needs tc (iproute-tc on Amazon Linux 2023); checked before the drop-in that runs it is written,
+        # so a host without it keeps its agent as it was rather than one that cannot start any more.
+        "command -v tc >/dev/null || { echo 'tc (iproute2) is missing: install iproute-tc, the agent bandwidth cap "
+        "needs it' >&2; exit 1; }",
+        f"install -d -m 0755 '{hb.dropin_path(dp.agent_service).rsplit('/', 1)[0]}'",
+    ]
 
 
 def _write_candidate(text: str) -> list[str]:
@@ -327,11 +333,7 @@ def install_commands(dp: AgentDataPath, *, action: str, version_ref: str) -> lis
     A rollback restores the config and drop-in saved with the target version when the host has them.
     """
     tool = CONFIG_TOOL_PATH
-    lines = [
-        # The cap needs tc (iproute-tc on Amazon Linux 2023); without it the agent would not start.
-        "command -v tc >/dev/null || { echo 'tc (iproute2) is missing: install iproute-tc, the agent bandwidth cap "
-        "needs it' >&2; exit 1; }",
-    ]
+    lines: list[str] = []
     if action == "rollback":
         lines.append(f"{tool} restore-dropin '{version_ref}'")
     if dp.queue_dir is not None:

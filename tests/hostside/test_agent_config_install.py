@@ -249,7 +249,8 @@ def test_a_custom_config_without_any_check_is_refused() -> None:
 
 # --- the documents' step, as SSM runs it ------------------------------------------------------------------------
 
-def run_document_step(root: Root, doc: dict, dp: af.AgentDataPath, version: str) -> subprocess.CompletedProcess:
+def run_document_step(root: Root, doc: dict, dp: af.AgentDataPath, version: str,
+                      path: str | None = None) -> subprocess.CompletedProcess:
     """The host-setup step of an install-type document, with absolute paths moved under the temp root, the
     kill switch unreachable (the watcher fails closed, so the agent is not started) and stub systemctl."""
     step = next(s for s in doc["mainSteps"] if s["name"] == "InstallKillSwitchAndHeartbeat")
@@ -261,6 +262,8 @@ def run_document_step(root: Root, doc: dict, dp: af.AgentDataPath, version: str)
     root.path(ac.ADOT_CONFIG_PATH).parent.mkdir(parents=True, exist_ok=True)
     env = {**root.env(dp), "TELEMETRY_SHUNT_APPCONFIG_URL": closed_url().rstrip("/"),
            "TELEMETRY_SHUNT_RUN_DIR": str(root.base / "run"), "TELEMETRY_SHUNT_AZ": "eu-west-1a"}
+    if path is not None:
+        env["PATH"] = path
     path = root.base / "_script.sh"
     path.write_text(script + "\n")
     path.chmod(0o700)
@@ -343,3 +346,18 @@ def test_adot_document_steps_and_the_files_they_write_pass_shellcheck(action: st
             scripts[-1].write_text(f.content)
     result = subprocess.run([_shellcheck(), "-s", "bash", *map(str, scripts)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
+
+
+def test_host_without_tc_is_refused_before_anything_changes(root: Root, tmp_path: Path) -> None:
+    # PATH with everything the step uses but tc
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "sh", "base64", "install", "chmod", "mv", "cat", "cp", "cmp", "mkdir", "sed", "grep", "rm",
+                 "curl", "date", "python3", "timeout", "sleep", "head", "sort", "awk", "id", "dirname"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    assert not (bin_dir / "tc").exists()
+    done = run_document_step(root, custom_document(custom(GOOD)), custom(GOOD), "1.0.0", path=f"{root.stub}:{bin_dir}")
+    assert done.returncode == 1 and "install iproute-tc" in done.stderr
+    assert not root.path(hb.dropin_path(SERVICE)).exists() and not root.path(CONFIG_PATH).exists()
