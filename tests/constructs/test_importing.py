@@ -511,3 +511,26 @@ def test_kill_switch_import_grants_reading_that_configuration(tmp_path):
     Template.from_stack(stack).has_resource_properties("AWS::IAM::Policy", {"PolicyDocument": {"Statement": [{
         "Effect": "Allow", "Resource": CONFIG_ARN,
         "Action": ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"]}], "Version": "2012-10-17"}})
+
+
+# --- trap 6: BufferFleet wired from the gateway ----------------------------------------------------
+def test_fleet_needs_the_gateway_or_both_wirings_and_never_both(tmp_path):
+    stack, net = _concentrator(tmp_path)
+    sn = TelemetryServiceNetwork(stack, "SN", pushers=["222222222222"])
+    gw = TelemetryGateway(stack, "GW", vpc=net.vpc, service_network=sn, routes=list(REF.routes))
+    with pytest.raises(ValidationError) as exc:
+        public.BufferFleet(stack, "F1", vpc=net.vpc)
+    one_line_naming(exc, "BufferFleet needs gateway=")
+    with pytest.raises(ValidationError) as exc:
+        public.BufferFleet(stack, "F2", vpc=net.vpc, gateway=gw, target_groups=gw.target_groups)
+    one_line_naming(exc, "drop target_groups= and paths_by_collector=")
+
+
+def test_fleet_on_an_isolated_only_vpc_uses_it_and_warns(tmp_path):
+    stack, net = _concentrator(tmp_path)  # the ConcentratorVpc default: isolated, no NAT
+    sn = TelemetryServiceNetwork(stack, "SN", pushers=["222222222222"])
+    gw = TelemetryGateway(stack, "GW", vpc=net.vpc, service_network=sn, routes=[Route.vector_http("/ingest/app-a")])
+    fleet = public.BufferFleet(stack, "Fleet", vpc=net.vpc, gateway=gw)
+    assert net.collector_subnets.subnet_type == ec2.SubnetType.PRIVATE_ISOLATED
+    assert fleet.az_count == 2 and list(fleet.services) == ["vector"]
+    Annotations.from_stack(stack).has_warning("/G/Fleet", Match.string_like_regexp("subnets are isolated"))
