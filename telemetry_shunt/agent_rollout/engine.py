@@ -1,4 +1,4 @@
-"""The rollout engine: discovery, preflight and a persisted state machine over SSM Run Command.
+"""The rollout engine: preflight and a persisted state machine over SSM Run Command.
 
 Order of work: zones one at a time; in each zone the one-box wave then the rest; each wave's batches are
 sent one after the other, then the wave bakes on time *and* on evidence (a heartbeat from every
@@ -9,23 +9,49 @@ Every transition is appended to the audit log and persisted before the engine ac
 two transitions: the intent (batch id + comment) and then the CommandId; a controller resuming a batch
 whose intent was saved but whose CommandId was not looks the command up by its comment before sending,
 so no host is sent the upgrade twice.
+
+The AWS calls live in adapters.py (fleet discovery, documents, commands, heartbeats); the wave and batch
+records are the typed dataclasses of records.py.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import os
-import re
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from telemetry_shunt.agent_rollout.adapters import (
+    ACCESS_DENIED,
+    TERMINAL_INVOCATION,
+    Commands,
+    Documents,
+    FleetDiscovery,
+    Heartbeats,
+)
 from telemetry_shunt.agent_rollout.aws import AwsCaller, AwsClients, error_code
-from telemetry_shunt.agent_rollout.clock import Clock, iso, to_datetime
-from telemetry_shunt.agent_rollout.killswitch import KillSwitch
+from telemetry_shunt.agent_rollout.clock import Clock, iso
+from telemetry_shunt.agent_rollout.killswitch import KillSwitchFlags
+from telemetry_shunt.agent_rollout.records import (
+    BAKED,
+    BAKING,
+    DONE,
+    FAILED,
+    PENDING,
+    ROLLBACK,
+    ROLLBACK_FAILED,
+    ROLLED_BACK_HOST,
+    SENDING,
+    SENT,
+    UPGRADE,
+    UPGRADED,
+    WAVE_FAILED,
+    BatchRecord,
+    WaveState,
+)
 from telemetry_shunt.agent_rollout.state import (
     ABORTED,
     COMPLETED,
@@ -40,28 +66,24 @@ from telemetry_shunt.agent_rollout.state import (
     RolloutNotFound,
     RolloutState,
     StateStore,
+    lease_held_error,
+    validate_rollout_id,
 )
+from telemetry_shunt.core import validation
 from telemetry_shunt.core.contract import (
-    AGENT_VERSION_PARAMETER,
     DEFAULT_RESOURCE_PREFIX,
-    FLEET_TAG_KEY,
-    HEARTBEAT_INSTANCE_DIMENSION,
-    HEARTBEAT_METRIC,
-    HEARTBEAT_NAMESPACE,
     HEARTBEAT_PERIOD_SECONDS,
-    HEARTBEAT_VERSION_DIMENSION,
     agent_document_name,
     agent_package_name,
     heartbeat_alarm_name,
 )
+from telemetry_shunt.core.hostside import validate_version
 from telemetry_shunt.core.killswitch import telemetry_enabled
 from telemetry_shunt.core.rollout_plan import Host, RolloutPlan, chunk
 from telemetry_shunt.errors import ShuntError, ValidationError
 
-ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
-TERMINAL_INVOCATION = {"Success", "Failed", "TimedOut", "Cancelled"}
-FAILED_INVOCATION = {"Failed", "TimedOut", "Cancelled"}
-UPGRADE, ROLLBACK = "upgrade", "rollback"
+__all__ = ["UPGRADE", "ROLLBACK", "RolloutEngine", "RolloutSettings", "RolloutStopped", "PreflightFailed",
+           "Preflight", "summarize", "validate_rollout_id", "new_rollout_id"]
 
 
 class RolloutStopped(ShuntError):
@@ -155,25 +177,14 @@ def default_owner() -> str:
     return f"{user}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-_ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
-
-
-def validate_rollout_id(rollout_id: str) -> str:
-    """Ids go into SSM command comments (100 characters with the batch id) and DynamoDB keys."""
-    if not _ROLLOUT_ID.match(rollout_id):
-        raise ValidationError(
-            f"rollout id must be 1-48 letters, digits, '.', '_' or '-' (starting with a letter or digit), "
-            f"got {rollout_id!r}"
-        )
-    return rollout_id
-
-
 def new_rollout_id(clock: Clock) -> str:
     return "r-" + iso(clock.now()).replace("-", "").replace(":", "").rstrip("Z") + "-" + uuid.uuid4().hex[:4]
 
 
 class RolloutEngine:
-    def __init__(self, *, clients: AwsClients, store: StateStore, audit: AuditLog, kill_switch: KillSwitch,
+    """The state machine. AWS is reached only through the adapters built from ``clients``."""
+
+    def __init__(self, *, clients: AwsClients, store: StateStore, audit: AuditLog, kill_switch: KillSwitchFlags,
                  clock: Clock, owner: str | None = None, progress: Callable[[str], None] | None = None,
                  caller: AwsCaller | None = None) -> None:
         self.clients = clients
@@ -184,128 +195,39 @@ class RolloutEngine:
         self.owner = owner or default_owner()
         self.progress = progress or (lambda _m: None)
         self.aws = caller or AwsCaller(clock)
+        self.fleet = FleetDiscovery(clients, self.aws)
+        self.documents = Documents(clients, self.aws, self.progress)
+        self.commands = Commands(clients, self.aws)
+        self.heartbeats = Heartbeats(clients, self.aws, clock)
         self._lease: Lease | None = None
         self._settings: RolloutSettings | None = None
 
     # --- discovery and preflight ---------------------------------------------------------------------
 
     def discover(self, fleet: str) -> list[Host]:
-        """Running EC2 instances tagged ``telemetry-shunt:fleet=<fleet>``."""
-        hosts: list[Host] = []
-        kwargs: dict[str, Any] = {"Filters": [
-            {"Name": f"tag:{FLEET_TAG_KEY}", "Values": [fleet]},
-            {"Name": "instance-state-name", "Values": ["running"]},
-        ]}
-        while True:
-            page = self.aws(self.clients.ec2, "describe_instances", **kwargs)
-            for reservation in page.get("Reservations", []):
-                for inst in reservation.get("Instances", []):
-                    hosts.append(Host(inst["InstanceId"], inst["Placement"]["AvailabilityZone"]))
-            if not page.get("NextToken"):
-                return hosts
-            kwargs["NextToken"] = page["NextToken"]
+        """Running EC2 instances tagged ``telemetry-shunt:fleet=<fleet>`` (a literal name)."""
+        return self.fleet.discover(fleet)
 
-    def allowed_versions(self, settings: RolloutSettings) -> list[str] | None:
-        """The upgrade document's ``allowedValues`` for the version (S3 artifacts list the checksummed
-        versions there), or None when it has none (a Distributor package: ask the package)."""
-        try:
-            doc = self.aws(self.clients.ssm, "get_document", Name=self._document_name(UPGRADE, settings),
-                           DocumentVersion="$LATEST", DocumentFormat="JSON")
-        except Exception as exc:
-            if error_code(exc) in ("InvalidDocument", "InvalidDocumentVersion"):
-                return None  # reported by the document check
-            if error_code(exc) in ACCESS_DENIED:
-                self.progress("warning: no ssm:GetDocument permission: versions are checked against the "
-                              "Distributor package only")
-                return None
-            raise
-        try:
-            content = json.loads(doc.get("Content") or "{}")
-        except ValueError:
-            return None
-        allowed = content.get("parameters", {}).get(AGENT_VERSION_PARAMETER, {}).get("allowedValues")
-        return list(allowed) if isinstance(allowed, list) else None
+    def current_versions(self, instance_ids: Sequence[str], period_seconds: float) -> dict[str, set[str]]:
+        return self.heartbeats.current_versions(instance_ids, period_seconds)
+
+    def alarm_states(self, names: Sequence[str]) -> dict[str, str | None]:
+        return self.heartbeats.alarm_states(names)
 
     def check_version(self, version: str, settings: RolloutSettings) -> tuple[bool, str]:
-        allowed = self.allowed_versions(settings)
+        try:
+            validate_version(version)  # an empty or odd version never reaches SSM
+        except ValidationError as exc:
+            return False, str(exc)
+        allowed = self.documents.allowed_versions(agent_document_name(UPGRADE, settings.resource_prefix))
         if allowed is not None:
             if version in allowed:
                 return True, f"{version} is an allowed version of the upgrade document"
             return False, (f"version {version!r} is not one the upgrade document allows "
                            f"({', '.join(allowed[:8])}{' ...' if len(allowed) > 8 else ''})")
-        if self.version_exists(settings.package_name, version):
+        if self.documents.version_exists(settings.package_name, version):
             return True, f"{settings.package_name} {version} exists"
         return False, f"version {version!r} of package {settings.package_name} does not exist"
-
-    @staticmethod
-    def _document_name(kind: str, settings: RolloutSettings) -> str:
-        return agent_document_name(kind, settings.resource_prefix)
-
-    def version_exists(self, package: str, version: str) -> bool:
-        try:
-            self.aws(self.clients.ssm, "describe_document", Name=package, VersionName=version)
-        except Exception as exc:
-            if error_code(exc) in ("InvalidDocument", "InvalidDocumentVersion", "ValidationException"):
-                return False
-            raise
-        return True
-
-    def alarm_states(self, names: Sequence[str]) -> dict[str, str | None]:
-        """``{alarm: StateValue or None when it does not exist}``."""
-        states: dict[str, str | None] = dict.fromkeys(names)
-        for group in chunk(list(names), 100):
-            page = self.aws(self.clients.cloudwatch, "describe_alarms", AlarmNames=group,
-                            AlarmTypes=["MetricAlarm", "CompositeAlarm"])
-            for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
-                states[alarm["AlarmName"]] = alarm["StateValue"]
-        return states
-
-    def agents_online(self, instance_ids: Sequence[str]) -> set[str]:
-        online: set[str] = set()
-        for group in chunk(list(instance_ids), 50):
-            kwargs: dict[str, Any] = {"Filters": [{"Key": "InstanceIds", "Values": group}]}
-            while True:
-                page = self.aws(self.clients.ssm, "describe_instance_information", **kwargs)
-                for info in page.get("InstanceInformationList", []):
-                    if info.get("PingStatus") == "Online" and info["InstanceId"] in group:
-                        online.add(info["InstanceId"])
-                if not page.get("NextToken"):
-                    break
-                kwargs["NextToken"] = page["NextToken"]
-        return online
-
-    def current_versions(self, instance_ids: Sequence[str], period_seconds: float) -> dict[str, set[str]]:
-        """The agent versions each host is heartbeating right now (last 5 heartbeat periods, at least 60 s;
-        the newest datapoint wins).
-
-        ListMetrics finds the (InstanceId, AgentVersion) pairs of the last 3 hours; GetMetricData keeps
-        the pairs with datapoints in the last five periods.
-        """
-        wanted = set(instance_ids)
-        pairs: list[tuple[str, str]] = []
-        kwargs: dict[str, Any] = {"Namespace": HEARTBEAT_NAMESPACE, "MetricName": HEARTBEAT_METRIC,
-                                  "Dimensions": [{"Name": HEARTBEAT_INSTANCE_DIMENSION}], "RecentlyActive": "PT3H"}
-        while True:
-            page = self.aws(self.clients.cloudwatch, "list_metrics", **kwargs)
-            for metric in page.get("Metrics", []):
-                dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
-                iid, version = dims.get(HEARTBEAT_INSTANCE_DIMENSION), dims.get(HEARTBEAT_VERSION_DIMENSION)
-                if iid in wanted and version and len(dims) == 2:
-                    pairs.append((iid, version))
-            if not page.get("NextToken"):
-                break
-            kwargs["NextToken"] = page["NextToken"]
-        now = self.clock.now()
-        window = max(5 * period_seconds, 60.0)  # a few periods; generous for fast (sandbox) heartbeats
-        latest = self._latest_beats(pairs, now - window, now, period_seconds)
-        newest: dict[str, float] = {}
-        for (iid, _), ts in latest.items():
-            newest[iid] = max(ts, newest.get(iid, ts))
-        out: dict[str, set[str]] = {i: set() for i in instance_ids}
-        for (iid, version), ts in latest.items():
-            if ts == newest[iid]:  # a host that just changed version beat at both: the newest counts
-                out[iid].add(version)
-        return out
 
     def alarms_for(self, azs: Iterable[str], settings: RolloutSettings) -> list[str]:
         return [heartbeat_alarm_name(az, settings.resource_prefix) for az in azs] + list(settings.extra_alarms)
@@ -327,28 +249,21 @@ class RolloutEngine:
         result.add("version", *self.check_version(version, settings))
         for action in (UPGRADE, ROLLBACK):
             doc = agent_document_name(action, settings.resource_prefix)
-            found = True
-            try:
-                self.aws(self.clients.ssm, "describe_document", Name=doc)
-            except Exception as exc:
-                if error_code(exc) != "InvalidDocument":
-                    raise
-                found = False
+            found = self.documents.exists(doc)
             result.add(f"document {action}", found, doc if found else f"{doc} does not exist: deploy AgentRolloutSupport")
         states = self.alarm_states(self.alarms_for(azs, settings))
         bad = {n: s for n, s in states.items() if s != "OK"}
         result.add("alarms", not bad, f"{len(states)} OK" if not bad else
                    ", ".join(f"{n} is {s or 'missing'}" for n, s in sorted(bad.items())))
         ids = [i for b in plan.batches for i in b.instance_ids]
-        self._check_rollback_versions(result, ids, version, settings)
-        online = self.agents_online(ids)
+        self._check_rollback_versions(result, ids, settings)
+        online = self.fleet.agents_online(ids)
         offline = [i for i in ids if i not in online]
         result.add("ssm agents", not offline, f"{len(online)} online" if not offline else
                    f"{len(offline)} not online: {', '.join(offline[:5])}{' ...' if len(offline) > 5 else ''}")
         return result
 
-    def _check_rollback_versions(self, result: Preflight, ids: Sequence[str], version: str,
-                                 settings: RolloutSettings) -> None:
+    def _check_rollback_versions(self, result: Preflight, ids: Sequence[str], settings: RolloutSettings) -> None:
         if settings.rollback_version:
             present, detail = self.check_version(settings.rollback_version, settings)
             result.previous_versions = dict.fromkeys(ids, settings.rollback_version)
@@ -393,7 +308,8 @@ class RolloutEngine:
 
     def _acquire(self, fleet: str, settings: RolloutSettings, rollout_id: str | None) -> None:
         self._settings = settings
-        self._lease = self.store.acquire_lease(fleet, self.owner, self.clock.now(), settings.lease_seconds, rollout_id)
+        self._lease = self.store.acquire_lease(validation.fleet_name(fleet), self.owner, self.clock.now(),
+                                               settings.lease_seconds, rollout_id)
 
     def _release(self) -> None:
         if self._lease is not None:
@@ -402,10 +318,17 @@ class RolloutEngine:
 
     # --- public operations --------------------------------------------------------------------------
 
+    def check_lease(self, fleet: str) -> None:
+        """Fail fast (before discovery and a long preflight) when another controller holds the lease."""
+        held = self.store.read_lease(validation.fleet_name(fleet))
+        if held is not None and held.owner != self.owner and held.expires_at > self.clock.now():
+            raise lease_held_error(held)
+
     def start(self, *, fleet: str, version: str, plan: RolloutPlan, settings: RolloutSettings,
               rollout_id: str | None = None, preflight: Preflight | None = None) -> RolloutState:
         """Acquire the fleet lease, run preflight, create the state and run it to a final status."""
         settings.validate()
+        validation.fleet_name(fleet)
         rollout_id = rollout_id or new_rollout_id(self.clock)
         validate_rollout_id(rollout_id)
         self._acquire(fleet, settings, rollout_id)
@@ -438,9 +361,9 @@ class RolloutEngine:
         try:
             state = self.store.load(rollout_id)  # re-read under the lease
             # nobody watched the alarms while no controller ran: an interrupted bake starts over
-            for wave in state.meta["waves"].values():
-                if wave["phase"] == "baking":
-                    wave["bake_started_at"] = None
+            for wave in state.waves.values():
+                if wave.phase == BAKING:
+                    wave.bake_started_at = None
             if state.status == ABORTED:
                 flags = self.kill_switch.read_flags()
                 pending = [z for z in state.meta["zone_order"] if state.meta["zones"][z] != "done"]
@@ -503,12 +426,12 @@ class RolloutEngine:
         every host that may have been upgraded is rolled back."""
         self._settings = RolloutSettings.from_dict(state.meta["settings"])
         for batch_id, batch in sorted(state.batches.items()):
-            if batch["kind"] != UPGRADE or batch["phase"] not in ("sending", "sent"):
+            if batch.kind != UPGRADE or batch.phase not in (SENDING, SENT):
                 continue
-            if batch["phase"] == "sending":
+            if batch.phase == SENDING:
                 command_id = self._find_sent(batch)
                 if command_id is None:
-                    state.touch(batch_id)["phase"] = "pending"
+                    state.touch(batch_id).phase = PENDING
                     self._transition(state, "batch_not_sent", batch=batch_id)
                     continue
                 self._record_sent(state, batch_id, command_id, found=True)
@@ -519,13 +442,11 @@ class RolloutEngine:
     def _new_state(self, rollout_id: str, fleet: str, version: str, plan: RolloutPlan,
                    settings: RolloutSettings, previous_versions: dict[str, str]) -> RolloutState:
         now = self.clock.now()
-        batches: dict[str, dict[str, Any]] = {}
-        for b in plan.batches:
-            batches[b.batch_id] = {**b.to_dict(), "kind": UPGRADE, "phase": "pending", "hosts": {},
-                                   "command_id": None, "comment": None,
-                                   "previous_versions": {i: previous_versions[i] for i in b.instance_ids}}
-        waves = {f"{z.az}/{w}": {"phase": "pending", "bake_started_at": None, "evidence_since": None}
-                 for z in plan.zones for w in z.waves}
+        batches = {b.batch_id: BatchRecord(
+            batch_id=b.batch_id, az=b.az, wave=b.wave, kind=UPGRADE, instance_ids=list(b.instance_ids),
+            max_concurrency=b.max_concurrency, max_errors=b.max_errors,
+            previous_versions={i: previous_versions[i] for i in b.instance_ids}) for b in plan.batches}
+        waves = {f"{z.az}/{w}": WaveState() for z in plan.zones for w in z.waves}
         meta = {
             "rollout_id": rollout_id, "fleet": fleet, "version": version, "status": RUNNING, "reason": None,
             "created_at": now, "updated_at": now, "created_by": self.owner, "seq": 0,
@@ -533,9 +454,9 @@ class RolloutEngine:
             "zone_order": [z.az for z in plan.zones],
             "zone_batches": {z.az: [b.batch_id for b in z.batches] for z in plan.zones},
             "zones": {z.az: "pending" for z in plan.zones},
-            "waves": waves, "rollback_zones": [],
+            "rollback_zones": [],
         }
-        return RolloutState(meta, batches, set(batches))
+        return RolloutState(meta, batches, set(batches), waves=waves)
 
     def _run(self, state: RolloutState) -> RolloutState:
         self._settings = RolloutSettings.from_dict(state.meta["settings"])
@@ -568,10 +489,10 @@ class RolloutEngine:
         return state
 
     def _waves(self, state: RolloutState, az: str) -> list[str]:
-        return [key.split("/", 1)[1] for key in state.meta["waves"] if key.startswith(az + "/")]
+        return [key.split("/", 1)[1] for key in state.waves if key.startswith(az + "/")]
 
-    def _wave_batches(self, state: RolloutState, az: str, wave: str) -> list[dict[str, Any]]:
-        return [state.batches[b] for b in state.meta["zone_batches"][az] if state.batches[b]["wave"] == wave]
+    def _wave_batches(self, state: RolloutState, az: str, wave: str) -> list[BatchRecord]:
+        return [state.batches[b] for b in state.meta["zone_batches"][az] if state.batches[b].wave == wave]
 
     def _stop_requested(self, state: RolloutState, az: str) -> bool:
         """Abort (persisted) if an operator asked or the kill switch is engaged for ``az``."""
@@ -598,22 +519,22 @@ class RolloutEngine:
 
     def _run_wave(self, state: RolloutState, az: str, wave: str) -> str | None:
         """Send the wave's batches, then bake. Returns a halt reason, or None (also when aborted)."""
-        key = f"{az}/{wave}"
-        w = state.meta["waves"][key]
-        if w["phase"] == "baked":
+        w = state.waves[f"{az}/{wave}"]
+        if w.phase == BAKED:
             return None
-        if w["phase"] == "failed":
-            return w.get("reason") or "wave failed"
+        if w.phase == WAVE_FAILED:
+            return w.reason or "wave failed"
         for batch in self._wave_batches(state, az, wave):
-            if batch["phase"] != "done":
-                if batch["phase"] == "pending" and self._stop_requested(state, az):
+            if batch.phase != DONE:
+                if batch.phase == PENDING and self._stop_requested(state, az):
                     return None
-                self._send_and_wait(state, batch["batch_id"])
-            failures = [i for i, s in batch["hosts"].items() if s != "upgraded"]
-            if len(failures) > int(batch["max_errors"]):
-                reason = (f"batch {batch['batch_id']}: {len(failures)} of {len(batch['instance_ids'])} hosts "
-                          f"failed (MaxErrors {batch['max_errors']}): {', '.join(sorted(failures)[:5])}")
-                w["phase"], w["reason"] = "failed", reason
+                self._send_and_wait(state, batch.batch_id)
+                batch = state.batches[batch.batch_id]
+            failures = batch.failures()
+            if len(failures) > int(batch.max_errors):
+                reason = (f"batch {batch.batch_id}: {len(failures)} of {len(batch.instance_ids)} hosts "
+                          f"failed (MaxErrors {batch.max_errors}): {', '.join(failures[:5])}")
+                w.phase, w.reason = WAVE_FAILED, reason
                 self._transition(state, "wave_failed", az=az, wave=wave, reason=reason)
                 return reason
         return self._bake(state, az, wave)
@@ -624,18 +545,18 @@ class RolloutEngine:
         return agent_document_name(kind, self._settings.resource_prefix)
 
     def _send_and_wait(self, state: RolloutState, batch_id: str) -> None:
-        batch = state.batch(batch_id)
-        if batch["phase"] == "pending":
+        batch = state.batches[batch_id]
+        if batch.phase == PENDING:
             batch = state.touch(batch_id)
             self._assert_not_sent_before(state, batch)
-            batch["phase"] = "sending"
-            batch["comment"] = f"shunt {state.rollout_id} {batch_id}"[:100]
-            batch["intent_at"] = self.clock.now()
-            self._transition(state, "batch_sending", batch=batch_id, kind=batch["kind"],
-                             instance_ids=batch["instance_ids"])
+            batch.phase = SENDING
+            batch.comment = f"shunt {state.rollout_id} {batch_id}"[:100]
+            batch.intent_at = self.clock.now()
+            self._transition(state, "batch_sending", batch=batch_id, kind=batch.kind,
+                             instance_ids=batch.instance_ids)
             command_id = self._send(state, batch)
             self._record_sent(state, batch_id, command_id, found=False)
-        elif batch["phase"] == "sending":
+        elif batch.phase == SENDING:
             command_id = self._find_sent(batch)
             found = command_id is not None
             if command_id is None:
@@ -643,90 +564,62 @@ class RolloutEngine:
             self._record_sent(state, batch_id, command_id, found=found)
         self._wait(state, batch_id)
 
-    def _assert_not_sent_before(self, state: RolloutState, batch: dict[str, Any]) -> None:
-        if batch["kind"] != UPGRADE:
+    def _assert_not_sent_before(self, state: RolloutState, batch: BatchRecord) -> None:
+        if batch.kind != UPGRADE:
             return
-        ids = set(batch["instance_ids"])
+        ids = set(batch.instance_ids)
         for other in state.batches.values():
-            if other is not batch and other["kind"] == UPGRADE and other["phase"] != "pending" \
-                    and ids & set(other["instance_ids"]):
-                raise AssertionError(f"hosts of {batch['batch_id']} already sent in {other['batch_id']}")
+            if other is not batch and other.kind == UPGRADE and other.phase != PENDING \
+                    and ids & set(other.instance_ids):
+                raise AssertionError(f"hosts of {batch.batch_id} already sent in {other.batch_id}")
 
     def _record_sent(self, state: RolloutState, batch_id: str, command_id: str, *, found: bool) -> None:
         batch = state.touch(batch_id)
-        batch["phase"] = "sent"
-        batch["command_id"] = command_id
-        batch["sent_at"] = self.clock.now()
+        batch.phase = SENT
+        batch.command_id = command_id
+        batch.sent_at = self.clock.now()
         self._transition(state, "batch_sent", batch=batch_id, command_id=command_id, recovered=found)
-        what = f"rollback to {batch['version']}" if batch["kind"] == ROLLBACK else f"upgrade to {state.meta['version']}"
-        self.progress(f"  {batch_id}: {what} sent to {len(batch['instance_ids'])} hosts ({command_id})")
+        what = f"rollback to {batch.version}" if batch.kind == ROLLBACK else f"upgrade to {state.meta['version']}"
+        self.progress(f"  {batch_id}: {what} sent to {len(batch.instance_ids)} hosts ({command_id})")
 
-    def _send(self, state: RolloutState, batch: dict[str, Any]) -> str:
-        version = state.meta["version"] if batch["kind"] == UPGRADE else batch["version"]
-        params = {AGENT_VERSION_PARAMETER: [version]}
-        response = self.aws(
-            self.clients.ssm, "send_command",
-            InstanceIds=list(batch["instance_ids"]), DocumentName=self._document(batch["kind"]),
-            # the newest content: CloudFormation may not promote a document's new default version
-            DocumentVersion="$LATEST",
-            Comment=batch["comment"], Parameters=params, MaxConcurrency=batch["max_concurrency"],
-            MaxErrors=batch["max_errors"],
-            # SSM's delivery timeout has a floor of 30 s; our own deadline (below) is what cancels
-            TimeoutSeconds=max(30, int(self._settings.command_timeout_seconds)),
-        )
-        return response["Command"]["CommandId"]
+    def _send(self, state: RolloutState, batch: BatchRecord) -> str:
+        return self.commands.send(
+            document=self._document(batch.kind),
+            version=state.meta["version"] if batch.kind == UPGRADE else batch.version,
+            instance_ids=batch.instance_ids, comment=batch.comment, max_concurrency=batch.max_concurrency,
+            max_errors=batch.max_errors, timeout_seconds=self._settings.command_timeout_seconds)
 
-    def _find_sent(self, batch: dict[str, Any]) -> str | None:
+    def _find_sent(self, batch: BatchRecord) -> str | None:
         """A command already sent for this batch (same comment), e.g. before a crash."""
-        since = to_datetime(batch["intent_at"] - 300)
-        kwargs: dict[str, Any] = {"Filters": [{"key": "InvokedAfter", "value": since.strftime("%Y-%m-%dT%H:%M:%SZ")}]}
-        while True:
-            page = self.aws(self.clients.ssm, "list_commands", **kwargs)
-            for command in page.get("Commands", []):
-                if command.get("Comment") == batch["comment"]:
-                    return command["CommandId"]
-            if not page.get("NextToken"):
-                return None
-            kwargs["NextToken"] = page["NextToken"]
-
-    def _invocations(self, command_id: str) -> dict[str, str]:
-        statuses: dict[str, str] = {}
-        kwargs: dict[str, Any] = {"CommandId": command_id}
-        while True:
-            page = self.aws(self.clients.ssm, "list_command_invocations", **kwargs)
-            for inv in page.get("CommandInvocations", []):
-                statuses[inv["InstanceId"]] = inv["Status"]
-            if not page.get("NextToken"):
-                return statuses
-            kwargs["NextToken"] = page["NextToken"]
+        return self.commands.find_sent(batch.comment, batch.intent_at - 300)
 
     def _wait(self, state: RolloutState, batch_id: str) -> None:
-        batch = state.batch(batch_id)
-        if batch["phase"] != "sent":
+        batch = state.batches[batch_id]
+        if batch.phase != SENT:
             return
-        ok, bad = ("upgraded", "failed") if batch["kind"] == UPGRADE else ("rolled_back", "rollback_failed")
-        deadline = batch["sent_at"] + self._settings.command_timeout_seconds
+        ok, bad = (UPGRADED, FAILED) if batch.kind == UPGRADE else (ROLLED_BACK_HOST, ROLLBACK_FAILED)
+        deadline = batch.sent_at + self._settings.command_timeout_seconds
         interval = min(self._settings.poll_seconds, 5.0)
         while True:
-            statuses = self._invocations(batch["command_id"])
-            mine = {i: statuses.get(i, "Pending") for i in batch["instance_ids"]}
+            statuses = self.commands.invocations(batch.command_id)
+            mine = {i: statuses.get(i, "Pending") for i in batch.instance_ids}
             unfinished = [i for i, s in mine.items() if s not in TERMINAL_INVOCATION]
             if not unfinished:
                 break
             if self.clock.now() >= deadline:
-                self.aws(self.clients.ssm, "cancel_command", CommandId=batch["command_id"], InstanceIds=unfinished)
+                self.commands.cancel(batch.command_id, unfinished)
                 for i in unfinished:
                     mine[i] = "Stuck"
                 break
             self._renew()
             self.clock.sleep(interval)
         batch = state.touch(batch_id)
-        batch["hosts"] = {i: (ok if s == "Success" else bad) for i, s in mine.items()}
-        batch["outcomes"] = mine
-        batch["phase"] = "done"
-        batch["finished_at"] = self.clock.now()
+        batch.hosts = {i: (ok if s == "Success" else bad) for i, s in mine.items()}
+        batch.outcomes = mine
+        batch.phase = DONE
+        batch.finished_at = self.clock.now()
         failed = sorted(i for i, s in mine.items() if s != "Success")
-        self._transition(state, "batch_done", batch=batch_id, kind=batch["kind"],
+        self._transition(state, "batch_done", batch=batch_id, kind=batch.kind,
                          succeeded=len(mine) - len(failed), failed=failed,
                          outcomes={s: sum(1 for v in mine.values() if v == s) for s in sorted(set(mine.values()))})
         self.progress(f"  {batch_id}: {len(mine) - len(failed)} ok, {len(failed)} failed")
@@ -734,18 +627,17 @@ class RolloutEngine:
     # baking -------------------------------------------------------------------------------------------
 
     def _bake(self, state: RolloutState, az: str, wave: str) -> str | None:
-        key = f"{az}/{wave}"
-        w = state.meta["waves"][key]
-        if w["phase"] != "baking" or w.get("bake_started_at") is None:
-            finished = max(state.batches[b]["finished_at"] for b in state.meta["zone_batches"][az]
-                           if state.batches[b]["wave"] == wave)
-            w["phase"] = "baking"
-            w["bake_started_at"] = self.clock.now()
-            w["evidence_since"] = w.get("evidence_since") or finished
+        w = state.waves[f"{az}/{wave}"]
+        if w.phase != BAKING or w.bake_started_at is None:
+            finished = max(state.batches[b].finished_at for b in state.meta["zone_batches"][az]
+                           if state.batches[b].wave == wave)
+            w.phase = BAKING
+            w.bake_started_at = self.clock.now()
+            w.evidence_since = w.evidence_since or finished
             self._transition(state, "bake_started", az=az, wave=wave,
                              seconds=self._settings.bake_seconds)
             self.progress(f"  {az}/{wave}: baking {self._settings.bake_seconds:g}s")
-        end = w["bake_started_at"] + self._settings.bake_seconds
+        end = w.bake_started_at + self._settings.bake_seconds
         alarms = self.alarms_for([az], self._settings)
         while True:
             if self._stop_requested(state, az):
@@ -759,67 +651,24 @@ class RolloutEngine:
             if now >= end:
                 break
             self.clock.sleep(min(self._settings.poll_seconds, end - now))
-        upgraded = sorted(i for b in state.meta["zone_batches"][az] for i, s in state.batches[b]["hosts"].items()
-                          if s == "upgraded")
-        silent = self._silent_hosts(upgraded, state.meta["version"], w["evidence_since"], self.clock.now())
+        upgraded = sorted(i for b in state.meta["zone_batches"][az] for i, s in state.batches[b].hosts.items()
+                          if s == UPGRADED)
+        silent = self.heartbeats.silent_hosts(upgraded, state.meta["version"], w.evidence_since, self.clock.now(),
+                                              self._settings.heartbeat_period_seconds)
         if silent:
             return self._fail_wave(state, az, wave, f"no heartbeat at {state.meta['version']} from "
                                    f"{len(silent)} upgraded host(s): {', '.join(silent[:5])}")
-        w["phase"] = "baked"
-        w["baked_at"] = self.clock.now()
+        w.phase = BAKED
+        w.baked_at = self.clock.now()
         self._transition(state, "baked", az=az, wave=wave, hosts_with_heartbeat=len(upgraded))
         self.progress(f"  {az}/{wave}: baked, heartbeats from {len(upgraded)} hosts")
         return None
 
     def _fail_wave(self, state: RolloutState, az: str, wave: str, reason: str) -> str:
-        w = state.meta["waves"][f"{az}/{wave}"]
-        w["phase"], w["reason"] = "failed", reason
+        w = state.waves[f"{az}/{wave}"]
+        w.phase, w.reason = WAVE_FAILED, reason
         self._transition(state, "wave_failed", az=az, wave=wave, reason=reason)
         return reason
-
-    def _silent_hosts(self, instance_ids: Sequence[str], version: str, since: float, until: float) -> list[str]:
-        """Upgraded hosts with no heartbeat datapoint at ``version`` in [since, until]."""
-        beating = self._beating([(i, version) for i in instance_ids], since, until,
-                                self._settings.heartbeat_period_seconds)
-        alive = {i for i, _ in beating}
-        return [i for i in instance_ids if i not in alive]
-
-    def _beating(self, pairs: Sequence[tuple[str, str]], since: float, until: float,
-                 period_seconds: float) -> set[tuple[str, str]]:
-        """The (instance, version) pairs with a heartbeat datapoint in [since, until]."""
-        return set(self._latest_beats(pairs, since, until, period_seconds))
-
-    def _latest_beats(self, pairs: Sequence[tuple[str, str]], since: float, until: float,
-                      period_seconds: float) -> dict[tuple[str, str], float]:
-        """``{(instance, version): newest datapoint time}`` for pairs that beat in [since, until]
-        (GetMetricData, 500 queries a call)."""
-        period = int(period_seconds)
-        period = 60 if period >= 60 else max(1, period)
-        seen: dict[tuple[str, str], float] = {}
-        for group in chunk(list(pairs), 500):
-            queries = [{
-                "Id": f"h{n}",
-                "MetricStat": {"Metric": {
-                    "Namespace": HEARTBEAT_NAMESPACE, "MetricName": HEARTBEAT_METRIC,
-                    "Dimensions": [{"Name": HEARTBEAT_INSTANCE_DIMENSION, "Value": iid},
-                                   {"Name": HEARTBEAT_VERSION_DIMENSION, "Value": version}]},
-                    "Period": period, "Stat": "SampleCount"},
-                "ReturnData": True,
-            } for n, (iid, version) in enumerate(group)]
-            kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": to_datetime(since),
-                                      "EndTime": to_datetime(until + 1)}
-            while True:
-                page = self.aws(self.clients.cloudwatch, "get_metric_data", **kwargs)
-                for result in page.get("MetricDataResults", []):
-                    stamps = [t for t, v in zip(result.get("Timestamps", []), result.get("Values", []), strict=False)
-                              if v > 0]
-                    if stamps:
-                        pair = tuple(group[int(result["Id"][1:])])
-                        seen[pair] = max([seen.get(pair, 0.0), *(t.timestamp() for t in stamps)])
-                if not page.get("NextToken"):
-                    break
-                kwargs["NextToken"] = page["NextToken"]
-        return seen
 
     # halting and rolling back ---------------------------------------------------------------------------
 
@@ -827,14 +676,14 @@ class RolloutEngine:
         """Every host of ``az`` that was sent the upgrade (failed ones too: they may be half-upgraded) and
         has not been rolled back yet."""
         done = {i for b in state.meta.get("rollback_batches", {}).get(az, [])
-                for i, s in state.batches[b]["hosts"].items() if s == "rolled_back"}
-        return sorted(i for b in state.meta["zone_batches"][az] if state.batches[b]["kind"] == UPGRADE
-                      for i, s in state.batches[b]["hosts"].items() if s in ("upgraded", "failed") and i not in done)
+                for i, s in state.batches[b].hosts.items() if s == ROLLED_BACK_HOST}
+        return sorted(i for b in state.meta["zone_batches"][az] if state.batches[b].kind == UPGRADE
+                      for i, s in state.batches[b].hosts.items() if s in (UPGRADED, FAILED) and i not in done)
 
     def rollback_targets(self, state: RolloutState, az: str) -> dict[str, list[str]]:
         """``{version to return to: [instance ids]}`` for the hosts of ``az`` to roll back."""
         previous = {i: v for b in state.meta["zone_batches"][az] for i, v in
-                    state.batches[b].get("previous_versions", {}).items()}
+                    (state.batches[b].previous_versions or {}).items()}
         out: dict[str, list[str]] = {}
         for iid in self.hosts_to_roll_back(state, az):
             out.setdefault(previous[iid], []).append(iid)
@@ -860,17 +709,16 @@ class RolloutEngine:
                 for version, ids in sorted(self.rollback_targets(state, az).items()):
                     for group in chunk(ids):
                         batch_id = f"{az}.rollback.{len(rb_ids):03d}"
-                        state.add_batch({"batch_id": batch_id, "az": az, "wave": ROLLBACK, "kind": ROLLBACK,
-                                         "version": version, "instance_ids": group,
-                                         "max_concurrency": str(len(group)), "max_errors": str(len(group)),
-                                         "phase": "pending", "hosts": {}, "command_id": None, "comment": None})
+                        state.add_batch(BatchRecord(
+                            batch_id=batch_id, az=az, wave=ROLLBACK, kind=ROLLBACK, version=version,
+                            instance_ids=group, max_concurrency=str(len(group)), max_errors=str(len(group))))
                         rb_ids.append(batch_id)
                 state.meta["rollback_batches"][az] = rb_ids
                 self._transition(state, "rollback_planned", az=az, batches=rb_ids,
-                                 hosts=sum(len(state.batches[b]["instance_ids"]) for b in rb_ids))
+                                 hosts=sum(len(state.batches[b].instance_ids) for b in rb_ids))
             for batch_id in rb_ids:
                 self._send_and_wait(state, batch_id)
-            failed = sorted(i for b in rb_ids for i, s in state.batches[b]["hosts"].items() if s != "rolled_back")
+            failed = sorted(i for b in rb_ids for i, s in state.batches[b].hosts.items() if s != ROLLED_BACK_HOST)
             all_ok = all_ok and not failed
             state.meta["zones"][az] = "rolled_back"
             self._transition(state, "zone_rolled_back", az=az, rollback_failed=failed)
@@ -889,14 +737,14 @@ def summarize(state: RolloutState) -> dict[str, Any]:
         latest: dict[str, str] = {}
         hosts = 0
         for b in meta["zone_batches"][az]:
-            hosts += len(state.batches[b]["instance_ids"])
-            latest.update(state.batches[b]["hosts"])
+            hosts += len(state.batches[b].instance_ids)
+            latest.update(state.batches[b].hosts)
         for b in meta.get("rollback_batches", {}).get(az, []):
-            latest.update(state.batches[b]["hosts"])  # a rollback outcome replaces the upgrade's
+            latest.update(state.batches[b].hosts)  # a rollback outcome replaces the upgrade's
         counts: dict[str, int] = {}
         for outcome in latest.values():
             counts[outcome] = counts.get(outcome, 0) + 1
-        waves = {k.split("/", 1)[1]: v["phase"] for k, v in meta["waves"].items() if k.startswith(az + "/")}
+        waves = {k.split("/", 1)[1]: v.phase for k, v in state.waves.items() if k.startswith(az + "/")}
         zones.append({"az": az, "phase": meta["zones"][az], "hosts": hosts, "waves": waves, **counts})
     return {
         "rollout_id": meta["rollout_id"], "fleet": meta["fleet"], "version": meta["version"],

@@ -71,7 +71,10 @@ class FlipResult:
         }
 
 
-class KillSwitch(Protocol):
+class KillSwitchFlags(Protocol):
+    """Where the engine and ``shunt kill`` read and flip the kill-switch flags. (The CDK construct that
+    creates them is ``KillSwitch``; the in-app client has its own reader.)"""
+
     def read_flags(self) -> dict[str, Any]:
         """The deployed flags in data-plane form: ``{"telemetry": {"enabled": true}, ...}``."""
 
@@ -79,7 +82,7 @@ class KillSwitch(Protocol):
                       description: str = "") -> FlipResult: ...
 
 
-class FileKillSwitch:
+class FileKillSwitchFlags:
     """The sandbox's kill switch: the data-plane JSON in a local file (moto has no AppConfig).
 
     Selected with ``--kill-switch-file`` / ``SHUNT_KILL_SWITCH_FILE``; ``shunt sandbox`` prints it.
@@ -90,11 +93,21 @@ class FileKillSwitch:
 
     def read_flags(self) -> dict[str, Any]:
         try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             raise ShuntError(
                 f"kill-switch file {self.path} does not exist: start 'shunt sandbox' or fix the path"
             ) from None
+        except OSError as exc:
+            raise ShuntError(f"cannot read kill-switch file {self.path}: {exc.strerror}: fix the path") from None
+        try:
+            flags = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            flags = None
+        if not isinstance(flags, dict):
+            raise ShuntError(f"{self.path} is not a kill-switch file (a JSON object of AppConfig flags such as "
+                             '{"telemetry": {"enabled": true}}): fix --kill-switch-file / SHUNT_KILL_SWITCH_FILE')
+        return flags
 
     def set_telemetry(self, az: str | None, enabled: bool, *, dry_run: bool = False,
                       description: str = "") -> FlipResult:
@@ -109,7 +122,7 @@ class FileKillSwitch:
         return FlipResult(key, enabled, changed, dry_run=dry_run)
 
 
-class AppConfigKillSwitch:
+class AppConfigKillSwitchFlags:
     """AppConfig feature flags: reads through ``appconfigdata`` (what hosts see), flips by creating a
     hosted configuration version and deploying it with the KillSwitch construct's all-at-once strategy
     (no bake; found by name, ``TelemetryShunt-KillSwitch-AllAtOnce``)."""

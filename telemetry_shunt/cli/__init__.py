@@ -7,6 +7,7 @@ functions that are unit-tested without the CLI.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -23,7 +24,33 @@ _COMMAND_GROUPS: list[tuple[str, str]] = [
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ShuntGroup(click.Group):
+    """The root group: a usage error (unknown option, bad or missing value) is one line on stderr and
+    exit code 1, like every other user mistake; click's own exit code 2 means "halted" in this CLI."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: ANN001
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            message = " ".join(exc.format_message().split())
+            click.echo(f"shunt: {message}{where}", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            click.echo(f"shunt: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code if exc.exit_code != 2 else 1)
+        except click.exceptions.Abort:
+            click.echo("shunt: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=ShuntGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(__version__, prog_name="shunt")
 def cli(debug: bool) -> None:

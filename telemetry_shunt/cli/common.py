@@ -47,9 +47,11 @@ def output_option(func: Callable) -> Callable:
 
 def aws_options(func: Callable) -> Callable:
     """``--region``, ``--profile`` and ``--endpoint-url`` (for moto or LocalStack)."""
-    func = click.option("--endpoint-url", default=None, help="Send AWS calls here (moto server, LocalStack).")(func)
+    func = click.option("--endpoint-url", type=ENDPOINT_URL, default=None,
+                        help="Send AWS calls here (moto server, LocalStack): an http:// or https:// URL.")(func)
     func = click.option("--profile", default=None, help="AWS named profile.")(func)
-    func = click.option("--region", default=None, help="AWS Region (default: the profile's or AWS_REGION).")(func)
+    func = click.option("--region", type=REGION, default=None,
+                        help="AWS Region (default: the profile's or AWS_REGION).")(func)
     return func
 
 
@@ -167,3 +169,188 @@ def cli_boundary(func: Callable) -> Callable:
             ctx.exit(1)
 
     return wrapper
+
+
+# --- values checked at the boundary ----------------------------------------------------------------
+# Each type turns a bad value into one line naming the option and the value (exit 1) before any AWS call.
+
+
+class CheckedValue(click.ParamType):
+    """A click type whose check is one of the project's validators (a function raising ShuntError)."""
+
+    def __init__(self, name: str, check: Callable[[str], Any]) -> None:
+        self.name = name
+        self._check = check
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._check(value)
+        except ShuntError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _fleet(value: str) -> str:
+    from telemetry_shunt.core.validation import fleet_name
+
+    return fleet_name(value)
+
+
+def _version(value: str) -> str:
+    from telemetry_shunt.core.hostside import validate_version
+
+    return validate_version(value)
+
+
+def _rollout_id(value: str) -> str:
+    from telemetry_shunt.agent_rollout.state import validate_rollout_id
+
+    return validate_rollout_id(value)
+
+
+def _region(value: str) -> str:
+    """A Region name in the shape of a partition botocore knows (its endpoints data, not our guess):
+    ``us-east-1``, ``cn-north-1``, ``us-gov-west-1`` ..."""
+    import re
+
+    try:
+        from botocore.loaders import create_loader
+
+        patterns = [p["regionRegex"] for p in create_loader().load_data("endpoints")["partitions"]]
+    except ImportError:  # a client-only install: the commonest shape
+        patterns = [r"^[a-z]{2}(-[a-z]+)+-\d+$"]
+    if not any(re.fullmatch(p.lstrip("^").rstrip("$"), value, re.ASCII) for p in patterns):
+        raise ShuntError(f"{value!r} is not an AWS Region name (such as us-east-1, eu-west-1, cn-north-1, "
+                         "us-gov-west-1): check --region or AWS_REGION")
+    return value
+
+
+def _endpoint_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok \
+            or any(c.isspace() for c in value) or parts.query or parts.fragment:
+        raise ShuntError(f"endpoint URL {value!r} must be an http:// or https:// URL such as "
+                         "http://127.0.0.1:5000 (a moto server or LocalStack)")
+    return value
+
+
+def _alarm_name(value: str) -> str:
+    # CloudWatch: 1-255 characters; control characters and surrounding spaces are never what was meant
+    if not 1 <= len(value) <= 255 or value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ShuntError(f"alarm name {value!r} must be 1-255 characters without control characters or "
+                         "leading/trailing spaces (the name of an existing CloudWatch alarm)")
+    return value
+
+
+def _table_name(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", value, re.ASCII):
+        raise ShuntError(f"table name {value!r} must be 3-255 letters, digits, '_', '-' or '.'")
+    return value
+
+
+def _prefix(value: str) -> str:
+    import re
+
+    # the AgentRolloutSupport prefix rule: document and alarm names start with it
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,39}", value, re.ASCII):
+        raise ShuntError(f"prefix {value!r} must be 1-40 letters, digits, '-' or '_', starting with a letter "
+                         "(the AgentRolloutSupport prefix)")
+    return value
+
+
+def _package(value: str) -> str:
+    import re
+
+    # an SSM document name (3-128 of letters, digits, '_', '-', '.') or a package ARN
+    if not re.fullmatch(r"(arn:[a-z-]+:ssm:[a-z0-9-]+:(\d{12})?:package/)?[A-Za-z0-9_.-]{3,128}", value, re.ASCII):
+        raise ShuntError(f"package {value!r} must be an SSM Distributor package name (3-128 letters, digits, "
+                         "'_', '-', '.') or its ARN")
+    return value
+
+
+def _az(value: str) -> str:
+    from telemetry_shunt.core.validation import availability_zones
+
+    availability_zones([value], minimum=1)
+    return value
+
+
+FLEET = CheckedValue("fleet", _fleet)
+VERSION = CheckedValue("version", _version)
+ROLLOUT_ID = CheckedValue("rollout id", _rollout_id)
+REGION = CheckedValue("region", _region)
+ENDPOINT_URL = CheckedValue("url", _endpoint_url)
+ALARM_NAME = CheckedValue("alarm", _alarm_name)
+TABLE_NAME = CheckedValue("table", _table_name)
+AZ = CheckedValue("az", _az)
+PREFIX = CheckedValue("prefix", _prefix)
+PACKAGE = CheckedValue("package", _package)
+
+
+class FiniteFloat(click.ParamType):
+    """A float in [minimum, maximum]: no inf or nan (click's FLOAT accepts both)."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
+            self.fail(f"{value!r} must be a finite number from {self.minimum:g} to {self.maximum:g}", param, ctx)
+        return number
+
+
+def existing_dir(value: str, *, what: str, create: bool = False, advice: str = "check the path") -> str:
+    """A directory that exists (or, with ``create``, whose parent is a directory)."""
+    from pathlib import Path
+
+    path = Path(value)
+    if path.is_dir():
+        return value
+    if path.exists():
+        raise ShuntError(f"{what} {value} is not a directory")
+    if create and path.parent.is_dir():
+        return value
+    if create:
+        raise ShuntError(f"{what} {value} cannot be created: its parent {path.parent} is not a directory")
+    raise ShuntError(f"{what} {value} does not exist: {advice}")
+
+
+def file_path(value: str, *, what: str, must_exist: bool) -> str:
+    """A regular file (``must_exist``), or a path whose nearest existing ancestor is a directory."""
+    from pathlib import Path
+
+    path = Path(value)
+    if path.exists():
+        if not path.is_file():
+            raise ShuntError(f"{what} {value} is not a regular file")
+        return value
+    if must_exist:
+        raise ShuntError(f"{what} {value} does not exist: check the path")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ShuntError(f"{what} {value} cannot be created: {ancestor} is not a directory")
+    return value
+
+
+def check_region(value: str | None) -> str | None:
+    """A Region from the environment (AWS_REGION), checked like --region."""
+    return None if value is None else _region(value)

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from telemetry_shunt.cli.common import aws_options, cli_boundary, output_option, progress, render
+from telemetry_shunt.cli.common import AZ, aws_options, check_region, cli_boundary, file_path, output_option, progress, render
 from telemetry_shunt.cli.rollout import build_kill_switch, confirm, kill_switch_options
 from telemetry_shunt.core import contract
 from telemetry_shunt.errors import ShuntError
@@ -43,7 +43,9 @@ def appconfig_options(func):
 def _session_and_switch(params: dict[str, Any]):
     from telemetry_shunt.agent_rollout.aws import make_session
 
-    region = params.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if params.get("kill_switch_file"):
+        file_path(params["kill_switch_file"], what="kill-switch file (--kill-switch-file)", must_exist=True)
+    region = params.get("region") or check_region(os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
     session = make_session(region=region, profile=params.get("profile"))
     return session, build_kill_switch(params, session, params.get("endpoint_url"))
 
@@ -99,7 +101,7 @@ def _flip(params: dict[str, Any], enabled: bool) -> None:
 def flip_options(func):
     func = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")(func)
     func = click.option("--dry-run", is_flag=True, help="Show the flag that would change; deploy nothing.")(func)
-    func = click.option("--az", default=None, help="Only this Availability Zone (per-AZ flag telemetry-<az>).")(func)
+    func = click.option("--az", type=AZ, default=None, help="Only this Availability Zone (per-AZ flag telemetry-<az>).")(func)
     return func
 
 
@@ -128,7 +130,7 @@ def kill_off(**params: Any) -> None:
 
 
 @kill.command("status")
-@click.option("--az", default=None, help="Show only this zone (and the global flag).")
+@click.option("--az", type=AZ, default=None, help="Show only this zone (and the global flag).")
 @appconfig_options
 @kill_switch_options
 @output_option

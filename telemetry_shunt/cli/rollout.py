@@ -20,7 +20,25 @@ from typing import Any
 
 import click
 
-from telemetry_shunt.cli.common import aws_options, cli_boundary, output_option, progress, render
+from telemetry_shunt.cli.common import (
+    ALARM_NAME,
+    AZ,
+    FLEET,
+    PACKAGE,
+    PREFIX,
+    ROLLOUT_ID,
+    TABLE_NAME,
+    VERSION,
+    FiniteFloat,
+    aws_options,
+    check_region,
+    cli_boundary,
+    existing_dir,
+    file_path,
+    output_option,
+    progress,
+    render,
+)
 from telemetry_shunt.core.contract import DEFAULT_RESOURCE_PREFIX, DEFAULT_STATE_TABLE_NAME, HEARTBEAT_PERIOD_SECONDS
 from telemetry_shunt.errors import ShuntError
 
@@ -43,8 +61,9 @@ def state_options(func: Callable) -> Callable:
     func = click.option("--audit-log", envvar="SHUNT_AUDIT_LOG", default=".shunt/audit.jsonl", show_default=True,
                         help="Append-only JSON Lines audit log (env SHUNT_AUDIT_LOG).")(func)
     func = click.option("--state-dir", envvar="SHUNT_STATE_DIR", default=None,
-                        help="Keep state and the lease in local files here instead of DynamoDB (env SHUNT_STATE_DIR).")(func)
-    func = click.option("--state-table", default=DEFAULT_STATE_TABLE_NAME, show_default=True,
+                        help="Keep state and the lease in local files in this existing directory instead of "
+                             "DynamoDB (env SHUNT_STATE_DIR).")(func)
+    func = click.option("--state-table", type=TABLE_NAME, default=DEFAULT_STATE_TABLE_NAME, show_default=True,
                         help="DynamoDB table holding rollout state and the fleet lease.")(func)
     return func
 
@@ -74,12 +93,13 @@ class Context:
 
         self.params = params
         self.clock = _clock()
-        region = params.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        check_paths(params)
+        region = params.get("region") or check_region(os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
         endpoint = params.get("endpoint_url")
         self.clients = make_clients(region=region, profile=params.get("profile"), endpoint_url=endpoint)
         session = make_session(region=region, profile=params.get("profile"))
         if params.get("state_dir"):
-            self.store = LocalStateStore(params["state_dir"])
+            self.store = LocalStateStore(params["state_dir"], create=bool(params.get("create_state_dir")))
         else:
             self.store = DynamoStateStore(make_client(session, "dynamodb", endpoint_url=endpoint),
                                           params.get("state_table") or DEFAULT_STATE_TABLE_NAME)
@@ -93,18 +113,31 @@ class Context:
                              kill_switch=self.kill_switch, clock=self.clock, progress=progress)
 
 
+def check_paths(params: dict[str, Any]) -> None:
+    """State dir, audit log and kill-switch file: exist and are the right kind, before anything is built."""
+    if params.get("state_dir"):
+        existing_dir(params["state_dir"], what="state directory (--state-dir)",
+                     create=bool(params.get("create_state_dir")),
+                     advice="check the path (a typo would split the state and sidestep the fleet lease); "
+                            "'shunt rollout start --create-state-dir' starts a new one")
+    if params.get("audit_log"):
+        file_path(params["audit_log"], what="audit log (--audit-log)", must_exist=False)
+    if params.get("kill_switch_file"):
+        file_path(params["kill_switch_file"], what="kill-switch file (--kill-switch-file)", must_exist=True)
+
+
 def build_kill_switch(params: dict[str, Any], session: Any, endpoint: str | None):
     from telemetry_shunt.agent_rollout.aws import make_client
-    from telemetry_shunt.agent_rollout.killswitch import AppConfigKillSwitch, FileKillSwitch
+    from telemetry_shunt.agent_rollout.killswitch import AppConfigKillSwitchFlags, FileKillSwitchFlags
     from telemetry_shunt.core import contract
 
     if params.get("kill_switch_file"):
-        return FileKillSwitch(params["kill_switch_file"])
+        return FileKillSwitchFlags(params["kill_switch_file"])
     sandbox_file = sandbox_kill_switch_file(endpoint or os.environ.get("AWS_ENDPOINT_URL"))
     if sandbox_file:
         progress(f"endpoint is the sandbox: kill switch is the local file {sandbox_file} (moto has no AppConfig)")
-        return FileKillSwitch(sandbox_file)
-    return AppConfigKillSwitch(
+        return FileKillSwitchFlags(sandbox_file)
+    return AppConfigKillSwitchFlags(
         make_client(session, "appconfig", endpoint_url=endpoint),
         make_client(session, "appconfigdata", endpoint_url=endpoint),
         application=params.get("appconfig_application") or contract.APPCONFIG_APPLICATION,
@@ -137,9 +170,10 @@ def plan_options(func: Callable) -> Callable:
                              "the one-box canary tolerates none.")(func)
     func = click.option("--batch-size", type=int, default=50, show_default=True,
                         help="Instance ids per SendCommand after the one-box canary (1-50).")(func)
-    func = click.option("--az", "azs", multiple=True,
+    func = click.option("--az", "azs", type=AZ, multiple=True,
                         help="Zone to include, in rollout order (repeat). Default: every zone of the fleet, sorted.")(func)
-    func = click.option("--fleet", required=True, help="Value of the telemetry-shunt:fleet tag.")(func)
+    func = click.option("--fleet", type=FLEET, required=True,
+                        help="Value of the telemetry-shunt:fleet tag, taken literally (no wildcards).")(func)
     return func
 
 
@@ -155,10 +189,10 @@ def _check_plan_params(params: dict[str, Any]) -> None:
             raise
 
 
-def _plan(ctx: Context, params: dict[str, Any]):
+def _plan(ctx: Context, params: dict[str, Any], engine=None):
     from telemetry_shunt.core.rollout_plan import plan_rollout
 
-    engine = ctx.engine()
+    engine = engine or ctx.engine()
     progress(f"discovering fleet {params['fleet']!r} ...")
     hosts = engine.discover(params["fleet"])
     if not hosts:
@@ -193,15 +227,15 @@ def _next_step(state) -> str:
     for az in meta["zone_order"]:
         if meta["zones"][az] == "done":
             continue
-        for key, wave in meta["waves"].items():
-            if not key.startswith(az + "/") or wave["phase"] == "baked":
+        for key, wave in state.waves.items():
+            if not key.startswith(az + "/") or wave.phase == "baked":
                 continue
-            if wave["phase"] == "failed":
-                return f"would halt and roll back {az} ({wave.get('reason')})"
+            if wave.phase == "failed":
+                return f"would halt and roll back {az} ({wave.reason})"
             for b in meta["zone_batches"][az]:
                 batch = state.batches[b]
-                if key == f"{az}/{batch['wave']}" and batch["phase"] != "done":
-                    return f"would continue in {az} with batch {b} ({batch['phase']})"
+                if key == f"{az}/{batch.wave}" and batch.phase != "done":
+                    return f"would continue in {az} with batch {b} ({batch.phase})"
             return f"would bake {key} again from the start, then go on"
     return "would mark the rollout completed"
 
@@ -238,7 +272,9 @@ def _render_summary(summary: dict[str, Any], output: str) -> None:
         return
     render({k: v for k, v in summary.items() if k != "zones"}, output)
     click.echo("")
-    render(summary["zones"], output)
+    # every zone's columns (a halted zone has rolled_back, a finished one may not)
+    columns = list(dict.fromkeys(c for zone in summary["zones"] for c in zone))
+    render(summary["zones"], output, columns=columns)
 
 
 @click.group(name="rollout", help=__doc__, short_help="Staged agent rollouts: plan, start, status, resume, abort, rollback.")
@@ -264,32 +300,36 @@ def plan_cmd(**params: Any) -> None:
 
 
 def run_options(func: Callable) -> Callable:
-    func = click.option("--lease-seconds", type=float, default=300, show_default=True,
+    func = click.option("--lease-seconds", type=FiniteFloat(1, 86_400), default=300, show_default=True,
                         help="Fleet lease length; renewed while the controller works.")(func)
-    func = click.option("--command-timeout-seconds", type=float, default=900, show_default=True,
+    func = click.option("--command-timeout-seconds", type=FiniteFloat(1, 172_800), default=900, show_default=True,
                         help="A batch still in progress after this is cancelled; unfinished hosts count as failed.")(func)
-    func = click.option("--heartbeat-period-seconds", type=float, envvar="SHUNT_HEARTBEAT_PERIOD_SECONDS",
+    func = click.option("--heartbeat-period-seconds", type=FiniteFloat(1, 3_600), envvar="SHUNT_HEARTBEAT_PERIOD_SECONDS",
                         default=HEARTBEAT_PERIOD_SECONDS, show_default=True,
                         help="How often hosts publish heartbeats (env SHUNT_HEARTBEAT_PERIOD_SECONDS).")(func)
-    func = click.option("--poll-seconds", type=float, default=30, show_default=True,
+    func = click.option("--poll-seconds", type=FiniteFloat(0.1, 3_600), default=30, show_default=True,
                         help="How often the bake checks alarms and the kill switch.")(func)
-    func = click.option("--bake-seconds", type=float, default=600, show_default=True,
+    func = click.option("--bake-seconds", type=FiniteFloat(1, 604_800), default=600, show_default=True,
                         help="Bake after each wave; at least one heartbeat period.")(func)
     return func
 
 
 @rollout.command("start", epilog=EXIT_CODES_HELP)
 @plan_options
-@click.option("--version", "version", required=True, help="Agent version to roll out (must exist in the package).")
-@click.option("--package", default=None, help="SSM Distributor package holding the versions "
+@click.option("--version", "version", type=VERSION, required=True,
+              help="Agent version to roll out (must be one the upgrade document allows, or exist in the package).")
+@click.option("--package", type=PACKAGE, default=None, help="SSM Distributor package holding the versions "
               "(default: <prefix>-Agent-Package).")
-@click.option("--prefix", default=DEFAULT_RESOURCE_PREFIX, show_default=True,
+@click.option("--prefix", type=PREFIX, default=DEFAULT_RESOURCE_PREFIX, show_default=True,
               help="Resource prefix of the SSM documents and heartbeat alarms.")
-@click.option("--alarm", "alarms", multiple=True, help="Extra CloudWatch alarm that must stay OK (repeat).")
-@click.option("--rollback-version", default=None,
+@click.option("--alarm", "alarms", type=ALARM_NAME, multiple=True,
+              help="Extra CloudWatch alarm that must stay OK (repeat).")
+@click.option("--rollback-version", type=VERSION, default=None,
               help="Version a rollback installs. Default: each host's current version, read from its "
                    "heartbeats (preflight fails if a host's version is unclear).")
-@click.option("--rollout-id", default=None, help="Id for the rollout (default: generated).")
+@click.option("--rollout-id", type=ROLLOUT_ID, default=None, help="Id for the rollout (default: generated).")
+@click.option("--create-state-dir", is_flag=True,
+              help="With --state-dir: create the directory if it does not exist (else a missing one is an error).")
 @run_options
 @click.option("--dry-run", is_flag=True, help="Run preflight and print the plan; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -300,14 +340,13 @@ def run_options(func: Callable) -> Callable:
 @cli_boundary
 def start_cmd(**params: Any) -> None:
     """Preflight, take the fleet lease, and roll out zone by zone (one-box, bake, rest, bake)."""
-    from telemetry_shunt.agent_rollout.engine import validate_rollout_id
-
     settings = _settings(params)
     _check_plan_params(params)
-    if params["rollout_id"]:
-        validate_rollout_id(params["rollout_id"])
     ctx = Context(params)
-    engine, plan = _plan(ctx, params)
+    engine = ctx.engine()
+    # a second operator learns that the fleet is locked before discovery and a long preflight
+    engine.check_lease(params["fleet"])
+    engine, plan = _plan(ctx, params, engine)
     progress("preflight: kill switch, version, documents, alarms, SSM agents ...")
     check = engine.preflight(plan, params["version"], settings)
     if params["dry_run"]:
@@ -332,7 +371,7 @@ def start_cmd(**params: Any) -> None:
 
 
 @rollout.command("status")
-@click.argument("rollout_id", required=False)
+@click.argument("rollout_id", type=ROLLOUT_ID, required=False)
 @click.option("--hosts", "show_hosts", is_flag=True, help="One row per host instead of per zone.")
 @state_options
 @output_option
@@ -354,9 +393,9 @@ def status_cmd(rollout_id: str | None, show_hosts: bool, **params: Any) -> None:
     if show_hosts:
         rows = []
         for b in state.batches.values():
-            for iid in b["instance_ids"]:
-                rows.append({"instance_id": iid, "az": b["az"], "batch": b["batch_id"], "kind": b["kind"],
-                             "phase": b["phase"], "result": b["hosts"].get(iid, "-")})
+            for iid in b.instance_ids:
+                rows.append({"instance_id": iid, "az": b.az, "batch": b.batch_id, "kind": b.kind,
+                             "phase": b.phase, "result": b.hosts.get(iid, "-")})
         render(rows, params["output"])
         return
     summary = summarize(state)
@@ -370,7 +409,7 @@ def status_cmd(rollout_id: str | None, show_hosts: bool, **params: Any) -> None:
 
 
 @rollout.command("resume", epilog=EXIT_CODES_HELP)
-@click.argument("rollout_id")
+@click.argument("rollout_id", type=ROLLOUT_ID)
 @click.option("--dry-run", is_flag=True, help="Show where the rollout would continue; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @state_options
@@ -396,7 +435,7 @@ def resume_cmd(rollout_id: str, **params: Any) -> None:
 
 
 @rollout.command("abort", epilog=EXIT_CODES_HELP)
-@click.argument("rollout_id")
+@click.argument("rollout_id", type=ROLLOUT_ID)
 @click.option("--dry-run", is_flag=True, help="Show the rollout and who would be asked to stop; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @state_options
@@ -407,10 +446,15 @@ def resume_cmd(rollout_id: str, **params: Any) -> None:
 def abort_cmd(rollout_id: str, **params: Any) -> None:
     """Stop a rollout before its next batch or bake check; hosts keep the version they have."""
     from telemetry_shunt.agent_rollout.engine import summarize
+    from telemetry_shunt.agent_rollout.state import FINAL_STATUSES
 
     ctx = Context(params)
+    state = ctx.store.load(rollout_id)
+    if state.status in FINAL_STATUSES:
+        _render_summary(summarize(state), params["output"])
+        progress(f"rollout {rollout_id} is already {state.status}: nothing to abort")
+        return
     if params["dry_run"]:
-        state = ctx.store.load(rollout_id)
         lease = ctx.store.read_lease(state.meta["fleet"])
         _render_summary(summarize(state), params["output"])
         who = (f"controller {lease.owner} would stop at its next check"
@@ -424,7 +468,7 @@ def abort_cmd(rollout_id: str, **params: Any) -> None:
 
 
 @rollout.command("rollback", epilog=EXIT_CODES_HELP)
-@click.argument("rollout_id")
+@click.argument("rollout_id", type=ROLLOUT_ID)
 @click.option("--dry-run", is_flag=True, help="List the hosts that would be rolled back; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @state_options

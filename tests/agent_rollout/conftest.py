@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from rollout_fakes import FakeFleet, FakeKillSwitch
+from rollout_fakes import FakeFleet, FakeKillSwitchFlags
 
 from telemetry_shunt.agent_rollout.clock import SimulatedClock
 from telemetry_shunt.agent_rollout.engine import RolloutEngine, RolloutSettings
@@ -15,8 +15,8 @@ class Rig:
     def __init__(self, tmp_path, counts, *, settings: RolloutSettings | None = None) -> None:
         self.clock = SimulatedClock()
         self.fleet = FakeFleet(counts, self.clock)
-        self.kill = FakeKillSwitch(self.clock)
-        self.store = LocalStateStore(tmp_path / "state")
+        self.kill = FakeKillSwitchFlags(self.clock)
+        self.store = LocalStateStore(tmp_path / "state", create=True)
         self.audit = AuditLog(tmp_path / "audit.jsonl")
         self.settings = settings or RolloutSettings(bake_seconds=600, poll_seconds=30, lease_seconds=120,
                                                     command_timeout_seconds=300)

@@ -75,6 +75,8 @@ class FakeFleet:
         self.crash_after_send: int | None = None   # crash once the n-th command was accepted
         self.versions = {"0.9.0", OLD, NEW}
         self.allowed_values: list[str] | None = None  # an S3-artifact upgrade document lists its versions
+        self.metric_repeats = 1                    # ListMetrics lists a pair once per stream seen (busy fleets: many)
+        self.metric_queries = 0                    # GetMetricData queries answered
         # records
         self.commands: list[dict[str, Any]] = []
         self.calls: Counter[str] = Counter()
@@ -222,13 +224,16 @@ class FakeCloudWatch:
 
     def list_metrics(self, Namespace, MetricName, Dimensions, RecentlyActive=None, NextToken=None):  # noqa: N803
         self.f._enter("list_metrics")
-        metrics = []
-        for h in self.f.hosts.values():
-            if h.instance_id in self.f.dark:
-                continue
-            for version in {h.version, *h.previous}:  # the last 3 hours may show older versions too
-                metrics.append({"Namespace": Namespace, "MetricName": MetricName, "Dimensions": [
-                    {"Name": "InstanceId", "Value": h.instance_id}, {"Name": "AgentVersion", "Value": version}]})
+        if NextToken is None:  # a listing is built once and paged through
+            self._listing = []
+            for h in self.f.hosts.values():
+                if h.instance_id in self.f.dark:
+                    continue
+                # the last 3 hours may show older versions too
+                for version in sorted({h.version, *h.previous}) * self.f.metric_repeats:
+                    self._listing.append({"Namespace": Namespace, "MetricName": MetricName, "Dimensions": [
+                        {"Name": "InstanceId", "Value": h.instance_id}, {"Name": "AgentVersion", "Value": version}]})
+        metrics = self._listing
         start = int(NextToken or 0)
         out = {"Metrics": metrics[start:start + 500]}
         if start + 500 < len(metrics):
@@ -238,6 +243,7 @@ class FakeCloudWatch:
     def get_metric_data(self, MetricDataQueries, StartTime, EndTime, NextToken=None):  # noqa: N803
         self.f._enter("get_metric_data")
         assert len(MetricDataQueries) <= 500
+        self.f.metric_queries += len(MetricDataQueries)
         results = []
         for q in MetricDataQueries:
             dims = {d["Name"]: d["Value"] for d in q["MetricStat"]["Metric"]["Dimensions"]}
@@ -251,7 +257,7 @@ class FakeCloudWatch:
         return {"MetricDataResults": results}
 
 
-class FakeKillSwitch:
+class FakeKillSwitchFlags:
     """Flags in data-plane form; ``flip_at`` engages the kill switch at a simulated time."""
 
     def __init__(self, clock: SimulatedClock, flags: dict[str, Any] | None = None) -> None:

@@ -52,7 +52,7 @@ def check_invariants(rig, state):
     # the stored state is what the engine returned, and matches the hosts
     stored = rig.store.load(state.rollout_id)
     assert stored.meta["status"] == state.meta["status"]
-    previous = {i: v for b in stored.batches.values() for i, v in b.get("previous_versions", {}).items()}
+    previous = {i: v for b in stored.batches.values() for i, v in (b.previous_versions or {}).items()}
     for iid, kinds in stored.host_statuses().items():
         host = rig.fleet.hosts[iid]
         if kinds.get("rollback") == "rolled_back":
@@ -126,8 +126,8 @@ def test_command_stuck_in_progress_is_cancelled_and_counts_as_failure(rig_factor
     assert state.status == ROLLED_BACK
     assert rig.fleet.calls["cancel_command"] == 1
     batch = state.batches[f"{A}.rest.000"]
-    assert batch["outcomes"][stuck] == "Stuck" and batch["hosts"][stuck] == "failed"
-    assert rig.clock.now() - batch["sent_at"] >= rig.settings.command_timeout_seconds
+    assert batch.outcomes[stuck] == "Stuck" and batch.hosts[stuck] == "failed"
+    assert rig.clock.now() - batch.sent_at >= rig.settings.command_timeout_seconds
     check_invariants(rig, state)
 
 
@@ -137,7 +137,7 @@ def test_host_stuck_for_the_rollback_too_leaves_the_rollout_halted(rig_factory):
     rig.fleet.stuck_always.add(stuck)
     state = rig.start()
     assert state.status == HALTED
-    assert state.batches[f"{A}.rollback.000"]["hosts"][stuck] == "rollback_failed"
+    assert state.batches[f"{A}.rollback.000"].hosts[stuck] == "rollback_failed"
     assert upgraded(rig) == []
     check_invariants(rig, state)
 
@@ -286,7 +286,7 @@ def test_operator_rollback_after_a_crash_mid_batch_covers_the_in_flight_hosts(ri
 
         def save(state):
             original(state)
-            if state.batches[f"{B}.rest.000"]["phase"] == "sending":
+            if state.batches[f"{B}.rest.000"].phase == "sending":
                 rig.store.save = original
                 raise SimulatedCrash("died before SendCommand")
 
@@ -460,7 +460,7 @@ def test_crash_after_every_persisted_transition_then_resume(rig_factory, tmp_pat
     assert total > 20
     for k in range(1, total + 1):
         rig = rig_factory(counts)
-        rig.store = LocalStateStore(tmp_path / f"crash-{scenario}-{k}")
+        rig.store = LocalStateStore(tmp_path / f"crash-{scenario}-{k}", create=True)
         rig.audit.path = tmp_path / f"audit-{scenario}-{k}.jsonl"
         setup(rig)
         state, crashes = run_with_crashes(rig, [k])
@@ -532,8 +532,8 @@ def test_an_interrupted_bake_starts_over_on_resume(rig_factory):
 
 
 class CrashingDynamo:
-    """A DynamoDB client that dies right after its n-th successful PutItem/DeleteItem (mid-save too:
-    between a batch item and the meta item)."""
+    """A DynamoDB client that dies right after its n-th successful write (PutItem, DeleteItem or a
+    TransactWriteItems: a save is one transaction, so nothing can die between its items)."""
 
     def __init__(self, client, crash_after: int) -> None:
         self.client = client
@@ -541,7 +541,7 @@ class CrashingDynamo:
 
     def __getattr__(self, name):
         method = getattr(self.client, name)
-        if name not in ("put_item", "delete_item"):
+        if name not in ("put_item", "delete_item", "transact_write_items"):
             return method
 
         def call(**kwargs):
@@ -622,7 +622,7 @@ def test_random_faults_keep_the_invariants(rig_factory, counts, fail_ratio, sile
     rng = random.Random(seed)
     rig = rig_factory(counts)
     scratch = Path(tempfile.mkdtemp(prefix="shunt-hyp-"))  # one per example: the fixture's tmp_path is shared
-    rig.store = LocalStateStore(scratch / "state")
+    rig.store = LocalStateStore(scratch / "state", create=True)
     rig.audit.path = scratch / "audit.jsonl"
     ids = rig.fleet.ids()
     rig.fleet.fail_upgrade.update(i for i in ids if rng.random() < fail_ratio)
@@ -693,8 +693,7 @@ def test_without_list_metrics_permission_preflight_asks_for_the_rollback_version
         raise client_error("AccessDenied", "ListMetrics", "not authorized to perform cloudwatch:ListMetrics")
 
     clients.cloudwatch.list_metrics = denied
-    engine = rig.engine()
-    engine.clients = clients
+    engine = RolloutEngine(clients=clients, store=rig.store, audit=rig.audit, kill_switch=rig.kill, clock=rig.clock)
     check = engine.preflight(rig.plan(), NEW, rig.settings)
     assert [c.detail for c in check.checks if not c.ok] == [
         "cannot read the hosts' heartbeat metrics (AccessDenied on cloudwatch:ListMetrics): pass --rollback-version"]

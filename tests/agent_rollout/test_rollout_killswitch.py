@@ -15,8 +15,8 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from telemetry_shunt.agent_rollout.killswitch import (
-    AppConfigKillSwitch,
-    FileKillSwitch,
+    AppConfigKillSwitchFlags,
+    FileKillSwitchFlags,
     describe,
     flag_key,
 )
@@ -62,7 +62,7 @@ def test_read_flags_uses_the_data_plane(clients):
         "NextPollConfigurationToken": "tok-3", "NextPollIntervalInSeconds": 15, "ContentType": "application/json",
         "Configuration": body("")}, {"ConfigurationToken": "tok-2"})
     t = [100.0]
-    switch = AppConfigKillSwitch(appconfig, data, monotonic=lambda: t[0])
+    switch = AppConfigKillSwitchFlags(appconfig, data, monotonic=lambda: t[0])
     flags = switch.read_flags()
     assert flags["telemetry-us-east-1b"] == {"enabled": False}
     t[0] += 5
@@ -99,7 +99,7 @@ def test_kill_on_for_one_az_creates_a_version_and_deploys_it_all_at_once(clients
     s1.add_response("start_deployment", {"DeploymentNumber": 9, "State": "DEPLOYING"}, {
         "ApplicationId": "app1234", "EnvironmentId": "env1234", "DeploymentStrategyId": "strat12",
             "ConfigurationProfileId": "prof123", "ConfigurationVersion": "5", "Description": ANY})
-    result = AppConfigKillSwitch(appconfig, data).set_telemetry("us-east-1b", False)
+    result = AppConfigKillSwitchFlags(appconfig, data).set_telemetry("us-east-1b", False)
     assert result.to_dict() == {"flag": "telemetry-us-east-1b", "telemetry": "OFF", "kill_switch": "ENGAGED",
                                 "changed": True, "version": "5", "deployment": "9", "dry_run": False}
 
@@ -110,7 +110,7 @@ def test_an_empty_profile_is_refused(clients):
     s1.add_response("list_hosted_configuration_versions", {"Items": []},
                     {"ApplicationId": "app1234", "ConfigurationProfileId": "prof123"})
     with pytest.raises(ShuntError, match="no hosted version yet: deploy the KillSwitch stack first"):
-        AppConfigKillSwitch(appconfig, data).set_telemetry(None, False)
+        AppConfigKillSwitchFlags(appconfig, data).set_telemetry(None, False)
 
 
 def stub_latest(s1, document):
@@ -126,14 +126,14 @@ def test_an_az_the_stack_does_not_define_is_refused(clients):
     stub_ids(s1)
     stub_latest(s1, {"version": "1", "flags": {"telemetry": {"name": "t"}}, "values": {"telemetry": {"enabled": True}}})
     with pytest.raises(ShuntError, match="flag 'telemetry-us-east-1d' is not in the kill-switch profile"):
-        AppConfigKillSwitch(appconfig, data).set_telemetry("us-east-1d", False)
+        AppConfigKillSwitchFlags(appconfig, data).set_telemetry("us-east-1d", False)
 
 
 def test_dry_run_writes_nothing(clients):
     appconfig, data, s1, _ = clients
     stub_ids(s1)
     stub_latest(s1, {"version": "1", "flags": {"telemetry": {"name": "t"}}, "values": {"telemetry": {"enabled": True}}})
-    result = AppConfigKillSwitch(appconfig, data).set_telemetry(None, False, dry_run=True)
+    result = AppConfigKillSwitchFlags(appconfig, data).set_telemetry(None, False, dry_run=True)
     assert result.dry_run and result.changed and result.version is None  # no create/start stubbed: none made
 
 
@@ -141,19 +141,19 @@ def test_missing_appconfig_application_is_a_one_line_error(clients):
     appconfig, data, s1, _ = clients
     s1.add_response("list_applications", {"Items": [{"Id": "other12", "Name": "other"}]}, {})
     with pytest.raises(ShuntError, match="AppConfig application 'telemetry-shunt' not found"):
-        AppConfigKillSwitch(appconfig, data).set_telemetry(None, True)
+        AppConfigKillSwitchFlags(appconfig, data).set_telemetry(None, True)
 
 
 def test_file_kill_switch_round_trip(tmp_path):
     path = tmp_path / "kill.json"
     path.write_text('{"telemetry": {"enabled": true}}')
-    switch = FileKillSwitch(path)
+    switch = FileKillSwitchFlags(path)
     assert switch.set_telemetry(None, False).changed
     assert not switch.set_telemetry(None, False).changed
     assert switch.set_telemetry("us-east-1a", False, dry_run=True).changed
     assert json.loads(path.read_text()) == {"telemetry": {"enabled": False}}
     with pytest.raises(ShuntError, match="does not exist"):
-        FileKillSwitch(tmp_path / "missing.json").read_flags()
+        FileKillSwitchFlags(tmp_path / "missing.json").read_flags()
 
 
 def test_flag_keys_follow_the_appconfig_rule():

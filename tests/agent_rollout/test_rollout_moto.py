@@ -15,7 +15,7 @@ from moto import mock_aws
 from telemetry_shunt.agent_rollout.aws import AwsClients, make_session
 from telemetry_shunt.agent_rollout.clock import SimulatedClock
 from telemetry_shunt.agent_rollout.engine import PreflightFailed, RolloutEngine, RolloutSettings
-from telemetry_shunt.agent_rollout.killswitch import FileKillSwitch
+from telemetry_shunt.agent_rollout.killswitch import FileKillSwitchFlags
 from telemetry_shunt.agent_rollout.sandbox import HeartbeatSimulator, install_moto_extensions, seed
 from telemetry_shunt.agent_rollout.state import (
     COMPLETED,
@@ -48,7 +48,7 @@ class MotoRig:
 
     def engine(self, owner="op-1"):
         return RolloutEngine(clients=self.clients, store=self.store, audit=self.audit,
-                             kill_switch=FileKillSwitch(self.kill_file), clock=self.clock, owner=owner)
+                             kill_switch=FileKillSwitchFlags(self.kill_file), clock=self.clock, owner=owner)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_rollout_completes_with_state_in_dynamodb(moto_rig):
     assert set(moto_rig.sim.version.values()) == {"1.1.0"}
     stored = moto_rig.store.load("r-moto")
     assert stored.meta["status"] == COMPLETED
-    assert all(s == "upgraded" for b in stored.batches.values() for s in b["hosts"].values())
+    assert all(s == "upgraded" for b in stored.batches.values() for s in b.hosts.values())
     assert len(stored.batches) == 6
     # every command carried the rollout id + batch id, at most 50 ids, the version parameter
     commands = moto_rig.clients.ssm.list_commands()["Commands"]

@@ -13,7 +13,7 @@ from botocore.stub import ANY, Stubber
 from click.testing import CliRunner
 from moto import mock_aws
 
-from telemetry_shunt.agent_rollout.killswitch import AppConfigKillSwitch
+from telemetry_shunt.agent_rollout.killswitch import AppConfigKillSwitchFlags
 from telemetry_shunt.cli import cli
 from telemetry_shunt.cli import kill as kill_cli
 
@@ -82,7 +82,7 @@ def test_kill_on_through_appconfig_with_stubbed_clients(monkeypatch):
     appconfig = boto3.client("appconfig", region_name="us-east-1")
     data = boto3.client("appconfigdata", region_name="us-east-1")
     monkeypatch.setattr(kill_cli, "build_kill_switch",
-                        lambda params, session, endpoint: AppConfigKillSwitch(appconfig, data))
+                        lambda params, session, endpoint: AppConfigKillSwitchFlags(appconfig, data))
     with Stubber(appconfig) as stub, mock_aws():
         stub.add_response("list_applications", {"Items": [{"Id": "app1234", "Name": "telemetry-shunt"}]}, {})
         stub.add_response("list_environments", {"Items": [{"Id": "env1234", "Name": "production"}]},
@@ -131,3 +131,23 @@ def test_the_sandbox_endpoint_selects_the_sandbox_kill_switch_file(tmp_path, mon
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"global": "telemetry OFF (kill switch engaged)"}
     assert "endpoint is the sandbox" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["kill", "status", "--kill-switch-file", "/etc/passwd"], "/etc/passwd is not a kill-switch file"),
+        (["kill", "status", "--kill-switch-file", "/etc"], "kill-switch file (--kill-switch-file) /etc is not a regular file"),
+        (["kill", "status", "--kill-switch-file", "/nonexistent/k.json"], "/nonexistent/k.json does not exist"),
+        (["kill", "on", "--yes", "--az", "us-east-1a; rm"], "Availability Zone 'us-east-1a; rm'"),
+        (["kill", "on", "--yes", "--region", "nowhere-1"], "'nowhere-1' is not an AWS Region name"),
+        (["kill", "on", "--yes", "--endpoint-url", "not-a-url"], "endpoint URL 'not-a-url'"),
+        (["kill", "sideways"], "No such command 'sideways'"),
+    ],
+)
+def test_bad_values_are_one_line_exit_1(kill_file, args, message):
+    result = run(*args)
+    assert result.exit_code == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shunt: ") and message in lines[0], result.stderr
+    assert json.loads(kill_file.read_text()) == {"telemetry": {"enabled": True}}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -195,11 +197,16 @@ def test_abort_and_rollback_commands(env):
     # abort of a finished rollout is a no-op that reports its status
     aborted = run("rollout", "abort", "r-rb", "--yes", "--output", "json")
     assert aborted.exit_code == 0 and json.loads(aborted.stdout)["status"] == "rolled_back"
+    assert "rollout r-rb is already rolled_back: nothing to abort" in aborted.stderr
 
 
 def test_local_state_dir_instead_of_dynamodb(env, tmp_path):
-    result = run("rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "r-local", "--yes",
-                 "--state-dir", str(tmp_path / "state"), *FAST)
+    args = ["rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "r-local", "--yes",
+            "--state-dir", str(tmp_path / "state"), *FAST]
+    refused = run(*args)  # a typo'd directory must not silently become a second state (and lease)
+    assert refused.exit_code == 1 and "--create-state-dir" in refused.stderr
+    assert not (tmp_path / "state").exists()
+    result = run(*args, "--create-state-dir")
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "state" / "rollouts" / "r-local.json").exists()
     assert DynamoStateStore(env["session"].client("dynamodb")).list_rollouts() == []
@@ -233,3 +240,99 @@ def test_bad_numbers_fail_before_any_aws_call(monkeypatch, tmp_path):
     assert result.stderr.strip() == "shunt: batch size must be between 1 and 50, got 0"
     bad_id = run("rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "no spaces", "--yes")
     assert bad_id.exit_code == 1 and "rollout id must be 1-48 letters" in bad_id.stderr
+
+
+# --- every value from issue 8, refused at the boundary: exit 1, one line, no traceback, nothing sent ---------
+
+START = ["rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--yes", *FAST]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["rollout", "plan", "--fleet", "*"], "fleet name '*' must be a literal tag value"),
+        (["rollout", "plan", "--fleet", "dem?"], "no '*' or '?' wildcards"),
+        (["rollout", "plan", "--fleet", ""], "fleet name '' must be a literal tag value"),
+        (["rollout", "plan", "--fleet", "demo prod"], "fleet name 'demo prod'"),
+        (["rollout", "start", "--fleet", "*", "--version", "1.1.0", "--yes", *FAST], "must be a literal tag value"),
+        (["rollout", "start", "--fleet", "demo", "--version", "", "--yes", *FAST], "agent version must match"),
+        (["rollout", "start", "--fleet", "demo", "--version", "1.1.0\n", "--yes"], "agent version must match"),
+        (["rollout", "start", "--fleet", "demo", "--version", "1.1.0; reboot", "--yes"], "agent version must match"),
+        ([*START, "--rollback-version", ""], "agent version must match"),
+        ([*START, "--alarm", ""], "alarm name '' must be 1-255 characters"),
+        ([*START, "--endpoint-url", "not-a-url"], "endpoint URL 'not-a-url' must be an http:// or https:// URL"),
+        ([*START, "--endpoint-url", "ftp://127.0.0.1:5000"], "must be an http:// or https:// URL"),
+        ([*START, "--region", "us-east-1; rm"], "'us-east-1; rm' is not an AWS Region name"),
+        ([*START, "--region", "nowhere-1"], "'nowhere-1' is not an AWS Region name"),
+        ([*START, "--state-dir", "FILE/x"], "state directory (--state-dir)"),
+        ([*START, "--state-dir", "FILE"], "is not a directory"),
+        ([*START, "--audit-log", "/etc/passwd/x"], "audit log (--audit-log) /etc/passwd/x cannot be created"),
+        ([*START, "--audit-log", "/"], "audit log (--audit-log) / is not a regular file"),
+        ([*START, "--kill-switch-file", "/nonexistent/kill.json"], "kill-switch file (--kill-switch-file)"),
+        ([*START, "--lease-seconds", "inf"], "'inf' must be a finite number"),
+        ([*START, "--lease-seconds", "nan"], "'nan' must be a finite number"),
+        ([*START, "--bake-seconds", "-5"], "'-5' must be a finite number from 1"),
+        ([*START, "--poll-seconds", "1e400"], "must be a finite number"),
+        ([*START, "--command-timeout-seconds", "ten"], "'ten' is not a number"),
+        ([*START, "--state-table", "x"], "table name 'x'"),
+        ([*START, "--prefix", "9lives"], "prefix '9lives' must be"),
+        ([*START, "--package", "a b"], "package 'a b' must be"),
+        ([*START, "--az", "us-east-1; rm"], "us-east-1; rm"),
+        ([*START, "--rollout-id", "../../outside/evil"], "rollout id must be 1-48 letters"),
+        (["rollout", "status", "../../outside/evil"], "rollout id must be 1-48 letters"),
+        (["rollout", "status", "../../outside/evil", "--state-dir", "."], "rollout id must be 1-48 letters"),
+        (["rollout", "resume", "a/b", "--yes"], "rollout id must be 1-48 letters"),
+        (["rollout", "status", "--state-dir", "typo-dir"], "state directory (--state-dir) typo-dir does not exist"),
+        # click's own usage errors: exit 1 (2 means "halted" in this CLI), one line
+        (["rollout", "start", "--version", "1.1.0"], "Missing option '--fleet'"),
+        (["rollout", "plan", "--fleet", "demo", "--bogus"], "No such option '--bogus'"),
+        (["rollout", "plan", "--fleet", "demo", "--batch-size", "many"], "'many' is not a valid integer"),
+        (["rollout", "nosuchverb"], "No such command 'nosuchverb'"),
+    ],
+)
+def test_each_bad_value_is_refused_at_the_boundary(env, tmp_path, args, message):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    args = [a.replace("FILE", str(a_file)) for a in args]
+    result = run(*args)
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("shunt: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert env["session"].client("ssm").list_commands()["Commands"] == []
+    assert DynamoStateStore(env["session"].client("dynamodb")).list_rollouts() == []
+
+
+def test_a_held_lease_is_reported_before_discovery_and_preflight(env, monkeypatch):
+    from telemetry_shunt.agent_rollout import engine as engine_module
+
+    store = DynamoStateStore(env["session"].client("dynamodb"))
+    store.acquire_lease("demo", "alice@bastion:42:abc", now=env["clock"].now(), ttl=300, rollout_id="r-alice")
+    calls = []
+    monkeypatch.setattr(engine_module.RolloutEngine, "preflight", lambda *a, **k: calls.append("preflight"))
+    monkeypatch.setattr(engine_module.RolloutEngine, "discover", lambda *a, **k: calls.append("discover") or [])
+    result = run(*START)
+    assert result.exit_code == 3 and "locked by alice@bastion:42:abc" in result.stderr
+    assert calls == []
+
+
+def test_a_status_listing_of_a_missing_state_dir_is_an_error_not_none(env):
+    result = run("rollout", "status", "--state-dir", "no-such-dir")
+    assert result.exit_code == 1 and "(none)" not in result.stdout
+
+
+def test_the_halted_table_keeps_the_rolled_back_column(env, tmp_path):
+    # a state written by the pre-dataclass engine: zone a done (upgraded), b rolled back, c never reached
+    fixture = Path(__file__).resolve().parent.parent / "agent_rollout" / "data" / "r-legacy-halted.json"
+    (tmp_path / "st" / "rollouts").mkdir(parents=True)
+    shutil.copy(fixture, tmp_path / "st" / "rollouts" / fixture.name)
+    result = run("rollout", "status", "r-legacy-halted", "--state-dir", str(tmp_path / "st"))
+    assert result.exit_code == 0, result.stderr
+    table = result.stdout.split("\n\n", 1)[1].splitlines()
+    header = table[0].split()
+    assert {"UPGRADED", "ROLLED_BACK"} <= set(header)
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert len(rows["us-east-1a"]) == len(header) == len(rows["us-east-1b"])
+    assert rows["us-east-1a"][header.index("UPGRADED")] == "3"
+    assert rows["us-east-1b"][header.index("ROLLED_BACK")] == "51"
+    assert rows["us-east-1a"][header.index("ROLLED_BACK")] == "-"
