@@ -48,7 +48,7 @@ from telemetry_shunt.core.contract import (
     HEARTBEAT_VERSION_DIMENSION,
     KILLSWITCH_READ_AGE_METRIC,
 )
-from telemetry_shunt.core.validation import is_token
+from telemetry_shunt.core.validation import is_whole_token
 from telemetry_shunt.errors import ValidationError
 
 # Where the host pieces live (the SSM documents write them; the docs name them).
@@ -285,7 +285,8 @@ class S3Artifact:
                 f"got {self.key_pattern!r}"
             )
         # A bucket created in the same app is a CDK token until deploy time; S3 validates the real name then.
-        if not is_token(self.bucket_name) and not (isinstance(self.bucket_name, str) and _BUCKET.fullmatch(self.bucket_name)):
+        name = self.bucket_name
+        if not is_whole_token(name) and not (isinstance(name, str) and _BUCKET.fullmatch(name)):
             raise ValidationError(f"S3 bucket name is not valid: {self.bucket_name!r}")
         if not self.sha256_by_version:
             raise ValidationError(

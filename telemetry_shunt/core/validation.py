@@ -56,6 +56,11 @@ def is_token(value: object) -> bool:
     return isinstance(value, str) and bool(_TOKEN.search(value))
 
 
+def is_whole_token(value: object) -> bool:
+    """True when the whole value is one CDK token (a name chosen at deploy time), not text around one."""
+    return isinstance(value, str) and bool(_TOKEN.fullmatch(value))
+
+
 def _deploy_time(value: object) -> bool:
     """A token that may pass unchecked: no whitespace or control character around it either."""
     return is_token(value) and not any(c.isspace() or not c.isprintable() for c in value)  # type: ignore[union-attr]
