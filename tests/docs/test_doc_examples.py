@@ -10,7 +10,7 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 _BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 # Docs whose python blocks are complete programs (others show fragments on purpose).
-RUNNABLE = ["quickstart.md", "policy-model.md"]
+RUNNABLE = ["quickstart.md", "policy-model.md", "alarms.md"]
 
 
 def blocks():
