@@ -442,6 +442,29 @@ def agg_child(client: str, rate: int, seconds: float, series: int, url: str) -> 
     _say(phase="agg", records=sent_calls, cpu=cpu, achieved_rate=sent_calls / emit_wall, loss=loss)
 
 
+def series_memory(series: int = 10_000) -> dict[str, float]:
+    """MB held by one interval's aggregates at ``series`` live series (3 attributes each; histograms with
+    values spread over 6 decades, so each holds its full 160-bucket span after fitting)."""
+    import tracemalloc
+
+    from telemetry_shunt.client._aggregate import GAUGE, HISTOGRAM, SUM, fold
+
+    names, sets = _attribute_sets(series)
+    out = {}
+    for kind in (SUM, GAUGE, HISTOGRAM):
+        items = [(kind, names[(k // len(sets)) % 20], 10.0 ** (k % 7 - 3) * (1 + k % 13), dict(sets[k % len(sets)]))
+                 for k in range(series * 20)]
+        gc.collect()
+        tracemalloc.start()
+        table: dict = {}
+        fold(items, table, max_series=series)
+        current, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        out[kind] = current / 1e6
+        del table
+    return out
+
+
 def caller_cost_child() -> None:
     import collections
 
@@ -509,6 +532,10 @@ def aggregation_bench(seconds: float) -> str:
             lines.append(f"| {rate:,} | {client} | {row['achieved_rate']:,.0f} | {loss.get('emitted', 0):,} | "
                          f"{loss.get('sent', 0):,} | {loss.get('dropped', 0):,} | {loss.get('by_reason', {})} | "
                          f"{row['cpu'] / row['records'] * 1e6:.2f} |")
+    lines += ["", "Memory of one interval's series at the cardinality guard's default (10,000 live series), tracemalloc:",
+              "", "| kind | MB | bytes per series |", "|---|---:|---:|"]
+    for kind, mb in series_memory().items():
+        lines.append(f"| {kind} | {mb:.1f} | {mb * 1e6 / 10_000:,.0f} |")
     results, _ = _run_child(["--caller-cost-child"], 120)
     caller = results.get("caller", {})
     lines += ["", "Caller's cost per call, same signature (name, value, 3 keyword attributes), best of 5 x 100k:", "",

@@ -71,7 +71,8 @@ _BUSY_POLL_SECONDS = 0.01
 _BUSY_FOLD = 1000
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
-# Closed intervals whose aggregates wait to be sent (the gateway down): at most this many, the oldest dropped.
+# Closed intervals whose aggregates wait to be sent (the gateway down): at most this many (and at most
+# max_series series in all), the oldest dropped.
 _MAX_CLOSED_INTERVALS = 10
 # At most this many batches in one go, so the worker looks at close() and the kill switch between rounds.
 _MAX_BATCHES_PER_ROUND = 32
@@ -471,7 +472,10 @@ class TelemetryClient:
             return
         self._closed.append([list(series.items()), 0, start, end, self._series_held])
         self._series_held = 0
-        while len(self._closed) > _MAX_CLOSED_INTERVALS:  # the gateway is down: keep the newest
+        # The gateway is down: keep the newest, at most _MAX_CLOSED_INTERVALS intervals and max_series series
+        # (so the aggregates in memory are at most twice one full interval's).
+        while len(self._closed) > 1 and (len(self._closed) > _MAX_CLOSED_INTERVALS
+                                         or sum(len(e[0]) - e[1] for e in self._closed) > self._max_series):
             self._drop_interval(self._closed.popleft(), "buffer_full")
 
     def _drop_interval(self, entry: list, reason: str) -> None:

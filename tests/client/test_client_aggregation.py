@@ -280,3 +280,23 @@ def test_while_the_gateway_is_down_at_most_ten_intervals_wait_and_the_oldest_go(
     assert wait_until(one_more, interval=0.005)  # the breaker is open: intervals pile up, the oldest drop
     assert all(balanced(s) for s in snapshots)
     assert len(client._closed) <= 10
+
+
+def test_while_the_gateway_is_down_waiting_aggregates_hold_at_most_max_series(make_client):
+    from client_fakes import refused_url, wait_until
+
+    client = make_client(refused_url(), flush_interval_seconds=0.02, max_attempts=1, failure_threshold=1,
+                         base_backoff_seconds=30.0, max_backoff_seconds=30.0, max_series=50)
+    snapshots = []
+    round_ = [0]
+
+    def more() -> bool:  # 30 new series an interval: two waiting intervals exceed max_series
+        round_[0] += 1
+        for i in range(30):
+            client.count(f"m{i}", 1, round=str(round_[0]))
+        snapshots.append(client.stats())
+        return snapshots[-1].dropped["buffer_full"] > 0
+
+    assert wait_until(more, interval=0.005)
+    assert all(balanced(s) for s in snapshots)
+    assert sum(len(e[0]) - e[1] for e in client._closed) <= 50
