@@ -15,7 +15,7 @@ from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork,
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.policy import ACTION_INVOKE, KEY_METHOD, PUSH_METHOD
 from telemetry_shunt.core.routes import Route, validate_routes
-from telemetry_shunt.core.validation import is_token
+from telemetry_shunt.core.validation import is_token, private_dns
 from telemetry_shunt.errors import ValidationError
 
 #: CDK's placeholder egress rule for a group that must allow no traffic (ICMP type 252, code 86, to one address).
@@ -57,6 +57,12 @@ class AppVpcAttachment(Construct):
     app's NAT. ``mode="endpoint"`` creates a service-network VPC endpoint in ``subnets`` instead,
     for VPCs already associated with another service network.
 
+    Private DNS: ``private_dns_enabled`` (default: the resource's default, on for an endpoint) and, for
+    resources shared with custom domain names, ``private_dns_preference`` (``VERIFIED_DOMAINS_ONLY``,
+    ``ALL_DOMAINS``, ``VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS``, ``SPECIFIED_DOMAINS_ONLY``) with
+    ``private_dns_specified_domains``; see docs/cross-account.md, "Cross-account DNS". The gateway's own
+    Lattice-generated name resolves in any associated VPC without these.
+
     Either way the attachment's security group has no ingress and its only egress is HTTPS to the
     VPC Lattice managed prefix lists (IPv4 and IPv6) on ``listener_port``. Use :meth:`grant_push`
     to give agent roles the identity-policy half of Lattice authorization.
@@ -78,6 +84,9 @@ class AppVpcAttachment(Construct):
         mode: str = "association",
         subnets: ec2.SubnetSelection | None = None,
         listener_port: int = 443,
+        private_dns_enabled: bool | None = None,
+        private_dns_preference: str | None = None,
+        private_dns_specified_domains: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, id)
         self.gateway: GatewayRef | None = None if gateway is None else _as_ref(gateway, "gateway")
@@ -92,6 +101,9 @@ class AppVpcAttachment(Construct):
             if not is_token(mine) and not is_token(theirs) and mine != theirs:
                 raise ValidationError(f"service_network {mine!r} is not the gateway's service network {theirs!r}: "
                                       "drop service_network= (the gateway reference says which)")
+        preference, domains = private_dns(private_dns_preference, private_dns_specified_domains)
+        if preference is not None and private_dns_enabled is False:
+            raise ValidationError(f"private_dns_preference {preference!r} needs private DNS: drop private_dns_enabled=False")
         if mode not in ("association", "endpoint"):
             raise ValidationError(f"mode {mode!r} must be 'association' or 'endpoint'")
         if not (1 <= listener_port <= 65535):
@@ -117,6 +129,10 @@ class AppVpcAttachment(Construct):
                 service_network_identifier=service_network.service_network_arn,
                 vpc_identifier=vpc.vpc_id,
                 security_group_ids=[self.security_group.security_group_id],
+                private_dns_enabled=private_dns_enabled,
+                dns_options=lattice.CfnServiceNetworkVpcAssociation.DnsOptionsProperty(
+                    private_dns_preference=preference, private_dns_specified_domains=list(domains) or None,
+                ) if preference else None,
             )
         else:
             if subnets is None:
@@ -132,7 +148,10 @@ class AppVpcAttachment(Construct):
                 service_network_arn=service_network.service_network_arn,
                 subnet_ids=selected.subnet_ids,
                 security_group_ids=[self.security_group.security_group_id],
-                private_dns_enabled=True,
+                private_dns_enabled=True if private_dns_enabled is None else private_dns_enabled,
+                dns_options=ec2.CfnVPCEndpoint.DnsOptionsSpecificationProperty(
+                    private_dns_preference=preference, private_dns_specified_domains=list(domains) or None,
+                ) if preference else None,
             )
 
     def grant_push(

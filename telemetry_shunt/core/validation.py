@@ -176,6 +176,37 @@ def email_address(value: object) -> str:
     raise ValidationError(f"e-mail address {value!r} is not one SNS can subscribe: use e.g. 'oncall@example.com'")
 
 
+# Private DNS for a service-network VPC association or endpoint (CloudFormation DnsOptions of
+# AWS::VpcLattice::ServiceNetworkVpcAssociation and AWS::EC2::VPCEndpoint, same enum and limits).
+PRIVATE_DNS_PREFERENCES = (
+    "VERIFIED_DOMAINS_ONLY", "ALL_DOMAINS", "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS", "SPECIFIED_DOMAINS_ONLY",
+)
+_WITH_DOMAINS = ("VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS", "SPECIFIED_DOMAINS_ONLY")
+_DOMAIN = re.compile(r"(?=.{1,255}\Z)(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", re.ASCII)
+
+
+def private_dns(preference: str | None, specified_domains: Sequence[str] = ()) -> tuple[str | None, tuple[str, ...]]:
+    """Check a private-DNS preference and its specified domains (required by, and only with, the two
+    ``*SPECIFIED_DOMAINS*`` preferences: 1-10 distinct lowercase domain names, ``*.`` wildcards allowed)."""
+    domains = tuple(specified_domains)
+    if preference is not None and preference not in PRIVATE_DNS_PREFERENCES:
+        raise ValidationError(f"private DNS preference {preference!r} must be one of {', '.join(PRIVATE_DNS_PREFERENCES)}")
+    if preference in _WITH_DOMAINS:
+        if not 1 <= len(domains) <= 10:
+            raise ValidationError(f"private DNS preference {preference} needs 1-10 specified domains, got {list(domains)!r}")
+    elif domains:
+        raise ValidationError(f"private DNS specified domains {list(domains)!r} need preference "
+                              "VERIFIED_DOMAINS_AND_SPECIFIED_DOMAINS or SPECIFIED_DOMAINS_ONLY")
+    for d in domains:
+        if not (isinstance(d, str) and _DOMAIN.fullmatch(d)):
+            raise ValidationError(f"private DNS domain {d!r} is not a lowercase domain name such as 'example.com' "
+                                  "or '*.example.com'")
+    dup = duplicates(domains)
+    if dup:
+        raise ValidationError(f"duplicate private DNS domain(s) {dup!r}")
+    return preference, domains
+
+
 def duplicates(values: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     dup: list[str] = []
