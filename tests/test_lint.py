@@ -61,6 +61,14 @@ def shipped_shell_scripts() -> dict[str, str]:
                         content = base64.b64decode(encoded).decode()
                         if re.match(r"#!.*\b(ba)?sh\b", content):
                             scripts[f"config{n}:{path}"] = content
+    # the sandbox's simulated host: its stand-ins for tc, ip and the agent (healthy and broken builds)
+    from telemetry_shunt.agent_rollout.sandbox_hosts import ArtifactStore, _package_file
+
+    for name in ("tc", "ip"):
+        scripts[f"sandbox:{name}"] = _package_file(name)
+    store = ArtifactStore(package="p", versions=("1.0.0", "1.1.0"), healthy_version="1.0.0", broken_az="z")
+    scripts["sandbox:agent(healthy)"] = store.agent_program("1.1.0", "a")
+    scripts["sandbox:agent(broken)"] = store.agent_program("1.1.0", "z")
     return scripts
 
 

@@ -1,20 +1,28 @@
-"""``shunt sandbox``: a local moto server with a demo fleet, so rollouts and the kill switch can be tried
-on one machine with no AWS account.
+"""``shunt sandbox``: a local moto server with a demo fleet whose hosts run the real host side, so rollouts
+and the kill switch can be tried on one machine with no AWS account.
 
 What is real and what is simulated:
 
 * EC2, SSM (documents, Run Command), CloudWatch (alarms, metrics) and DynamoDB (rollout state) are moto,
   reached over HTTP on 127.0.0.1 exactly like AWS.
-* moto lacks ``DescribeInstanceInformation`` and ``ListCommandInvocations`` and sends an
-  ``InstanceIds`` command to *every* instance; :func:`install_moto_extensions` fills those gaps inside
-  the sandbox process (every running instance is "Online"; invocations mirror the command).
-* moto reports every command as an instant success. A simulated agent on every host publishes
-  heartbeats to moto CloudWatch every few seconds at the version the last upgrade/rollback command
-  gave it, except hosts on the demo version ``1.2.0-broken``, which stay silent (so a rollout to it
-  halts and rolls back, as a broken agent would).
+* The SSM documents are the ones ``AgentRolloutSupport`` deploys: :func:`sandbox_documents` renders them with
+  the core renderer the construct uses (a test checks they are the construct's, byte for byte).
+* Every demo instance is a simulated host (:mod:`telemetry_shunt.agent_rollout.sandbox_hosts`): a directory
+  and process groups that run each command's real ``aws:runShellScript`` steps with ``sh -c`` (bash via the
+  steps' shebang), the real kill-switch watcher and heartbeat, under a stub ``systemctl`` that starts and
+  stops processes from the real unit files. The package download is a local artifact store; the agent is a
+  stand-in process. Heartbeats are the real heartbeat script's, sent to moto while the agent runs. A broken
+  document, watcher or unit file breaks a sandbox rollout, as it would a real one.
+* moto lacks ``DescribeInstanceInformation`` and ``ListCommandInvocations`` and sends an ``InstanceIds``
+  command to *every* instance; :func:`install_moto_extensions` fills those gaps inside the sandbox process.
 * AppConfig is not in moto: the kill switch is a local JSON file (``--kill-switch-file`` /
-  ``SHUNT_KILL_SWITCH_FILE``, printed by ``shunt sandbox start --print-env``); a command whose endpoint
-  is the running sandbox's finds it through ``sandbox.json`` when neither is given.
+  ``SHUNT_KILL_SWITCH_FILE``, printed by ``shunt sandbox start --print-env``) that a fake AppConfig agent
+  endpoint serves to the hosts' watchers: ``shunt kill on --az`` stops that zone's agents through them.
+* Demo versions: ``1.2.0-broken`` cannot start anywhere; with ``broken_az`` every version but 1.0.0 cannot
+  start in that zone (a halt in a later zone).
+
+:class:`HeartbeatSimulator` is the fast in-process model of the fleet that engine tests drive with a simulated
+clock; it does not run hosts.
 """
 
 from __future__ import annotations
@@ -23,15 +31,20 @@ import json
 import logging
 import socket
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from telemetry_shunt.agent_rollout.sandbox_hosts import AGENT_SERVICE, ArtifactStore, HostFleet, attach, detach
 from telemetry_shunt.agent_rollout.state import create_state_table
+from telemetry_shunt.core import hostside
 from telemetry_shunt.core.contract import (
+    AGENT_ACTIONS,
     AGENT_VERSION_PARAMETER,
+    APPCONFIG_MIN_POLL_SECONDS,
     DEFAULT_STATE_TABLE_NAME,
     FLEET_TAG_KEY,
     HEARTBEAT_AZ_DIMENSION,
@@ -54,13 +67,25 @@ BROKEN_SUFFIX = "-broken"
 HEARTBEAT_SECONDS = 2
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 
-_COMMAND_DOC = {
-    "schemaVersion": "2.2",
-    "description": "sandbox agent {action}",
-    "parameters": {AGENT_VERSION_PARAMETER: {"type": "String", "default": ""}},
-    "mainSteps": [{"action": "aws:runShellScript", "name": "agent",
-                   "inputs": {"runCommand": ["echo agent {action} {{{{ " + AGENT_VERSION_PARAMETER + " }}}}"]}}],
-}
+WATCHER_POLL_SECONDS = 1.0
+
+
+def sandbox_agent() -> hostside.DistributorPackage:
+    """The sandbox's agent source: the project's Distributor package, unit ``sandbox-agent``."""
+    return hostside.DistributorPackage(name=agent_package_name(), service=AGENT_SERVICE)
+
+
+def sandbox_host_config() -> hostside.HostConfig:
+    """As ``AgentRolloutSupport`` renders it for a kill switch polled every 15 s (the sandbox's watchers poll
+    faster through their test-only override)."""
+    return hostside.HostConfig(agent_service=AGENT_SERVICE, poll_seconds=APPCONFIG_MIN_POLL_SECONDS)
+
+
+def sandbox_documents() -> dict[str, dict[str, Any]]:
+    """The five agent documents, rendered by the core renderer ``AgentRolloutSupport`` uses, with what the
+    construct passes for ``AgentSource.distributor(service="sandbox-agent")`` and default budgets."""
+    return {action: hostside.agent_document(action, agent=sandbox_agent(), config=sandbox_host_config())
+            for action in AGENT_ACTIONS}
 
 
 def install_moto_extensions() -> None:
@@ -121,10 +146,9 @@ def seed(session: Any, *, endpoint_url: str | None, instances_per_az: int = 4,
             TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": FLEET_TAG_KEY, "Value": FLEET}]}],
         )
         hosts += [{"instance_id": i["InstanceId"], "az": az} for i in reply["Instances"]]
-    for action in ("upgrade", "rollback"):
-        content = json.dumps(_COMMAND_DOC).replace("{action}", action)
-        ssm.create_document(Name=agent_document_name(action), Content=content, DocumentType="Command",
-                            DocumentFormat="JSON")
+    for action, document in sandbox_documents().items():
+        ssm.create_document(Name=agent_document_name(action), Content=json.dumps(document), DocumentType="Command",
+                            DocumentFormat="JSON", TargetType="/AWS::EC2::Instance")
     package = agent_package_name()
     for n, version in enumerate(VERSIONS):
         manifest = json.dumps({"schemaVersion": "2.0", "version": version, "packages": {}, "files": {}})
@@ -207,18 +231,24 @@ class HeartbeatSimulator:
 
 
 class Sandbox:
-    """A moto server on 127.0.0.1 with the demo fleet; ``start()``/``stop()`` for tests and the CLI."""
+    """A moto server on 127.0.0.1 with the demo fleet of simulated hosts; ``start()``/``stop()`` for tests and
+    the CLI. ``broken_az``: that zone's agents cannot start at any version but 1.0.0."""
 
     def __init__(self, state_dir: str | Path, *, port: int = 0, instances_per_az: int = 4,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, watcher_poll_seconds: float = WATCHER_POLL_SECONDS,
+                 broken_az: str | None = None) -> None:
+        if broken_az is not None and broken_az not in AZS:
+            raise ShuntError(f"--broken-az must be one of the sandbox's zones ({', '.join(AZS)}), got {broken_az!r}")
         self.state_dir = Path(state_dir).resolve()
         self.port = port
         self.instances_per_az = instances_per_az
         self.heartbeat_seconds = heartbeat_seconds
+        self.watcher_poll_seconds = watcher_poll_seconds
+        self.broken_az = broken_az
         self.endpoint_url: str | None = None
         self.hosts: list[dict[str, str]] = []
         self._server: Any = None
-        self.simulator: HeartbeatSimulator | None = None
+        self.fleet: HostFleet | None = None
 
     @property
     def kill_switch_file(self) -> Path:
@@ -249,20 +279,62 @@ class Sandbox:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log on the operator's terminal
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
-        self._reset()  # moto's state is per process: start from an empty account every time
-        session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-        self.hosts = seed(session, endpoint_url=self.endpoint_url, instances_per_az=self.instances_per_az)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.kill_switch_file.write_text(json.dumps({"telemetry": {"enabled": True}}, indent=2), encoding="utf-8")
-        self.simulator = HeartbeatSimulator(session, endpoint_url=self.endpoint_url, hosts=self.hosts,
-                                            period_seconds=self.heartbeat_seconds)
-        self.simulator.step()
-        self.simulator.start()
+        try:
+            host, port = self._server.get_host_and_port()
+            self.endpoint_url = f"http://{host}:{port}"
+            self._reset()  # moto's state is per process: start from an empty account every time
+            session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+            self.hosts = seed(session, endpoint_url=self.endpoint_url, instances_per_az=self.instances_per_az)
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            self.kill_switch_file.write_text(json.dumps({"telemetry": {"enabled": True}}, indent=2), encoding="utf-8")
+            self.fleet = HostFleet(
+                self.state_dir / "hosts", hosts=self.hosts, region=REGION, endpoint_url=self.endpoint_url,
+                flags_file=self.kill_switch_file, watcher_poll_seconds=self.watcher_poll_seconds,
+                heartbeat_seconds=self.heartbeat_seconds, credentials=FAKE_CREDENTIALS,
+                store=ArtifactStore(package=agent_package_name(), versions=VERSIONS, healthy_version=START_VERSION,
+                                    broken_suffix=BROKEN_SUFFIX, broken_az=self.broken_az))
+            attach(self.fleet)
+            self._bootstrap(session)
+        except BaseException:
+            self.stop()
+            raise
         (self.state_dir / "sandbox.json").write_text(json.dumps(
-            {"endpoint_url": self.endpoint_url, "env": self.env(), "hosts": self.hosts}, indent=2), encoding="utf-8")
+            {"endpoint_url": self.endpoint_url, "env": self.env(), "hosts": self.hosts,
+             "hosts_dir": str(self.state_dir / "hosts"), "broken_az": self.broken_az}, indent=2), encoding="utf-8")
         return self
+
+    def _bootstrap(self, session: Any, timeout: float = 180.0) -> None:
+        """Every host runs the real install document at 1.0.0 (through SSM, as a new fleet would), then
+        heartbeats; a host that cannot is a sandbox that does not start."""
+        ssm = session.client("ssm", endpoint_url=self.endpoint_url)
+        cloudwatch = session.client("cloudwatch", endpoint_url=self.endpoint_url)
+        ids = [h["instance_id"] for h in self.hosts]
+        command = ssm.send_command(InstanceIds=ids, DocumentName=agent_document_name("install"),
+                                   Parameters={AGENT_VERSION_PARAMETER: [START_VERSION]},
+                                   Comment="sandbox: bootstrap")["Command"]
+        deadline = time.monotonic() + timeout
+        while True:
+            invocations = ssm.list_command_invocations(CommandId=command["CommandId"])["CommandInvocations"]
+            if all(inv["Status"] not in ("Pending", "InProgress") for inv in invocations):
+                break
+            if time.monotonic() > deadline:
+                raise ShuntError(f"sandbox hosts did not finish installing within {timeout:g} s")
+            time.sleep(0.2)
+        failed = [inv["InstanceId"] for inv in invocations if inv["Status"] != "Success"]
+        if failed:
+            detail = self.fleet.hosts[failed[0]] if self.fleet else None
+            raise ShuntError(f"the install document failed on {len(failed)} sandbox host(s), e.g. {failed[0]} "
+                             f"(its files: {detail.root if detail else '?'})")
+        while True:
+            beating = {d["Value"] for m in cloudwatch.list_metrics(
+                Namespace=HEARTBEAT_NAMESPACE, MetricName=HEARTBEAT_METRIC,
+                Dimensions=[{"Name": HEARTBEAT_INSTANCE_DIMENSION}])["Metrics"]
+                for d in m["Dimensions"] if d["Name"] == HEARTBEAT_INSTANCE_DIMENSION}
+            if beating >= set(ids):
+                return
+            if time.monotonic() > deadline:
+                raise ShuntError(f"sandbox hosts {sorted(set(ids) - beating)} installed but never sent a heartbeat")
+            time.sleep(0.2)
 
     def _reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
@@ -270,8 +342,10 @@ class Sandbox:
             pass
 
     def stop(self) -> None:
-        if self.simulator:
-            self.simulator.stop()
+        detach()
+        if self.fleet:
+            self.fleet.close()
+            self.fleet = None
         if self._server:
             self._reset()
             self._server.stop()

@@ -1,0 +1,188 @@
+"""The sandbox runs the real host side: its documents are the construct's, its hosts run their steps, the
+real watcher obeys ``shunt kill``, and a broken document or a zone whose agents fail halts the rollout.
+
+One sandbox (one host per zone, us-east-1b's agents broken at any version but 1.0.0) serves the module:
+its tests run in order on one worker (xdist group). Rollouts go through the real ``shunt`` CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from telemetry_shunt.agent_rollout import sandbox as sb
+from telemetry_shunt.agent_rollout.sandbox_hosts import AGENT_SERVICE, SimulatedHost, under_root
+from telemetry_shunt.core import hostside
+from telemetry_shunt.core.contract import agent_document_name
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sandbox-hosts")]
+SHUNT = str(Path(sys.executable).with_name("shunt"))
+QUICK = ["--bake-seconds", "4", "--poll-seconds", "1"]
+BROKEN_AZ = "us-east-1b"
+HANG_GUARD = 120.0
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = HANG_GUARD) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    assert condition(), f"timed out waiting for: {what}"
+
+
+def test_sandbox_documents_are_the_constructs() -> None:
+    """What the sandbox installs is what AgentRolloutSupport deploys for the same agent source."""
+    from aws_cdk import App, Duration, Stack
+    from aws_cdk.assertions import Template
+
+    from telemetry_shunt.constructs.agent_rollout_support import AgentRolloutSupport, AgentSource
+    from telemetry_shunt.constructs.kill_switch import KillSwitch
+
+    stack = Stack(App(), "S", env={"account": "111111111111", "region": "us-east-1"})
+    ks = KillSwitch(stack, "KillSwitch", availability_zones=list(sb.AZS), poll_interval=Duration.seconds(15))
+    AgentRolloutSupport(stack, "AgentRollout", kill_switch=ks, agent=AgentSource.distributor(service=AGENT_SERVICE),
+                        fleet=sb.FLEET)
+    deployed = {doc["Properties"]["Name"]: doc["Properties"]["Content"]
+                for doc in Template.from_stack(stack).find_resources("AWS::SSM::Document").values()}
+    ours = {agent_document_name(action): doc for action, doc in sb.sandbox_documents().items()}
+    assert deployed == ours
+
+
+def test_paths_move_under_the_host_root_and_nothing_else(tmp_path: Path) -> None:
+    script = ("#!/bin/bash\ninstall -d /var/lib/telemetry-shunt /etc/systemd/system /usr/local/bin\n"
+              "x=$(/usr/local/bin/telemetry-shunt-killswitch --once) 2>/dev/null\n"
+              "echo 'aGVsbG8+/etc/x' | base64 -d > '/etc/x.new'\ncat /proc/uptime\n")
+    moved = under_root(script, tmp_path)
+    assert moved.startswith("#!/bin/bash\n")
+    assert f"install -d {tmp_path}/var/lib/telemetry-shunt {tmp_path}/etc/systemd/system {tmp_path}/usr/local/bin" in moved
+    assert f"x=$({tmp_path}/usr/local/bin/telemetry-shunt-killswitch --once) 2>/dev/null" in moved
+    assert f"echo 'aGVsbG8+/etc/x' | base64 -d > '{tmp_path}/etc/x.new'" in moved  # base64 text untouched
+    assert "cat /proc/uptime" in moved
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sb.Sandbox]:
+    sandbox = sb.Sandbox(tmp_path_factory.mktemp("sandbox"), instances_per_az=1, heartbeat_seconds=1,
+                         broken_az=BROKEN_AZ)
+    with sandbox:
+        yield sandbox
+
+
+def shunt(box: sb.Sandbox, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SHUNT_"))}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env.update(box.env())
+    endpoint = env.pop("AWS_ENDPOINT_URL")
+    return subprocess.run([SHUNT, *args, "--endpoint-url", endpoint], env=env, cwd=box.state_dir,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def hosts_in(box: sb.Sandbox, az: str) -> list[SimulatedHost]:
+    assert box.fleet is not None
+    return [h for h in box.fleet.hosts.values() if h.az == az]
+
+
+def version_on(host: SimulatedHost) -> str:
+    return host.path(hostside.VERSION_FILE).read_text().strip()
+
+
+def assert_installed(host: SimulatedHost, version: str, *, agent_running: bool) -> None:
+    """The files and processes the documents leave on a host."""
+    config = sb.sandbox_host_config()
+    for f in hostside.host_files(config):
+        installed = host.path(f.path)
+        assert installed.read_text() == f.content, f"{host.instance_id}: {f.path}"
+        assert oct(installed.stat().st_mode & 0o777) == oct(int(f.mode, 8))
+    assert version_on(host) == version
+    program = host.path(f"/opt/{AGENT_SERVICE}/bin/{AGENT_SERVICE}").read_text()
+    assert f"version {version} " in program
+    running = host.unit_pids()
+    assert {hostside.WATCHER_UNIT, hostside.HEARTBEAT_TIMER} <= set(running)
+    assert (host.unit_state(AGENT_SERVICE) == "active") is agent_running
+    zone = host.path(hostside.ZONE_FILE).read_text().strip()
+    assert zone == host.az  # learned from (simulated) instance metadata
+    assert host.path(hostside.RUN_DIR + "/decision").read_text().strip() == ("on" if agent_running else "off")
+
+
+def test_bootstrap_ran_the_install_document_on_every_host(box: sb.Sandbox) -> None:
+    assert box.fleet is not None
+    for host in box.fleet.hosts.values():
+        assert_installed(host, sb.START_VERSION, agent_running=True)
+        calls = host.systemctl_calls()
+        assert f"systemctl enable {hostside.WATCHER_UNIT} {hostside.HEARTBEAT_TIMER}" in calls
+        assert f"systemctl restart {hostside.WATCHER_UNIT}" in calls
+
+
+def test_kill_on_az_stops_that_zones_agents_through_the_real_watcher(box: sb.Sandbox) -> None:
+    kill = shunt(box, "kill", "on", "--az", "us-east-1c", "--yes")
+    assert kill.returncode == 0, kill.stderr
+    wait_until(lambda: all(h.unit_state(AGENT_SERVICE) == "inactive" for h in hosts_in(box, "us-east-1c")),
+               "us-east-1c agents stopped by their watchers")
+    for az in ("us-east-1a", BROKEN_AZ):
+        assert all(h.unit_state(AGENT_SERVICE) == "active" for h in hosts_in(box, az))
+    for host in hosts_in(box, "us-east-1c"):
+        assert f"systemctl stop {AGENT_SERVICE}" in host.systemctl_calls()
+        assert "kill switch off: stopping sandbox-agent" in host.path("/var/log/telemetry-shunt-killswitch.service.log")\
+            .read_text()
+    released = shunt(box, "kill", "off", "--az", "us-east-1c", "--yes")
+    assert released.returncode == 0, released.stderr
+    wait_until(lambda: all(h.unit_state(AGENT_SERVICE) == "active" for h in hosts_in(box, "us-east-1c")),
+               "us-east-1c agents started again")
+
+
+def test_a_broken_document_step_halts_the_first_zone(box: sb.Sandbox) -> None:
+    """The upgrade document's host step calls a unit that does not exist: the command fails on the host,
+    the zone halts and is rolled back with the (intact) rollback document."""
+    import boto3
+
+    ssm = boto3.client("ssm", endpoint_url=box.endpoint_url, region_name=sb.REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    good = sb.sandbox_documents()["upgrade"]
+    broken = json.loads(json.dumps(good).replace(f"systemctl restart {hostside.WATCHER_UNIT}",
+                                                 "systemctl restart telemetry-shunt-killswitch-typo.service"))
+    name = agent_document_name("upgrade")
+    ssm.update_document(Name=name, Content=json.dumps(broken), DocumentVersion="$LATEST", DocumentFormat="JSON")
+    try:
+        result = shunt(box, "rollout", "start", "--fleet", sb.FLEET, "--version", "1.1.0", "--yes", *QUICK)
+    finally:
+        # the same document again (SSM refuses identical content as a new version: differ in whitespace only)
+        ssm.update_document(Name=name, Content=json.dumps(good, indent=1), DocumentVersion="$LATEST",
+                            DocumentFormat="JSON")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "HALTED" in result.stderr and "us-east-1a" in result.stderr
+    upgrades = [c for c in ssm.list_commands()["Commands"] if c["DocumentName"] == name]
+    for host in hosts_in(box, "us-east-1a"):
+        sent = [c for c in upgrades if host.instance_id in c["InstanceIds"]]
+        assert len(sent) == 1
+        invocation = ssm.get_command_invocation(CommandId=sent[0]["CommandId"], InstanceId=host.instance_id)
+        assert invocation["Status"] == "Failed"
+        assert "Unit telemetry-shunt-killswitch-typo.service not found" in invocation["StandardErrorContent"]
+        wait_until(lambda h=host: version_on(h) == sb.START_VERSION, "rolled back to 1.0.0")
+        wait_until(lambda h=host: h.unit_state(AGENT_SERVICE) == "active", "agent running again")
+    for az in (BROKEN_AZ, "us-east-1c"):  # later zones were never touched
+        assert all(version_on(h) == sb.START_VERSION for h in hosts_in(box, az))
+
+
+def test_a_zone_whose_agents_fail_halts_in_zone_2_through_the_cli(box: sb.Sandbox) -> None:
+    result = shunt(box, "rollout", "start", "--fleet", sb.FLEET, "--version", "1.1.0", "--rollout-id", "r-zone2",
+                   "--yes", *QUICK)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "HALTED: no heartbeat at 1.1.0" in result.stderr and BROKEN_AZ in result.stderr
+    status = shunt(box, "rollout", "status", "r-zone2", "--output", "json")
+    assert status.returncode in (0, 2), status.stderr
+    for host in hosts_in(box, "us-east-1a"):  # zone 1 upgraded and healthy
+        assert_installed(host, "1.1.0", agent_running=True)
+    for host in hosts_in(box, BROKEN_AZ):  # zone 2: the upgrade ran, its agent never came up; rolled back
+        wait_until(lambda h=host: version_on(h) == sb.START_VERSION, "zone 2 rolled back")
+        wait_until(lambda h=host: h.unit_state(AGENT_SERVICE) == "active", "zone 2 agent running at 1.0.0")
+        assert host.path(hostside.PREVIOUS_VERSION_FILE).read_text().strip() == "1.1.0"
+    for host in hosts_in(box, "us-east-1c"):  # zone 3 never touched
+        assert_installed(host, sb.START_VERSION, agent_running=True)
