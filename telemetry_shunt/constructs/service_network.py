@@ -52,9 +52,13 @@ def access_log_destination_arn(scope: Construct, destination: AccessLogDestinati
     if hasattr(destination, "bucket_arn") and hasattr(destination, "bucket_name"):
         return destination.bucket_arn
     if hasattr(destination, "log_group_name") and hasattr(destination, "log_group_arn"):
-        stack = Stack.of(destination)
-        return stack.format_arn(service="logs", resource="log-group", resource_name=destination.log_group_name,
-                                arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        arn = destination.log_group_arn
+        if not Token.is_unresolved(arn):  # imported by ARN, possibly from another account: keep its account
+            return arn[:-2] if arn.endswith(":*") else arn
+        # Created here or imported by name: this stack's account and Region.
+        return Stack.of(destination).format_arn(service="logs", resource="log-group",
+                                                resource_name=destination.log_group_name,
+                                                arn_format=ArnFormat.COLON_RESOURCE_NAME)
     raise ValidationError(
         f"access-log destination {destination!r} is neither an S3 bucket nor a CloudWatch Logs log group: "
         "pass s3.Bucket/Bucket.from_bucket_name(...) or logs.LogGroup/LogGroup.from_log_group_name(...)"

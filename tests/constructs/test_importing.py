@@ -534,3 +534,18 @@ def test_fleet_on_an_isolated_only_vpc_uses_it_and_warns(tmp_path):
     assert net.collector_subnets.subnet_type == ec2.SubnetType.PRIVATE_ISOLATED
     assert fleet.az_count == 2 and list(fleet.services) == ["vector"]
     Annotations.from_stack(stack).has_warning("/G/Fleet", Match.string_like_regexp("subnets are isolated"))
+
+
+def test_log_group_destination_in_another_account_keeps_its_arn(tmp_path):
+    stack, net = _concentrator(tmp_path)
+    arn = "arn:aws:logs:us-east-1:888888888888:log-group:/central/lattice-access"
+    group = logs.LogGroup.from_log_group_arn(stack, "Central", arn + ":*")
+    sn = TelemetryServiceNetwork.from_service_network_arn(stack, "SN", SN_ARN, pushers=["222222222222"])
+    TelemetryGateway(stack, "GW", vpc=net.vpc, service_network=sn, routes=list(REF.routes), access_logs=group)
+    Template.from_stack(stack).has_resource_properties("AWS::VpcLattice::AccessLogSubscription", {"DestinationArn": arn})
+
+
+def test_access_logs_refuse_what_is_neither_bucket_nor_log_group(tmp_path):
+    stack = cdk.Stack(new_app(tmp_path), "X")
+    with pytest.raises(ValidationError, match="neither an S3 bucket nor a CloudWatch Logs log group"):
+        TelemetryServiceNetwork.from_service_network_arn(stack, "SN", SN_ARN, access_logs="my-bucket")
