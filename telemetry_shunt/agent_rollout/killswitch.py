@@ -30,7 +30,7 @@ from telemetry_shunt.errors import ShuntError, ValidationError
 # The predefined AppConfig.AllAtOnce bakes for 10 minutes and holds the environment, so an undo would
 # have to wait: flips use the KillSwitch construct's own all-at-once strategy without bake, found by name.
 PREDEFINED_PREFIX = "AppConfig."
-FLAG_KEY = re.compile(r"^[a-z][a-zA-Z\d-]{0,63}$")
+FLAG_KEY = re.compile(r"[a-z][a-zA-Z0-9-]{0,63}\Z", re.ASCII)  # whole key, ASCII (no trailing newline)
 
 
 def flag_key(az: str | None) -> str:

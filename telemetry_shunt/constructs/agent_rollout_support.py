@@ -50,8 +50,8 @@ from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.host_budgets import AgentBudgets
 from telemetry_shunt.errors import ValidationError
 
-_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
-_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}\Z", re.ASCII)
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}\Z", re.ASCII)
 _DEFAULT_RPM_INSTALL = 'rpm -U --oldpackage --replacepkgs "$ARTIFACT"'
 
 

@@ -21,9 +21,9 @@ from telemetry_shunt.errors import ValidationError
 INVOKE = "vpc-lattice-svcs:Invoke"
 LAYERS = ("identity", "service network", "service")
 
-_ROLE = re.compile(r"^arn:([\w-]+):iam::(\d{12}):role/(?:.*/)?([^/]+)$")
-_ASSUMED = re.compile(r"^arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
-_USER = re.compile(r"^arn:([\w-]+):iam::(\d{12}):user/(?:.*/)?([^/]+)$")
+_ROLE = re.compile(r"arn:([A-Za-z0-9_-]+):iam::([0-9]{12}):role/(?:.*/)?([^/]+)\Z", re.ASCII)
+_ASSUMED = re.compile(r"arn:([A-Za-z0-9_-]+):sts::([0-9]{12}):assumed-role/([^/]+)/[^/]+\Z", re.ASCII)
+_USER = re.compile(r"arn:([A-Za-z0-9_-]+):iam::([0-9]{12}):user/(?:.*/)?([^/]+)\Z", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Request:
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
             raise ValidationError(f"request path must start with '/', got {self.path!r}")
-        if not re.match(r"^[A-Za-z]+$", self.method):
+        if not re.fullmatch(r"[A-Za-z]+", self.method, re.ASCII):
             raise ValidationError(f"HTTP method {self.method!r} is not a method name such as POST")
 
 

@@ -20,8 +20,8 @@ ONE_BOX = "one-box"
 REST = "rest"
 WAVES = (ONE_BOX, REST)
 
-_INSTANCE_ID = re.compile(r"^(i|mi)-[0-9a-f]{8,17}$")
-_AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
+_INSTANCE_ID = re.compile(r"(i|mi)-[0-9a-f]{8,17}\Z", re.ASCII)
+_AZ = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9][a-z]\Z", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)

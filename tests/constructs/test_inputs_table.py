@@ -10,9 +10,11 @@ import aws_cdk as cdk
 import pytest
 
 import app as default_app
+from telemetry_shunt.agent_rollout.killswitch import flag_key
 from telemetry_shunt.constructs.service_network import TelemetryServiceNetwork
 from telemetry_shunt.core import collectors as cc
 from telemetry_shunt.core import hostside
+from telemetry_shunt.core.rollout_plan import Host, plan_rollout
 from telemetry_shunt.core.routes import Pusher, Route
 from telemetry_shunt.core.validation import availability_zones, cidr, email_address, lattice_name, share_principal
 from tests.cdk_support import new_app
@@ -59,6 +61,11 @@ CORE = [
     ("alarm e-mail with trailing newline", lambda: email_address("oncall@example.com\n"), "'oncall@example.com\\n'"),
     ("route priority out of range", lambda: Route("/x", priority=0), "priority 0"),
     ("RAM share through the construct", lambda: _network(["arn:aws:organizations::*:ou/*"]), "ou/*"),
+    ("rollout host id with trailing newline",
+     lambda: plan_rollout([Host("i-0123456789abcdef0\n", "us-east-1a")]), "'i-0123456789abcdef0\\n'"),
+    ("rollout host AZ with trailing newline",
+     lambda: plan_rollout([Host("i-0123456789abcdef0", "us-east-1a\n")]), "'us-east-1a\\n'"),
+    ("kill-switch AZ with trailing newline", lambda: flag_key("us-east-1a\n"), "'us-east-1a\\n'"),
 ]
 
 
