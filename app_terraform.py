@@ -66,6 +66,7 @@ def build(app: Any, context: dict[str, Any]) -> dict[str, Any]:
     from telemetry_shunt.terraform import (
         AgentRolloutSupport,
         AppVpcAttachment,
+        BufferFleet,
         ConcentratorVpc,
         KillSwitch,
         TelemetryGateway,
@@ -94,6 +95,9 @@ def build(app: Any, context: dict[str, Any]) -> dict[str, Any]:
                                       share_with=_list(context, "telemetry-shunt:share-with"))
     gateway = TelemetryGateway(concentrator, "Gateway", vpc=vpc, service_network=network, routes=default_routes())
     gateway.add_ref_outputs()
+    # Archive-only by default, as ConcentratorStack: a vendor sink is added in your own app.
+    BufferFleet(concentrator, "BufferFleet", vpc=vpc, gateway=gateway, fleet_name="telemetry",
+                access_logs_bucket_id=network.server_access_log_bucket.id)
 
     app_account = stack("TelemetryAppAccount")
     vpc_id, _ = app_vpc(app_account, "AppVpc", cidr=app_cidr, availability_zones=concentrator_azs)

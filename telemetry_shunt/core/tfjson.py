@@ -80,11 +80,15 @@ class TerraformResolver:
             return self.arn(rtype, name)
         if attribute == "id":
             return self.arn(rtype, name).rsplit("/", 1)[-1]
+        if attribute in ("name", "bucket"):
+            # Names never decide a Lattice request; a stable fake lets other values (environments) resolve.
+            return f"{name.lower().replace('_', '-')[:40]}-{self.fake_id(f'{rtype}.{name}')[:8]}"
         raise ShuntError(f"${{{expression}}}: attribute {attribute!r} of {rtype} is not modelled offline (use arn or id)")
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, str):
-            return _INTERPOLATION.sub(lambda m: self.reference(m.group(1)), value).replace("$${", "${")
+            # Terraform's own escapes: "$${" is a literal "${", "%%{" a literal "%{".
+            return _INTERPOLATION.sub(lambda m: self.reference(m.group(1)), value).replace("$${", "${").replace("%%{", "%{")
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
         if isinstance(value, Mapping):

@@ -6,6 +6,7 @@ validation comes from :mod:`telemetry_shunt.core`.
 """
 
 from telemetry_shunt.terraform.control import AgentRolloutSupport, KillSwitch
+from telemetry_shunt.terraform.fleet import BufferFleet
 from telemetry_shunt.terraform.network import (
     AppVpcAttachment,
     ConcentratorVpc,
@@ -13,5 +14,5 @@ from telemetry_shunt.terraform.network import (
     TelemetryServiceNetwork,
 )
 
-__all__ = ["AgentRolloutSupport", "AppVpcAttachment", "ConcentratorVpc", "KillSwitch", "TelemetryGateway",
+__all__ = ["AgentRolloutSupport", "AppVpcAttachment", "BufferFleet", "ConcentratorVpc", "KillSwitch", "TelemetryGateway",
            "TelemetryServiceNetwork"]

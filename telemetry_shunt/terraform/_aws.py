@@ -8,6 +8,14 @@ A provider upgrade (or a rename between provider releases) touches this file onl
 from __future__ import annotations
 
 from cdktn import App, Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Testing, Token
+from cdktn_provider_aws.appautoscaling_policy import (
+    AppautoscalingPolicy,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfiguration,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecification,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationDimensions,
+    AppautoscalingPolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecification,
+)
+from cdktn_provider_aws.appautoscaling_target import AppautoscalingTarget
 from cdktn_provider_aws.appconfig_application import AppconfigApplication
 from cdktn_provider_aws.appconfig_configuration_profile import AppconfigConfigurationProfile
 from cdktn_provider_aws.appconfig_deployment import AppconfigDeployment
@@ -28,10 +36,24 @@ from cdktn_provider_aws.dynamodb_table import (
     DynamodbTableServerSideEncryption,
     DynamodbTableTtl,
 )
+from cdktn_provider_aws.ecs_cluster import EcsCluster, EcsClusterSetting
+from cdktn_provider_aws.ecs_service import (
+    EcsService,
+    EcsServiceDeploymentCircuitBreaker,
+    EcsServiceNetworkConfiguration,
+    EcsServiceVpcLatticeConfigurations,
+)
+from cdktn_provider_aws.ecs_task_definition import (
+    EcsTaskDefinition,
+    EcsTaskDefinitionEphemeralStorage,
+    EcsTaskDefinitionRuntimePlatform,
+    EcsTaskDefinitionVolume,
+)
 from cdktn_provider_aws.eip import Eip
 from cdktn_provider_aws.flow_log import FlowLog
 from cdktn_provider_aws.iam_role import IamRole
 from cdktn_provider_aws.iam_role_policy import IamRolePolicy
+from cdktn_provider_aws.iam_role_policy_attachment import IamRolePolicyAttachment
 from cdktn_provider_aws.internet_gateway import InternetGateway
 from cdktn_provider_aws.kms_key import KmsKey
 from cdktn_provider_aws.nat_gateway import NatGateway
@@ -50,6 +72,7 @@ from cdktn_provider_aws.s3_bucket_lifecycle_configuration import (
     S3BucketLifecycleConfigurationRuleExpiration,
     S3BucketLifecycleConfigurationRuleFilter,
     S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration,
+    S3BucketLifecycleConfigurationRuleTransition,
 )
 from cdktn_provider_aws.s3_bucket_logging import S3BucketLoggingA
 from cdktn_provider_aws.s3_bucket_policy import S3BucketPolicy
@@ -66,6 +89,7 @@ from cdktn_provider_aws.subnet import Subnet
 from cdktn_provider_aws.vpc import Vpc
 from cdktn_provider_aws.vpc_endpoint import VpcEndpoint, VpcEndpointDnsOptions
 from cdktn_provider_aws.vpc_security_group_egress_rule import VpcSecurityGroupEgressRule
+from cdktn_provider_aws.vpc_security_group_ingress_rule import VpcSecurityGroupIngressRule
 from cdktn_provider_aws.vpclattice_access_log_subscription import VpclatticeAccessLogSubscription
 from cdktn_provider_aws.vpclattice_auth_policy import VpclatticeAuthPolicy
 from cdktn_provider_aws.vpclattice_listener import (

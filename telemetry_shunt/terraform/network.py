@@ -69,6 +69,15 @@ class StackEnvironment(Construct):
         self.partition = aws.DataAwsPartition(self, "Partition").partition
         self.region = aws.DataAwsRegion(self, "Region").region
         self.account = aws.DataAwsCallerIdentity(self, "Account").account_id
+        self._prefix_lists: list[str] | None = None
+
+    def lattice_prefix_list_ids(self) -> list[str]:
+        """The Region's VPC Lattice managed prefix lists (IPv4, IPv6), looked up once per stack."""
+        if self._prefix_lists is None:
+            self._prefix_lists = [aws.DataAwsEc2ManagedPrefixList(self, f"LatticePrefixList{i + 1}",
+                                                                  name=template.format(region=self.region)).id
+                                  for i, template in enumerate(LATTICE_PREFIX_LISTS)]
+        return self._prefix_lists
 
     @classmethod
     def of(cls, scope: Construct) -> StackEnvironment:
@@ -166,6 +175,7 @@ class ConcentratorVpc(Construct):
         # No rules at all on the default security group: nothing may use it by accident.
         aws.DefaultSecurityGroup(self, "DefaultSecurityGroup", vpc_id=self.resource.id)
         self.private_subnets = []
+        self.private_route_tables = []
         self.public_subnets = []
         public_blocks = list(blocks[-1].subnets(new_prefix=min(blocks[-1].prefixlen + 6, 28))) if vendor_egress else []
         igw = aws.InternetGateway(self, "InternetGateway", vpc_id=self.resource.id) if vendor_egress else None
@@ -176,6 +186,7 @@ class ConcentratorVpc(Construct):
             aws.RouteTableAssociation(self, f"Collectors{i + 1}RoutesAssociation", subnet_id=private.id,
                                       route_table_id=table.id)
             self.private_subnets.append(private)
+            self.private_route_tables.append(table)
             if vendor_egress:
                 public = aws.Subnet(self, f"Egress{i + 1}", vpc_id=self.resource.id, availability_zone=az,
                                     cidr_block=str(public_blocks[i]), tags={"Name": f"telemetry-egress-{az}"})
@@ -276,8 +287,11 @@ class TelemetryServiceNetwork(Construct):
                                    log_to=server_logs, log_delivery=True)
             access_log_bucket_arn = bucket.arn
             self.access_log_bucket: aws.S3Bucket | None = bucket
+            #: Receives the access-log bucket's server access logs; other buckets (the fleet's archive) may log here.
+            self.server_access_log_bucket: aws.S3Bucket | None = server_logs
         else:
             self.access_log_bucket = None
+            self.server_access_log_bucket = None
         self.access_log_destination_arn = access_log_bucket_arn
         self.access_logs = aws.VpclatticeAccessLogSubscription(
             self, "AccessLogs", resource_identifier=self.resource.arn, destination_arn=access_log_bucket_arn)
@@ -463,11 +477,9 @@ class AppVpcAttachment(Construct):
         self.security_group = aws.SecurityGroup(self, "SecurityGroup", vpc_id=vpc_id, name_prefix="telemetry-shunt-",
                                                 description="telemetry-shunt: egress to VPC Lattice only",
                                                 revoke_rules_on_delete=True)
-        for i, template in enumerate(LATTICE_PREFIX_LISTS):
-            prefix_list = aws.DataAwsEc2ManagedPrefixList(self, f"LatticePrefixList{i + 1}",
-                                                          name=template.format(region=env.region))
+        for i, prefix_list_id in enumerate(env.lattice_prefix_list_ids()):
             aws.VpcSecurityGroupEgressRule(self, f"ToLattice{i + 1}", security_group_id=self.security_group.id,
-                                           prefix_list_id=prefix_list.id, ip_protocol="tcp", from_port=listener_port,
+                                           prefix_list_id=prefix_list_id, ip_protocol="tcp", from_port=listener_port,
                                            to_port=listener_port, description="HTTPS to VPC Lattice")
         if mode == "association":
             dns = (aws.VpclatticeServiceNetworkVpcAssociationDnsOptions(private_dns_preference="ALL_DOMAINS")
