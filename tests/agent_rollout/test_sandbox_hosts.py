@@ -186,3 +186,43 @@ def test_a_zone_whose_agents_fail_halts_in_zone_2_through_the_cli(box: sb.Sandbo
         assert host.path(hostside.PREVIOUS_VERSION_FILE).read_text().strip() == "1.1.0"
     for host in hosts_in(box, "us-east-1c"):  # zone 3 never touched
         assert_installed(host, sb.START_VERSION, agent_running=True)
+
+
+def _install_with(tmp_path: Path, path: str, content: str) -> tuple[list, SimulatedHost]:
+    """Run the install document on one simulated host (no moto: the fleet's SSM agent directly), with the
+    file at ``path`` replaced by ``content`` in the document."""
+    import base64
+
+    from telemetry_shunt.agent_rollout.sandbox_hosts import ArtifactStore, HostFleet
+
+    flags = tmp_path / "flags.json"
+    flags.write_text('{"telemetry": {"enabled": true}}')
+    fleet = HostFleet(tmp_path / "hosts", hosts=[{"instance_id": "i-0000000000000000a", "az": "us-east-1a"}],
+                      region=sb.REGION, endpoint_url="http://127.0.0.1:9", flags_file=flags,
+                      store=ArtifactStore(package="TelemetryShunt-Agent-Package", versions=sb.VERSIONS,
+                                          healthy_version=sb.START_VERSION),
+                      watcher_poll_seconds=1, heartbeat_seconds=60, credentials=sb.FAKE_CREDENTIALS)
+    document = sb.sandbox_documents()["install"]
+    original = next(f.content for f in hostside.host_files(sb.sandbox_host_config()) if f.path == path)
+    text = json.dumps(document).replace(base64.b64encode(original.encode()).decode(),
+                                        base64.b64encode(content.encode()).decode())
+    assert text != json.dumps(document)
+    host = fleet.hosts["i-0000000000000000a"]
+    try:
+        return fleet.run_document(host, json.loads(text), {"version": ["1.0.0"]}, "c-test"), host
+    finally:
+        fleet.close()
+
+
+@pytest.mark.parametrize(("path", "breakage", "message"), [
+    (f"{hostside.SYSTEMD_DIR}/{hostside.WATCHER_UNIT}", lambda text: text.replace("ExecStart=", "ExecStrat="),
+     "bad unit file setting"),
+    (hostside.WATCHER_PATH, lambda text: text.replace('case "${1:-}" in', 'case "${1:-}" in\n  (( ;;', 1),
+     "syntax error"),
+])
+def test_a_broken_unit_file_or_watcher_fails_the_install_step(tmp_path: Path, path: str, breakage, message: str) -> None:
+    original = next(f.content for f in hostside.host_files(sb.sandbox_host_config()) if f.path == path)
+    results, host = _install_with(tmp_path, path, breakage(original))
+    assert [r.code == 0 for r in results] == [True, False], [r.stderr for r in results]
+    assert message in results[-1].stderr
+    assert host.unit_state(AGENT_SERVICE) != "active"
