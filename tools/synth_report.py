@@ -1,8 +1,11 @@
 """`make synth`: synthesize the default app with the pinned CDK CLI, lint every template, summarize.
 
+Then the same for the Terraform flavour (app_terraform.py into cdktf.out/): synthesize, checkov
+(``terraform_json``, acknowledgements on their resources), push-only proof.
+
 Exit 1 (with the reason on stderr) if synthesis fails (cdk-nag findings fail it), if cfn-lint reports
 any error or warning, if checkov fails a check (skips must sit on their resource with a reason), or if the
-push-only proof fails.
+push-only proof fails, for either flavour.
 """
 
 from __future__ import annotations
@@ -79,6 +82,41 @@ def proof_lines(templates: dict[str, Path]) -> list[str]:
     return lines
 
 
+TF_OUT = ROOT / "cdktf.out"
+
+
+def terraform_report() -> bool:
+    """Synthesize the default Terraform app, scan and prove it; True if all is clean."""
+    from tools.tfcheck import terraform_checkov_scan
+
+    env = dict(os.environ, JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="18,20")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "app_terraform.py")], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        sys.stderr.write("synth: app_terraform.py failed (above).\n")
+        return False
+    files = sorted((TF_OUT / "stacks").glob("*/cdk.tf.json"))
+    print(f"Terraform flavour: synthesized {len(files)} stacks into {TF_OUT.relative_to(ROOT)}/stacks/ in {elapsed:.1f} s")
+    for f in files:
+        doc = json.loads(f.read_text())
+        count = sum(len(v) for v in doc.get("resource", {}).values())
+        print(f"- {f.parent.name}: {count} resources")
+    scan = terraform_checkov_scan(files)
+    print(f"checkov (pinned, terraform_json): {scan.report.passed} passed, {len(scan.report.failed)} failed, "
+          f"{len(scan.report.skipped)} acknowledged on their resource with a reason")
+    for r in scan.report.failed:
+        print(f"  FAILED {r}")
+    for stale in scan.stale:
+        print(f"  ACKNOWLEDGED BUT NOT FOUND {stale}")
+    print("Push-only auth policy, Terraform flavour (SMT proof over cdk.tf.json):")
+    lines = proof_lines({"concentrator": TF_OUT / "stacks" / "TelemetryConcentrator" / "cdk.tf.json"})
+    print("\n".join(line for line in lines if line != "FAILED"))
+    return not (scan.report.failed or scan.stale or (lines and lines[-1] == "FAILED"))
+
+
 def main() -> int:
     elapsed = synthesize()
     templates = stack_templates()
@@ -112,7 +150,8 @@ def main() -> int:
     lines = proof_lines(templates)
     failed = lines and lines[-1] == "FAILED"
     print("\n".join(line for line in lines if line != "FAILED"))
-    return 1 if findings or failed or scan.failed or unexplained else 0
+    terraform_ok = terraform_report()
+    return 1 if findings or failed or scan.failed or unexplained or not terraform_ok else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -141,8 +142,12 @@ def test_make_synth_report_with_the_pinned_cdk_cli(tmp_path):
     """The README's main command: pinned CDK CLI synth, cfn-lint, summary."""
     if not (ROOT / "node_modules" / ".bin" / "cdk").exists():
         pytest.fail("node_modules/.bin/cdk missing: run 'make install' (the Makefile installs the pinned CLI)")
-    proc = subprocess.run([sys.executable, "tools/synth_report.py"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # Both flavours: CDK (cdk.out/) and Terraform (cdktf.out/); the timeout is a hang guard, not a speed check.
+    proc = subprocess.run([sys.executable, "tools/synth_report.py"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Synthesized 3 stacks" in proc.stdout
     assert "cfn-lint: 0 errors/warnings" in proc.stdout
     assert "route POST /metrics" in proc.stdout
+    assert "Terraform flavour: synthesized 3 stacks" in proc.stdout
+    assert re.search(r"checkov \(pinned, terraform_json\): \d+ passed, 0 failed", proc.stdout), proc.stdout
+    assert proc.stdout.count("PROVEN") >= 10, proc.stdout  # five invariants, each flavour
