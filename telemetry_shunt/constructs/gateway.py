@@ -27,7 +27,7 @@ from telemetry_shunt.core.policy import (
     check_policy_size,
     service_auth_policy,
 )
-from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, validate_routes
+from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, check_rule_priorities, validate_routes
 from telemetry_shunt.core.validation import lattice_name
 from telemetry_shunt.errors import ValidationError
 
@@ -178,7 +178,7 @@ class TelemetryGateway(LatticeServiceMetrics, Construct):
 
     def add_route(self, route: Route) -> lattice.CfnRule:
         """Forward ``POST route.path`` to its collector's target group and allow it in the auth policy."""
-        validate_routes([*self._routes, route])
+        check_rule_priorities(validate_routes([*self._routes, route]))
         self._routes.append(route)
         try:
             self.policy_document()  # fail here, naming the size, rather than deep inside synthesis

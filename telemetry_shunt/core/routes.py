@@ -108,6 +108,16 @@ def validate_routes(routes: Sequence[Route]) -> list[Route]:
             f"{len(routes)} routes need {len(routes)} listener rules, but a VPC Lattice listener allows "
             f"{MAX_RULES_PER_LISTENER}: merge paths or drop some"
         )
+    return routes
+
+
+def check_rule_priorities(routes: Sequence[Route]) -> list[Route]:
+    """Refuse two routes of one listener with the same rule priority, naming a free one to pin.
+
+    Separate from :func:`validate_routes`: priorities matter to the listener only, and a route list read
+    back from a :class:`GatewayRef` carries paths and collectors, not pinned priorities.
+    """
+    routes = list(routes)
     by_priority: dict[int, Route] = {}
     for r in routes:
         other = by_priority.get(r.rule_priority)

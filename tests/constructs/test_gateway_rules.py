@@ -8,7 +8,8 @@ from aws_cdk import aws_ec2 as ec2
 
 from telemetry_shunt.constructs.gateway import TelemetryGateway
 from telemetry_shunt.constructs.service_network import TelemetryServiceNetwork
-from telemetry_shunt.core.routes import RULE_PRIORITY_RANGE, Pusher, Route, path_priority, validate_routes
+from telemetry_shunt.core.gateway_ref import GatewayRef
+from telemetry_shunt.core.routes import RULE_PRIORITY_RANGE, Pusher, Route, check_rule_priorities, path_priority
 from telemetry_shunt.errors import ValidationError
 from tests.cdk_support import new_app, resources
 
@@ -66,11 +67,22 @@ def test_a_priority_collision_is_refused_naming_both_paths_and_a_free_number():
     first, second = _colliding_pair()
     with pytest.raises(ValidationError, match=rf"routes '{first}' and '{second}' both have listener rule priority "
                                               rf"{path_priority(first)}.*priority=\d+\) \(\d+ is free\)"):
-        validate_routes([Route(first), Route(second)])
+        check_rule_priorities([Route(first), Route(second)])
     lo, hi = RULE_PRIORITY_RANGE
     free = next(p for p in range(lo, hi + 1) if p != path_priority(first))
-    assert [r.rule_priority for r in validate_routes([Route(first), Route(second, priority=free)])] == [
+    assert [r.rule_priority for r in check_rule_priorities([Route(first), Route(second, priority=free)])] == [
         path_priority(first), free]
+
+
+def test_a_gateway_with_a_pinned_priority_hands_its_routes_over_as_paths(tmp_path):
+    # Priorities are the listener's business: a GatewayRef (paths and collectors) of such a gateway round-trips.
+    first, second = _colliding_pair()
+    ref = GatewayRef(
+        service_arn="arn:aws:vpc-lattice:us-east-1:999999999999:service/svc-0123456789abcdef0",
+        dns_name="telemetry-gateway-0123456789abcdef.7d67968.vpc-lattice-svcs.us-east-1.on.aws",
+        service_network_arn=SN_ARN, routes=(Route(first), Route(second, priority=1)),
+    )
+    assert [r.path for r in GatewayRef.from_json(ref.to_json()).routes] == [first, second]
 
 
 @pytest.mark.parametrize("priority", [0, 101, True, 5.0, "5"])
