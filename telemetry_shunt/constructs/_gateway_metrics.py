@@ -3,7 +3,10 @@
 VPC Lattice publishes request metrics in the ``AWS/VpcLattice`` namespace every minute while requests
 flow (VPC Lattice user guide, "CloudWatch metrics for Amazon VPC Lattice"): per service (dimension
 ``Service``) and per target group (dimension ``TargetGroup``): ``TotalRequestCount``, ``HTTPCode_4XX_Count``,
-``HTTPCode_5XX_Count`` (Sum) and ``RequestTime`` (milliseconds). With no traffic nothing is published, so
+``HTTPCode_5XX_Count`` (Sum) and ``RequestTime`` (milliseconds). The dimension values used here are the
+service's and target group's ids (``svc-...``, ``tg-...``); the user guide's table could not be read when
+this was written, so confirm once after first traffic with
+``aws cloudwatch list-metrics --namespace AWS/VpcLattice``. With no traffic nothing is published, so
 every alarm here treats missing data as not breaching; silence from the agents is what the heartbeat
 alarms of the agent-control stack catch.
 """
