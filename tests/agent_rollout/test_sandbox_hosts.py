@@ -24,7 +24,7 @@ from telemetry_shunt.core.contract import agent_document_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sandbox-hosts")]
 SHUNT = str(Path(sys.executable).with_name("shunt"))
-QUICK = ["--bake-seconds", "4", "--poll-seconds", "1"]
+QUICK = ["--bake-seconds", "10", "--poll-seconds", "1"]  # ten heartbeat periods: generous on a loaded machine
 BROKEN_AZ = "us-east-1b"
 HANG_GUARD = 120.0
 

@@ -18,7 +18,7 @@ from telemetry_shunt.core.hostside import VERSION_FILE
 SHUNT = str(Path(sys.executable).with_name("shunt"))
 pytestmark = pytest.mark.slow
 
-QUICK = ["--bake-seconds", "5", "--poll-seconds", "1"]  # five heartbeat periods: robust on a busy machine
+QUICK = ["--bake-seconds", "10", "--poll-seconds", "1"]  # ten heartbeat periods: generous on a loaded machine
 
 
 def shunt(*args: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -117,7 +117,7 @@ def test_ctrl_c_exits_130_and_resume_finishes(tmp_path):
         endpoint = env.pop("AWS_ENDPOINT_URL")
         proc = subprocess.Popen(
             [SHUNT, "rollout", "start", "--fleet", "demo", "--version", "1.1.0", "--rollout-id", "r-sigint", "--yes",
-             "--endpoint-url", endpoint, "--bake-seconds", "5", "--poll-seconds", "1"],
+             "--endpoint-url", endpoint, "--bake-seconds", "10", "--poll-seconds", "1"],
             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
         )

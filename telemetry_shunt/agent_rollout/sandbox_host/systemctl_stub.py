@@ -236,9 +236,11 @@ def supervise(name):
         period = float(os.environ.get("SANDBOX_TIMER_SECONDS") or
                        parse_duration((timer.get("OnUnitActiveSec") or timer["OnBootSec"])[-1]))
         service = unit.get("Timer", {}).get("Unit", [name.rsplit(".", 1)[0] + ".service"])[-1]
-        while True:
-            if not wait_or_orphaned(None, period, sandbox_pid):
+        due = time.monotonic() + period
+        while True:  # OnUnitActiveSec counts from the last activation's start, not its end
+            if not wait_or_orphaned(None, max(0.0, due - time.monotonic()), sandbox_pid):
                 stop_group()
+            due = time.monotonic() + period
             subprocess.call([sys.executable, "-S", os.path.abspath(__file__), "start", service])
     service = unit["Service"]
     restart = service.get("Restart", ["no"])[-1]
@@ -281,6 +283,8 @@ def wait_or_orphaned(child, seconds, sandbox_pid):
     """Wait up to `seconds` for the child (or just sleep): None while it runs, else its exit status;
     False when the sandbox is gone."""
     deadline = time.monotonic() + seconds
+    if not alive_sandbox(sandbox_pid):
+        return False
     while time.monotonic() < deadline:
         if not alive_sandbox(sandbox_pid):
             return False
