@@ -8,8 +8,9 @@ The only place that reads context. Keys (set in cdk.json or with ``cdk synth -c 
 - ``telemetry-shunt:concentrator-cidr``, ``telemetry-shunt:app-vpc-cidr``: VPC ranges (must not overlap)
 - ``telemetry-shunt:vendor-egress``: NAT egress from the concentrator (only) for collector images and the
   vendor (cdk.json: true; false leaves the concentrator with no route out)
-- ``telemetry-shunt:service-network-arn``, ``telemetry-shunt:gateway-arn``: for an app account in
-  another account, the concentrator stack's outputs (default: wired from the concentrator stack)
+- ``telemetry-shunt:gateway``: for an app account in another account, the concentrator stack's ``GatewayRef``
+  output (one JSON value: gateway ARN, DNS name, routes, service network ARN; default: wired from the
+  concentrator stack), so the agents' grant is exactly the gateway's routes
 - ``telemetry-shunt:agent-azs``: AZ names of the agent fleet: the kill switch's per-AZ flags and heartbeat
   alarms of the agent-control stack (cdk.json: us-east-1a, us-east-1b; empty or absent leaves the stack out)
 - ``telemetry-shunt:alarm-email``: an e-mail address subscribed to the alarm topic (optional; the
@@ -81,9 +82,7 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
     app_account = AppAccountStack(
         app, "TelemetryAppAccount",
         description="telemetry-shunt: app VPC attached to the telemetry service network, agent role",
-        service_network_arn=app.node.try_get_context("telemetry-shunt:service-network-arn")
-        or concentrator.service_network.service_network_arn,
-        gateway_arn=app.node.try_get_context("telemetry-shunt:gateway-arn") or concentrator.gateway.service_arn,
+        gateway=app.node.try_get_context("telemetry-shunt:gateway") or concentrator.gateway_ref,
         vpc_cidr=app_cidr,
     )
     stacks = {"concentrator": concentrator, "app_account": app_account}

@@ -101,7 +101,9 @@ def build(app: Any, context: dict[str, Any]) -> dict[str, Any]:
 
     app_account = stack("TelemetryAppAccount")
     vpc_id, _ = app_vpc(app_account, "AppVpc", cidr=app_cidr, availability_zones=concentrator_azs)
-    attachment = AppVpcAttachment(app_account, "Attachment", vpc_id=vpc_id, gateway=gateway.gateway_ref)
+    # Another account passes the concentrator's gateway_ref output as context telemetry-shunt:gateway.
+    attachment = AppVpcAttachment(app_account, "Attachment", vpc_id=vpc_id,
+                                  gateway=context.get("telemetry-shunt:gateway") or gateway.gateway_ref)
     agent_role = aws.IamRole(app_account, "AgentRole", name_prefix="telemetry-agent-", assume_role_policy=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Principal": {"Service": "ec2.amazonaws.com"}}]}))

@@ -161,8 +161,8 @@ class TelemetryGateway(LatticeServiceMetrics, Construct):
         routes = Lazy.string(_StringProducer(lambda: ",".join(self.gateway_ref.paths)))
         values = {
             "ServiceNetworkArn": (self.service_network.service_network_arn,
-                                  "Pass to app-account stacks as context telemetry-shunt:service-network-arn"),
-            "GatewayArn": (self.service_arn, "Pass to app-account stacks as context telemetry-shunt:gateway-arn"),
+                                  "The service network app VPCs attach to (also inside the GatewayRef output)"),
+            "GatewayArn": (self.service_arn, "The gateway (Lattice service) agents push to (also inside the GatewayRef output)"),
             "GatewayEndpoint": (self.endpoint, "Agents push to https://<this>/metrics"),
             "GatewayRoutes": (routes, "The gateway's routes (POST only), comma-separated"),
             "GatewayRef": (ref_json, "GatewayRef JSON: pass to app accounts as context telemetry-shunt:gateway "

@@ -151,3 +151,20 @@ def test_make_synth_report_with_the_pinned_cdk_cli(tmp_path):
     assert "Terraform flavour: synthesized 3 stacks" in proc.stdout
     assert re.search(r"checkov \(pinned, terraform_json\): \d+ passed, 0 failed", proc.stdout), proc.stdout
     assert proc.stdout.count("PROVEN") >= 10, proc.stdout  # five invariants, each flavour
+
+
+def test_an_app_account_elsewhere_takes_the_gateway_ref_as_one_context_value(tmp_path):
+    """-c telemetry-shunt:gateway='<GatewayRef output>': the agents' grant is exactly that gateway's routes."""
+    from telemetry_shunt.core.routes import Route
+
+    ref = GatewayRef(service_arn="arn:aws:vpc-lattice:eu-west-1:111111111111:service/svc-0123456789abcdef0",
+                     dns_name="telemetry-gateway-0123456789abcdef0.7d67968.vpc-lattice-svcs.eu-west-1.on.aws",
+                     routes=(Route("/ingest/app-a"), *Route.otlp_http(["logs"])),
+                     service_network_arn="arn:aws:vpc-lattice:eu-west-1:111111111111:servicenetwork/sn-0123456789abcdef0")
+    app = new_app(tmp_path, **{"telemetry-shunt:gateway": ref.to_json()})
+    stacks = default_app.build(app)
+    template = Template.from_stack(stacks["app_account"]).to_json()
+    (policy,) = [r["Properties"]["PolicyDocument"] for r in resources(template, "AWS::IAM::Policy").values()
+                 if "vpc-lattice-svcs:Invoke" in json.dumps(r)]
+    (statement,) = [s for s in policy["Statement"] if s["Action"] == "vpc-lattice-svcs:Invoke"]
+    assert statement["Resource"] == [f"{ref.service_arn}/ingest/app-a", f"{ref.service_arn}/v1/logs"]
