@@ -116,8 +116,10 @@ def build(app: Any, context: dict[str, Any]) -> dict[str, Any]:
                              "rollout operator may command, e.g. -c telemetry-shunt:agent-fleet=demo")
         control = stack("TelemetryAgentControl")
         kill_switch = KillSwitch(control, "KillSwitch", availability_zones=agent_azs)
+        agent = hostside.DistributorPackage(name="AWSDistroOTel-Collector", service="aws-otel-collector")
         AgentRolloutSupport(control, "AgentRollout", kill_switch=kill_switch, fleet=str(fleet), gateway=gateway.gateway_ref,
-                            agent=hostside.DistributorPackage(name="AWSDistroOTel-Collector", service="aws-otel-collector"))
+                            agent=agent)
+        aws.TerraformOutput(control, "agent_package_name", value=agent.name)  # as the CDK stack's AgentPackageName
         stacks["agent_control"] = control
     return stacks
 

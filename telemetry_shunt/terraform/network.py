@@ -30,7 +30,7 @@ from telemetry_shunt.core.policy import (
 from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, validate_pushers, validate_routes
 from telemetry_shunt.core.validation import availability_zones as check_azs
 from telemetry_shunt.core.validation import cidr as check_cidr
-from telemetry_shunt.core.validation import disjoint_cidrs, is_token, lattice_name, share_principal
+from telemetry_shunt.core.validation import disjoint_cidrs, is_token, lattice_name, private_dns, share_principal
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import _aws as aws
 
@@ -451,7 +451,8 @@ class AppVpcAttachment(Construct):
 
     def __init__(self, scope: Construct, id: str, *, vpc_id: str, gateway: GatewayRef | str | None = None,
                  service_network_arn: str | None = None, mode: str = "association", subnet_ids: Sequence[str] = (),
-                 listener_port: int = 443, private_dns_enabled: bool | None = None) -> None:
+                 listener_port: int = 443, private_dns_enabled: bool | None = None,
+                 private_dns_preference: str | None = None, private_dns_specified_domains: Sequence[str] = ()) -> None:
         super().__init__(scope, id)
         self.gateway = GatewayRef.from_json(gateway, source="gateway") if isinstance(gateway, str) else gateway
         if self.gateway is None and service_network_arn is None:
@@ -467,6 +468,9 @@ class AppVpcAttachment(Construct):
             raise ValidationError("mode='endpoint' needs subnet_ids in at least 2 Availability Zones (a /28 free in each)")
         if mode == "association" and subnet_ids:
             raise ValidationError("subnet_ids apply only to mode='endpoint'; an association covers the whole VPC")
+        preference, domains = private_dns(private_dns_preference, private_dns_specified_domains)
+        if preference is not None and private_dns_enabled is False:
+            raise ValidationError(f"private_dns_preference {preference!r} needs private DNS: drop private_dns_enabled=False")
         if isinstance(listener_port, bool) or not isinstance(listener_port, int) or not 1 <= listener_port <= 65535:
             raise ValidationError(f"listener_port {listener_port!r} must be a port number (1-65535)")
         env = StackEnvironment.of(self)
@@ -482,8 +486,9 @@ class AppVpcAttachment(Construct):
                                            prefix_list_id=prefix_list_id, ip_protocol="tcp", from_port=listener_port,
                                            to_port=listener_port, description="HTTPS to VPC Lattice")
         if mode == "association":
-            dns = (aws.VpclatticeServiceNetworkVpcAssociationDnsOptions(private_dns_preference="ALL_DOMAINS")
-                   if private_dns_enabled else None)
+            dns = (aws.VpclatticeServiceNetworkVpcAssociationDnsOptions(
+                private_dns_preference=preference, private_dns_specified_domains=list(domains) or None)
+                   if preference else None)
             self.association = aws.VpclatticeServiceNetworkVpcAssociation(
                 self, "Association", service_network_identifier=network_arn, vpc_identifier=vpc_id,
                 security_group_ids=[self.security_group.id], private_dns_enabled=private_dns_enabled, dns_options=dns)
@@ -491,7 +496,10 @@ class AppVpcAttachment(Construct):
             self.endpoint = aws.VpcEndpoint(
                 self, "Endpoint", vpc_id=vpc_id, vpc_endpoint_type="ServiceNetwork", service_network_arn=network_arn,
                 subnet_ids=list(subnet_ids), security_group_ids=[self.security_group.id],
-                private_dns_enabled=private_dns_enabled)
+                private_dns_enabled=private_dns_enabled,
+                dns_options=aws.VpcEndpointDnsOptions(private_dns_preference=preference,
+                                                      private_dns_specified_domains=list(domains) or None)
+                if preference else None)
 
     def grant_push(self, role_name: str, *, routes: Sequence[Route] | None = None) -> aws.IamRolePolicy:
         """Allow the role ``role_name`` to POST to exactly the gateway's routes (or ``routes``, among them)."""

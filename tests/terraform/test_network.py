@@ -178,3 +178,22 @@ def test_the_same_bad_pusher_gives_the_same_message_in_both_flavours(tmp_path):
         cdk_flavour.TelemetryServiceNetwork(cdk.Stack(new_app(tmp_path / "c"), "S"), "N",
                                             pushers=["\u0661" * 12])
     assert str(tf_error.value) == str(cdk_error.value)
+
+
+@pytest.mark.parametrize("mode, kwargs", [("association", {}), ("endpoint", {"subnet_ids": ["subnet-0a", "subnet-0b"]})])
+def test_private_dns_options_as_in_the_cdk_flavour(tmp_path, mode, kwargs):
+    stack = aws.TerraformStack(aws.App(outdir=str(tmp_path)), "s")
+    aws.AwsProvider(stack, "aws", region="us-east-1")
+    AppVpcAttachment(stack, "A", vpc_id="vpc-1", gateway=REF, mode=mode, private_dns_enabled=True,
+                     private_dns_preference="SPECIFIED_DOMAINS_ONLY", private_dns_specified_domains=["*.example.com"],
+                     **kwargs)
+    doc = synth(stack.node.scope)["s"]
+    rtype = "aws_vpclattice_service_network_vpc_association" if mode == "association" else "aws_vpc_endpoint"
+    (resource,) = resources(doc, rtype).values()
+    assert resource["dns_options"] == {"private_dns_preference": "SPECIFIED_DOMAINS_ONLY",
+                                       "private_dns_specified_domains": ["*.example.com"]}
+    with pytest.raises(ValidationError, match="needs 1-10 specified domains"):
+        AppVpcAttachment(stack, "B", vpc_id="vpc-1", gateway=REF, private_dns_preference="SPECIFIED_DOMAINS_ONLY")
+    with pytest.raises(ValidationError, match="needs private DNS"):
+        AppVpcAttachment(stack, "C", vpc_id="vpc-1", gateway=REF, private_dns_enabled=False,
+                         private_dns_preference="ALL_DOMAINS")
