@@ -90,9 +90,14 @@ class Session:
                 return True
         return False
 
-    def wait_audit(self, rollout_id: str, predicate, what: str, timeout: float = 900) -> None:
+    def wait_audit(self, rollout_id: str, predicate, what: str, *, background: str, timeout: float = 900) -> None:
+        """Until the audit log shows the event, or the background rollout has ended (then the block shows
+        what really happened)."""
         deadline = time.monotonic() + timeout
         while not self.audit_has(rollout_id, predicate):
+            if self.background[background].poll() is not None:
+                print(f"warning: {rollout_id} ended before {what}", file=sys.stderr)
+                return
             if time.monotonic() > deadline:
                 raise SystemExit(f"timed out waiting for {what}")
             time.sleep(0.3)
@@ -144,7 +149,7 @@ def capture(doc: Path, instances_per_az: int) -> None:
                     # second terminal: the rollout of the next block is already running
                     rollout = next_rollout(text, match.end())
                     session.start_background("kill", rollout)
-                    session.wait_audit("r-demo-kill", zone_done("us-east-1a"), "r-demo-kill zone 1 done")
+                    session.wait_audit("r-demo-kill", zone_done("us-east-1a"), "r-demo-kill zone 1 done", background="kill")
                     output, code = session.run(first)
                     pending_kill = (rollout, "", 0)
                     pieces.append("```console\n" + render([(session.command(first), output, code)]) + "```")
@@ -158,7 +163,7 @@ def capture(doc: Path, instances_per_az: int) -> None:
                     # the second operator: r-demo-int (next block) holds the lease
                     interrupted = next_rollout(text, match.end())
                     session.start_background("int", interrupted)
-                    session.wait_audit("r-demo-int", zone_done("us-east-1a"), "r-demo-int zone 1 done")
+                    session.wait_audit("r-demo-int", zone_done("us-east-1a"), "r-demo-int zone 1 done", background="int")
                     output, code = session.run(first)
                     pending_lease = (interrupted, "", 0)
                     pieces.append("```console\n" + render([(session.command(first), output, code)]) + "```")
