@@ -205,9 +205,12 @@ class FileSystem:
             os.close(fd)
 
     def mkdir(self, directory: Path) -> None:
-        if not directory.is_dir():
-            directory.mkdir(exist_ok=True)
-            self.fsync_dir(directory.parent)
+        """Create ``directory`` and any missing parents, each made durable in its parent."""
+        if directory.is_dir():
+            return
+        self.mkdir(directory.parent)
+        directory.mkdir(exist_ok=True)
+        self.fsync_dir(directory.parent)
 
     def read_bytes(self, path: Path) -> bytes:
         return path.read_bytes()
@@ -705,13 +708,24 @@ class AuditLog:
         text = raw.decode("utf-8", errors="replace")
         return text.splitlines(), text.endswith("\n") or not text
 
+    def _ends_with_newline(self) -> bool:
+        try:
+            with open(self.path, "rb") as fh:
+                if fh.seek(0, os.SEEK_END) == 0:
+                    return True
+                fh.seek(-1, os.SEEK_END)
+                return fh.read(1) == b"\n"
+        except FileNotFoundError:
+            return True
+
     def append(self, event: dict[str, Any]) -> None:
         if self.path.exists() and not self.path.is_file():
             raise ShuntError(f"audit log {self.path} is not a file: pass a file path with --audit-log")
-        self.fs.mkdir(self.path.parent) if not self.path.parent.is_dir() else None
-        lines, complete = self._lines()
+        if not self.path.parent.is_dir():
+            self.fs.mkdir(self.path.parent)
         prefix = ""
-        if not complete:
+        if not self._ends_with_newline():
+            lines, _ = self._lines()  # only after a crash: name the torn line
             closing = {"ts": event.get("ts"), "rollout_id": event.get("rollout_id"), "seq": event.get("seq"),
                        "event": REPAIRED_EVENT,
                        "line": len(lines), "note": "the previous line was torn by a crash mid-append"}
