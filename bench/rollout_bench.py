@@ -1,6 +1,7 @@
-"""Rollout engine figures: planning time, AWS calls per wave, controller overhead beyond bake time.
+"""Rollout engine figures: planning time, AWS calls per wave, controller overhead beyond bake time,
+a 10,000-host fleet, and preflight on a long metric history.
 
-    .venv/bin/python bench/rollout_bench.py [--hosts-per-az 100] [--plan-hosts 10000]
+    .venv/bin/python bench/rollout_bench.py [--hosts-per-az 100] [--plan-hosts 10000] [--fleet-hosts 10000]
 
 * Planning: ``plan_rollout`` over 10,000 instances in 4 zones (pure Python, median of 7 runs).
 * A simulated rollout against moto in process (EC2, SSM, CloudWatch, DynamoDB state), a simulated
@@ -11,6 +12,14 @@
   - Controller overhead beyond bake time: bakes and waits are simulated (free), so the wall-clock
     time of the run is overhead; it is split into the engine's own work and time inside AWS calls
     (moto here); the simulated agents' publishing is excluded. Real AWS adds its latency per call.
+* A 10,000-host simulated rollout in 4 zones with the test suite's fake fleet (tests/agent_rollout/
+  rollout_fakes.py) and the DynamoDB state store on moto: AWS calls by operation, controller CPU time
+  (process CPU of the run; the fakes and moto run in the process and count) and controller memory
+  (traced allocations outside moto, sampled during a second rollout of the same fleet), each as a ratio
+  against a 1,000-host baseline run in the same script run (linear scaling would be 10x).
+* Preflight on a fleet with a long metric history (ListMetrics lists each (instance, version) pair once
+  per stream it saw: 60 times here), with today's deduplicated pairs against the pre-dedupe behaviour
+  (every listed pair queried), in the same run, as a ratio.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ def bench_rollout(hosts_per_az: int) -> dict:
     from telemetry_shunt.agent_rollout.aws import AwsClients, make_session
     from telemetry_shunt.agent_rollout.clock import SimulatedClock
     from telemetry_shunt.agent_rollout.engine import RolloutEngine, RolloutSettings
-    from telemetry_shunt.agent_rollout.killswitch import FileKillSwitch
+    from telemetry_shunt.agent_rollout.killswitch import FileKillSwitchFlags
     from telemetry_shunt.agent_rollout.sandbox import HeartbeatSimulator, install_moto_extensions, seed
     from telemetry_shunt.agent_rollout.state import AuditLog, DynamoStateStore
 
@@ -90,7 +99,7 @@ def bench_rollout(hosts_per_az: int) -> dict:
         engine = RolloutEngine(
             clients=AwsClients(ec2=clients["ec2"], ssm=clients["ssm"], cloudwatch=clients["cloudwatch"]),
             store=DynamoStateStore(clients["dynamodb"]), audit=AuditLog(Path(tmp) / "audit.jsonl"),
-            kill_switch=FileKillSwitch(kill), clock=clock, owner="bench",
+            kill_switch=FileKillSwitchFlags(kill), clock=clock, owner="bench",
         )
         plan = plan_rollout(engine.discover("demo"))
         calls.clear()
@@ -99,7 +108,7 @@ def bench_rollout(hosts_per_az: int) -> dict:
         start = time.perf_counter()
         state = engine.start(fleet="demo", version="1.1.0", plan=plan, settings=settings, rollout_id="r-bench")
         wall = time.perf_counter() - start
-        waves = len(state.meta["waves"])
+        waves = len(state.waves)
         return {
             "status": state.status, "hosts": plan.host_count, "zones": len(plan.zones), "waves": waves,
             "commands": len(plan.batches), "simulated_seconds": clock.now() - start_sim,
@@ -108,10 +117,133 @@ def bench_rollout(hosts_per_az: int) -> dict:
         }
 
 
+def _fake_rig(hosts: int, *, metric_repeats: int = 1):
+    """The test suite's fake fleet (4 zones), a simulated clock and a kill-switch file."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "agent_rollout"))
+    from rollout_fakes import FakeFleet, FakeKillSwitchFlags
+
+    from telemetry_shunt.agent_rollout.clock import SimulatedClock
+
+    clock = SimulatedClock()
+    azs = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d"]
+    fleet = FakeFleet({az: hosts // len(azs) for az in azs}, clock)
+    fleet.metric_repeats = metric_repeats
+    return clock, fleet, FakeKillSwitchFlags(clock)
+
+
+def _preflight_ok(engine, plan):
+    """A passing preflight for a second rollout on the same fleet (the memory run)."""
+    from telemetry_shunt.agent_rollout.engine import Preflight
+
+    check = Preflight(previous_versions={i: "1.1.0" for b in plan.batches for i in b.instance_ids})
+    check.add("bench", True, "second run")
+    return check
+
+
+def bench_fleet_rollout(hosts: int) -> dict:
+    """One rollout of ``hosts`` fake hosts; state in DynamoDB (moto in process)."""
+    import tracemalloc
+
+    from moto import mock_aws
+
+    from telemetry_shunt.agent_rollout.aws import AwsCaller, make_session
+    from telemetry_shunt.agent_rollout.engine import RolloutEngine, RolloutSettings
+    from telemetry_shunt.agent_rollout.state import AuditLog, DynamoStateStore, create_state_table
+
+    clock, fleet, kill = _fake_rig(hosts)
+    settings = RolloutSettings(bake_seconds=600, poll_seconds=30, lease_seconds=300, command_timeout_seconds=900)
+    with mock_aws(), tempfile.TemporaryDirectory() as tmp:
+        dynamodb = make_session(region="us-east-1", profile=None).client("dynamodb")
+        create_state_table(dynamodb)
+        state_calls: Counter[str] = Counter()
+        dynamodb.meta.events.register("before-call", lambda model, **_: state_calls.update([model.name]))
+        caller = AwsCaller(clock)
+        engine = RolloutEngine(clients=fleet.clients(), store=DynamoStateStore(dynamodb),
+                               audit=AuditLog(Path(tmp) / "audit.jsonl"), kill_switch=kill, clock=clock,
+                               owner="bench", caller=caller)
+        plan = plan_rollout(engine.discover("web"))
+        caller.calls.clear()
+        # memory: traced allocations outside moto (its table storage is not the controller's), sampled
+        # every 100 transitions; CPU is measured in a run without tracing
+        samples: list[int] = []
+        transition = engine._transition
+
+        def sampled(state, event, **details):
+            transition(state, event, **details)
+            if tracemalloc.is_tracing() and state.meta["seq"] % 100 == 0:
+                snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, "*/moto/*")])
+                samples.append(sum(t.size for t in snap.traces))
+
+        cpu = time.process_time()
+        state = engine.start(fleet="web", version="1.1.0", plan=plan, settings=settings, rollout_id="r-fleet")
+        cpu = time.process_time() - cpu
+        calls = Counter({f"fleet:{op}": n for op, n in caller.calls.items()})
+        calls.update({f"state:{op}": n for op, n in state_calls.items()})
+        engine._transition = sampled
+        tracemalloc.start()
+        memory_state = engine.start(fleet="web", version="1.0.0", plan=plan, settings=settings,
+                                    rollout_id="r-fleet-mem", preflight=_preflight_ok(engine, plan))
+        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, "*/moto/*")])
+        samples.append(sum(t.size for t in snap.traces))  # the finished state is still referenced here
+        del memory_state
+        tracemalloc.stop()
+        peak = max(samples)
+    return {"status": state.status, "hosts": plan.host_count, "commands": len(plan.batches),
+            "waves": len(state.waves), "calls": calls, "cpu_seconds": cpu, "peak_bytes": peak,
+            "transitions": state.meta["seq"]}
+
+
+def bench_preflight_history(hosts: int, repeats: int) -> dict:
+    """Preflight on a fleet whose ListMetrics lists every pair ``repeats`` times: deduplicated vs not."""
+    from telemetry_shunt.agent_rollout.adapters import Heartbeats
+    from telemetry_shunt.agent_rollout.engine import RolloutEngine, RolloutSettings
+    from telemetry_shunt.agent_rollout.state import AuditLog, LocalStateStore
+
+    class WithoutDedupe(Heartbeats):
+        """The pre-dedupe behaviour: every listed (instance, version) pair is queried."""
+
+        def current_versions(self, instance_ids, period_seconds):
+            wanted, pairs = set(instance_ids), []
+            kwargs = {"Namespace": "TelemetryShunt/Agent", "MetricName": "Heartbeat",
+                      "Dimensions": [{"Name": "InstanceId"}], "RecentlyActive": "PT3H"}
+            while True:
+                page = self.aws(self.clients.cloudwatch, "list_metrics", **kwargs)
+                for metric in page.get("Metrics", []):
+                    dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+                    if dims["InstanceId"] in wanted:
+                        pairs.append((dims["InstanceId"], dims["AgentVersion"]))
+                if not page.get("NextToken"):
+                    break
+                kwargs["NextToken"] = page["NextToken"]
+            now = self.clock.now()
+            latest = self.latest_beats(pairs, now - max(5 * period_seconds, 60.0), now, period_seconds)
+            out = {i: set() for i in instance_ids}
+            for (iid, version) in latest:
+                out[iid].add(version)
+            return out
+
+    out = {}
+    for label, heartbeats in (("without dedupe", WithoutDedupe), ("deduplicated", Heartbeats)):
+        clock, fleet, kill = _fake_rig(hosts, metric_repeats=repeats)
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = RolloutEngine(clients=fleet.clients(), store=LocalStateStore(tmp),
+                                   audit=AuditLog(Path(tmp) / "audit.jsonl"), kill_switch=kill, clock=clock)
+            engine.heartbeats = heartbeats(engine.clients, engine.aws, clock)
+            plan = plan_rollout(engine.discover("web"))
+            start = time.perf_counter()
+            check = engine.preflight(plan, "1.1.0", RolloutSettings())
+            seconds = time.perf_counter() - start
+        assert check.ok, check.rows()
+        out[label] = {"seconds": seconds, "queries": fleet.metric_queries,
+                      "get_metric_data": fleet.calls["get_metric_data"], "list_metrics": fleet.calls["list_metrics"]}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan-hosts", type=int, default=10_000)
     parser.add_argument("--hosts-per-az", type=int, default=100)
+    parser.add_argument("--fleet-hosts", type=int, default=10_000)
     args = parser.parse_args()
 
     p = bench_planning(args.plan_hosts)
@@ -133,6 +265,32 @@ def main() -> None:
           f"{r['aws_seconds'] / total * 1000:.1f} ms per call); simulated agents' {r['agent_seconds']:.2f} s excluded")
     print(f"  against real AWS at ~30 ms per call: ~{own + total * 0.03:.0f} s over {r['bake_seconds_total']:.0f} s "
           f"of bake ({(own + total * 0.03) / r['bake_seconds_total'] * 100:.2f} %)")
+
+    base = bench_fleet_rollout(args.fleet_hosts // 10)
+    big = bench_fleet_rollout(args.fleet_hosts)
+    scale = big["hosts"] / base["hosts"]
+    print(f"fleet rollout (fake fleet, 4 zones, state in DynamoDB on moto): {big['hosts']} hosts, {big['commands']} "
+          f"commands, {big['waves']} waves, {big['transitions']} transitions, status {big['status']}; baseline "
+          f"{base['hosts']} hosts in the same run (host ratio {scale:.0f}x)")
+    b_total, g_total = sum(base["calls"].values()), sum(big["calls"].values())
+    print(f"  AWS calls: {g_total} ({g_total / b_total:.2f}x the baseline's {b_total}); by operation "
+          f"(ratio to baseline):")
+    for op, n in sorted(big["calls"].items(), key=lambda kv: -kv[1]):
+        print(f"    {op:42s} {n:6d}  ({n / max(1, base['calls'][op]):.2f}x)")
+    print(f"  controller CPU: {big['cpu_seconds']:.2f} s = {big['cpu_seconds'] / base['cpu_seconds']:.2f}x the "
+          f"baseline's {base['cpu_seconds']:.2f} s (fakes and moto run in the same process and count)")
+    print(f"  controller memory (traced Python allocations outside moto, max of samples every 100 transitions): "
+          f"{big['peak_bytes'] / 2**20:.1f} MiB = {big['peak_bytes'] / base['peak_bytes']:.2f}x the baseline's "
+          f"{base['peak_bytes'] / 2**20:.1f} MiB")
+
+    hosts, repeats = 1_000, 60
+    pf = bench_preflight_history(hosts, repeats)
+    before, after = pf["without dedupe"], pf["deduplicated"]
+    print(f"preflight, {hosts} hosts, ListMetrics listing each heartbeat pair {repeats} times: deduplicated "
+          f"{after['seconds'] * 1000:.0f} ms vs {before['seconds'] * 1000:.0f} ms without dedupe "
+          f"({before['seconds'] / after['seconds']:.1f}x faster); GetMetricData queries {after['queries']} vs "
+          f"{before['queries']} ({before['queries'] / after['queries']:.0f}x fewer), calls "
+          f"{after['get_metric_data']} vs {before['get_metric_data']}")
 
 
 if __name__ == "__main__":
