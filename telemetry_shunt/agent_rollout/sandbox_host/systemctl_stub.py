@@ -33,7 +33,6 @@ STATE = os.path.join(ROOT, "run/sim-systemd")
 ENABLED = os.path.join(ROOT, "var/lib/sim-systemd/enabled")
 LOGS = os.path.join(ROOT, "var/log")
 STOP_TIMEOUT_SECONDS = 10.0
-NOTIFY_READY_SECONDS = 1.0
 
 
 class BadUnit(Exception):
@@ -154,7 +153,7 @@ def alive(pid):
 def active_state(name):
     pid = read(state_file(name, "pid"))
     if pid.isdigit() and alive(int(pid)):
-        return read(state_file(name, "sub")) or "active"
+        return read(state_file(name, "sub")) or "activating"  # its supervisor has not reported yet
     code = read(state_file(name, "exit"))
     if code and code != "0":
         return "failed"
@@ -218,6 +217,7 @@ def start(name):
 
 
 def spawn_supervisor(name):
+    write(state_file(name, "sub"), "activating")
     with open(log_path(name), "a") as log:
         proc = subprocess.Popen([sys.executable, "-S", os.path.abspath(__file__), "__supervise", name],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, process_group=0,
@@ -232,6 +232,7 @@ def supervise(name):
     signal.signal(signal.SIGTERM, lambda *_: stop_group())
     unit = load_unit(name)
     if name.endswith(".timer"):
+        write(state_file(name, "sub"), "active")
         timer = unit["Timer"]
         period = float(os.environ.get("SANDBOX_TIMER_SECONDS") or
                        parse_duration((timer.get("OnUnitActiveSec") or timer["OnBootSec"])[-1]))
@@ -246,19 +247,27 @@ def supervise(name):
     restart = service.get("Restart", ["no"])[-1]
     restart_sec = min(parse_duration(service.get("RestartSec", ["0.1"])[-1]), 1.0)
     env = service_env(unit)
+    notify = service.get("Type", ["simple"])[-1] == "notify"
+    ready = state_file(name, "ready")
+    if notify:
+        env["NOTIFY_FILE"] = ready
     while True:
         argv, _ = command_line(service["ExecStart"][-1])
+        if os.path.exists(ready):
+            os.unlink(ready)
         try:
             child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, cwd=ROOT or None)
         except OSError as exc:
             print(f"sandbox systemd: {name}: cannot run {argv[0]}: {exc}", flush=True)
             code = 203
         else:
-            if service.get("Type", ["simple"])[-1] == "notify":
-                # ready once it has run for a moment (the stand-in for sd_notify READY=1): a build that
-                # crashes at start never shows as active
+            if notify:
+                # active once the service says it is ready (sd_notify READY=1, here: it creates
+                # $NOTIFY_FILE); a build that exits first never shows as active
                 write(state_file(name, "sub"), "activating")
-                if wait_or_orphaned(child, NOTIFY_READY_SECONDS, sandbox_pid) is None:
+                while not os.path.exists(ready) and wait_or_orphaned(child, 0.2, sandbox_pid) is None:
+                    pass
+                if os.path.exists(ready) and child.poll() is None:
                     write(state_file(name, "sub"), "active")
             else:
                 write(state_file(name, "sub"), "active")
@@ -317,7 +326,7 @@ def stop(name):
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    for kind in ("pid", "exit", "sub"):
+    for kind in ("pid", "exit", "sub", "ready"):
         try:
             os.unlink(state_file(name, kind))
         except FileNotFoundError:
