@@ -95,9 +95,13 @@ def build(app: Any, context: dict[str, Any]) -> dict[str, Any]:
                                       share_with=_list(context, "telemetry-shunt:share-with"))
     gateway = TelemetryGateway(concentrator, "Gateway", vpc=vpc, service_network=network, routes=default_routes())
     gateway.add_ref_outputs()
+    # One alarm topic for the telemetry path (subscribe your on-call to it), as the CDK default app.
+    alarm_topic = aws.SnsTopic(concentrator, "AlarmTopic", name_prefix="telemetry-shunt-alarms-",
+                               kms_master_key_id="alias/aws/sns")
+    aws.TerraformOutput(concentrator, "alarm_topic_arn", value=alarm_topic.arn)
     # Archive-only by default, as ConcentratorStack: a vendor sink is added in your own app.
     BufferFleet(concentrator, "BufferFleet", vpc=vpc, gateway=gateway, fleet_name="telemetry",
-                access_logs_bucket_id=network.server_access_log_bucket.id)
+                access_logs_bucket_id=network.server_access_log_bucket.id, alarms=True, alarm_topic_arn=alarm_topic.arn)
 
     app_account = stack("TelemetryAppAccount")
     vpc_id, _ = app_vpc(app_account, "AppVpc", cidr=app_cidr, availability_zones=concentrator_azs)
@@ -118,7 +122,7 @@ def build(app: Any, context: dict[str, Any]) -> dict[str, Any]:
         kill_switch = KillSwitch(control, "KillSwitch", availability_zones=agent_azs)
         agent = hostside.DistributorPackage(name="AWSDistroOTel-Collector", service="aws-otel-collector")
         AgentRolloutSupport(control, "AgentRollout", kill_switch=kill_switch, fleet=str(fleet), gateway=gateway.gateway_ref,
-                            agent=agent)
+                            agent=agent, alarm_topic_arn=alarm_topic.arn)
         aws.TerraformOutput(control, "agent_package_name", value=agent.name)  # as the CDK stack's AgentPackageName
         stacks["agent_control"] = control
     return stacks

@@ -23,7 +23,11 @@ from cdktn_provider_aws.appconfig_deployment_strategy import AppconfigDeployment
 from cdktn_provider_aws.appconfig_environment import AppconfigEnvironment
 from cdktn_provider_aws.appconfig_hosted_configuration_version import AppconfigHostedConfigurationVersion
 from cdktn_provider_aws.cloudwatch_log_group import CloudwatchLogGroup
-from cdktn_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm
+from cdktn_provider_aws.cloudwatch_metric_alarm import (
+    CloudwatchMetricAlarm,
+    CloudwatchMetricAlarmMetricQuery,
+    CloudwatchMetricAlarmMetricQueryMetric,
+)
 from cdktn_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity
 from cdktn_provider_aws.data_aws_ec2_managed_prefix_list import DataAwsEc2ManagedPrefixList
 from cdktn_provider_aws.data_aws_partition import DataAwsPartition
@@ -84,6 +88,7 @@ from cdktn_provider_aws.s3_bucket_server_side_encryption_configuration import (
 )
 from cdktn_provider_aws.s3_bucket_versioning import S3BucketVersioningA, S3BucketVersioningVersioningConfiguration
 from cdktn_provider_aws.security_group import SecurityGroup
+from cdktn_provider_aws.sns_topic import SnsTopic
 from cdktn_provider_aws.ssm_document import SsmDocument
 from cdktn_provider_aws.subnet import Subnet
 from cdktn_provider_aws.vpc import Vpc

@@ -31,6 +31,7 @@ from telemetry_shunt.terraform.network import (
     log_group_key,
 )
 
+INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
 TRAFFIC_PORT_NAME = "traffic"
 HEALTH_PORT_NAME = "health"
 LATTICE_INFRASTRUCTURE_POLICY = "AmazonECSInfrastructureRolePolicyForVpcLattice"
@@ -71,7 +72,8 @@ class BufferFleet(Construct):
                  memory_limit_mib: int = 2048, min_tasks_per_az: int = 1, max_tasks: int = 20,
                  target_cpu_percent: int = 60, target_events_per_task_per_second: int = 5_000,
                  archive_retention_days: int = 400, access_logs_bucket_id: str | None = None,
-                 add_s3_gateway_endpoint: bool = True, fleet_name: str | None = None) -> None:
+                 add_s3_gateway_endpoint: bool = True, fleet_name: str | None = None, alarms: bool = False,
+                 alarm_topic_arn: str | None = None) -> None:
         super().__init__(scope, id)
         paths = cc.validate_paths(cc.group_paths(gateway.routes))
         self._sinks = cc.validate_sinks([cc.S3ArchiveSink()] if sinks is None else sinks)
@@ -117,6 +119,64 @@ class BufferFleet(Construct):
             self._collector(kind, gateway.target_groups[kind], ephemeral_storage_gib=ephemeral_storage_gib, cpu=cpu,
                             memory_limit_mib=memory_limit_mib, max_tasks=max_tasks, target_cpu_percent=target_cpu_percent,
                             target_events_per_task_per_second=target_events_per_task_per_second)
+        self.alarms: list[aws.CloudwatchMetricAlarm] = []
+        if alarms:
+            self.add_alarms(alarm_topic_arn=alarm_topic_arn)
+
+    # --- alarms (the CDK flavour's BufferFleet.add_alarms, same metrics and thresholds; a test compares them) ---
+
+    def _insights(self, kind: str, name: str, stat: str, period: int) -> aws.CloudwatchMetricAlarmMetricQueryMetric:
+        return aws.CloudwatchMetricAlarmMetricQueryMetric(
+            namespace=INSIGHTS_NAMESPACE, metric_name=name, stat=stat, period=period,
+            dimensions={"ClusterName": self.cluster.name, "ServiceName": self.services[kind].name})
+
+    def add_alarms(self, *, alarm_topic_arn: str | None = None, disk_used_percent: float = 80,
+                   dropped_events_per_5_minutes: float = 1, sink_errors_per_5_minutes: float = 10,
+                   unhealthy_minutes: int = 10) -> list[aws.CloudwatchMetricAlarm]:
+        """Per collector: buffer disk fullness, dropped events, sink errors, tasks that never become healthy,
+        running tasks below the per-AZ minimum (actions to ``alarm_topic_arn`` when given)."""
+        _whole("unhealthy_minutes", unhealthy_minutes, 1, 1440)
+        actions = [alarm_topic_arn] if alarm_topic_arn else None
+        created: list[aws.CloudwatchMetricAlarm] = []
+
+        def alarm(scope: Construct, id: str, description: str, threshold: float, periods: int, comparison: str,
+                  missing: str, **metric: Any) -> None:
+            created.append(aws.CloudwatchMetricAlarm(
+                scope, id, alarm_name=f"{self.fleet_name}-{scope.node.id}-{id}"[:255], alarm_description=description,
+                threshold=threshold, evaluation_periods=periods, comparison_operator=comparison,
+                treat_missing_data=missing, alarm_actions=actions, ok_actions=actions, **metric))
+
+        def query(id: str, metric: aws.CloudwatchMetricAlarmMetricQueryMetric) -> aws.CloudwatchMetricAlarmMetricQuery:
+            return aws.CloudwatchMetricAlarmMetricQuery(id=id, metric=metric, return_data=False)
+
+        for kind in self.services:
+            scope = Construct(self, f"{_NAME[kind]}Alarms")
+            collector = {"namespace": cc.METRICS_NAMESPACE, "period": 300, "statistic": "Sum",
+                         "dimensions": {cc.COLLECTOR_DIMENSION: kind, cc.FLEET_DIMENSION: self.fleet_name}}
+            alarm(scope, "DiskFull", f"{kind} buffers fill the task's ephemeral storage; Vector exits on a full disk",
+                  disk_used_percent, 3, "GreaterThanOrEqualToThreshold", "notBreaching", metric_query=[
+                      aws.CloudwatchMetricAlarmMetricQuery(id="expr", expression="100 * used / reserved", return_data=True,
+                                                           label=f"{kind} ephemeral storage used (%)"),
+                      query("used", self._insights(kind, "EphemeralStorageUtilized", "Maximum", 300)),
+                      query("reserved", self._insights(kind, "EphemeralStorageReserved", "Minimum", 300))])
+            alarm(scope, "DroppedEvents", f"{kind} dropped events at the concentrator (full buffer or malformed records)",
+                  dropped_events_per_5_minutes, 1, "GreaterThanOrEqualToThreshold", "notBreaching",
+                  metric_name=cc.METRIC_DROPPED, **collector)
+            alarm(scope, "SinkErrors", f"{kind} fails to deliver to the vendor or the archive; buffers are filling",
+                  sink_errors_per_5_minutes, 2, "GreaterThanOrEqualToThreshold", "notBreaching",
+                  metric_name=cc.METRIC_SINK_ERRORS, **collector)
+            alarm(scope, "UnhealthyTargets", f"{kind} tasks keep failing to become healthy (ECS replaces tasks that fail "
+                                             "Lattice health checks, so running stays below desired)",
+                  1, unhealthy_minutes, "GreaterThanOrEqualToThreshold", "notBreaching", metric_query=[
+                      aws.CloudwatchMetricAlarmMetricQuery(id="expr", expression="desired - running", return_data=True),
+                      query("desired", self._insights(kind, "DesiredTaskCount", "Maximum", 60)),
+                      query("running", self._insights(kind, "RunningTaskCount", "Minimum", 60))])
+            alarm(scope, "BelowMinimumTasks", f"{kind} runs fewer than {self.min_tasks} tasks (the per-AZ minimum)",
+                  self.min_tasks, 3, "LessThanThreshold", "breaching", namespace=INSIGHTS_NAMESPACE,
+                  metric_name="RunningTaskCount", statistic="Minimum", period=60,
+                  dimensions={"ClusterName": self.cluster.name, "ServiceName": self.services[kind].name})
+        self.alarms.extend(created)
+        return created
 
     def _check_secrets(self, secrets: dict[str, str]) -> dict[str, str]:
         needed = set(cc.required_secrets(self._sinks))

@@ -137,3 +137,52 @@ def test_bad_input_is_one_error_naming_the_value(tmp_path, kwargs, match):
     vpc, gateway = tf_network(stack)
     with pytest.raises(ValidationError, match=match):
         BufferFleet(stack, "Fleet", vpc=vpc, gateway=gateway, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def both_alarms(tmp_path_factory):
+    app = aws.App(outdir=str(tmp_path_factory.mktemp("tfa")))
+    stack = aws.TerraformStack(app, "fleet")
+    vpc, gateway = tf_network(stack)
+    BufferFleet(stack, "Fleet", vpc=vpc, gateway=gateway, fleet_name="telemetry", alarms=True,
+                alarm_topic_arn="arn:aws:sns:us-east-1:111111111111:telemetry-alarms")
+    tf = synth(app)["fleet"]
+    cdk_stack = cdk.Stack(new_app(tmp_path_factory.mktemp("cdka")), "Fleet")
+    cvpc = cdk_flavour.ConcentratorVpc(cdk_stack, "Vpc", vendor_egress=True)
+    cnetwork = cdk_flavour.TelemetryServiceNetwork(cdk_stack, "Network", pushers=PUSHERS)
+    cgateway = cdk_flavour.TelemetryGateway(cdk_stack, "Gateway", vpc=cvpc.vpc, service_network=cnetwork,
+                                            routes=default_routes())
+    cdk_flavour.BufferFleet(cdk_stack, "Fleet", vpc=cvpc.vpc, gateway=cgateway, fleet_name="telemetry", alarms=True)
+    return tf, template_of(cdk_stack)
+
+
+def _tf_metrics(a):
+    if "metric_query" in a:
+        return sorted((q.get("expression") or f"{q['metric']['namespace']}:{q['metric']['metric_name']}:{q['metric']['stat']}"
+                       f":{q['metric']['period']}") for q in a["metric_query"])
+    return [f"{a['namespace']}:{a['metric_name']}:{a['statistic']}:{a['period']}"]
+
+
+def _cfn_metrics(a):
+    if "Metrics" in a:
+        def one(m):
+            stat = m.get("MetricStat")
+            return m.get("Expression") or (f"{stat['Metric']['Namespace']}:{stat['Metric']['MetricName']}"
+                                           f":{stat['Stat']}:{stat['Period']}")
+        return sorted(one(m) for m in a["Metrics"])
+    return [f"{a['Namespace']}:{a['MetricName']}:{a['Statistic']}:{a['Period']}"]
+
+
+def test_fleet_alarms_are_the_cdk_flavours_alarms(both_alarms):
+    tf, template = both_alarms
+    tf_alarms = {a["alarm_description"]: a for a in resources(tf, "aws_cloudwatch_metric_alarm").values()}
+    cfn_alarms = {r["Properties"]["AlarmDescription"]: r["Properties"] for r in template["Resources"].values()
+                  if r["Type"] == "AWS::CloudWatch::Alarm" and "telemetry" not in r["Properties"].get("AlarmName", "")}
+    cfn_alarms = {d: a for d, a in cfn_alarms.items() if d in tf_alarms or any(k in d for k in ("vector", "otel"))}
+    assert len(tf_alarms) == 10 and set(tf_alarms) == set(cfn_alarms)
+    for description, a in tf_alarms.items():
+        c = cfn_alarms[description]
+        assert (a["threshold"], a["evaluation_periods"], a["comparison_operator"], a["treat_missing_data"]) == \
+            (c["Threshold"], c["EvaluationPeriods"], c["ComparisonOperator"], c["TreatMissingData"]), description
+        assert _tf_metrics(a) == _cfn_metrics(c), description
+        assert a["alarm_actions"] == a["ok_actions"] == ["arn:aws:sns:us-east-1:111111111111:telemetry-alarms"]
