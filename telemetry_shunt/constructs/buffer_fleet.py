@@ -230,7 +230,6 @@ class BufferFleet(Construct):
                 )
 
     def _check_secrets(self, secrets: Mapping[str, object]) -> dict[str, secretsmanager.ISecret]:
-        needed = set(cc.required_secrets(self._sinks))
         for name, value in secrets.items():
             if isinstance(value, str):
                 raise ValidationError(
@@ -239,12 +238,7 @@ class BufferFleet(Construct):
                 )
             if not hasattr(value, "secret_arn") or not hasattr(value, "grant_read"):
                 raise ValidationError(f"secrets[{name!r}] must be a secretsmanager.ISecret, got {type(value).__name__}")
-        missing = sorted(needed - set(secrets))
-        if missing:
-            raise ValidationError(f"sinks read credentials from {missing} but secrets has no entry for them")
-        unused = sorted(set(secrets) - needed)
-        if unused:
-            raise ValidationError(f"secrets {unused} are not referenced by any sink header (SecretEnv); check the names")
+        cc.check_secret_names(self._sinks, secrets)
         return dict(secrets)  # type: ignore[arg-type]
 
     def _subnet_kwargs(self) -> dict:

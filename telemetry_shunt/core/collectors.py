@@ -307,6 +307,17 @@ def validate_sinks(sinks: Iterable[object]) -> tuple[Sink, ...]:
     return sinks  # type: ignore[return-value]
 
 
+def check_secret_names(sinks: Iterable[Sink], given: Iterable[str]) -> None:
+    """The secrets given must be exactly those the sinks' headers reference (SecretEnv): none missing, none unused."""
+    needed, names = set(required_secrets(sinks)), set(given)
+    missing = sorted(needed - names)
+    if missing:
+        raise ValidationError(f"sinks read credentials from {missing} but secrets has no entry for them")
+    unused = sorted(names - needed)
+    if unused:
+        raise ValidationError(f"secrets {unused} are not referenced by any sink header (SecretEnv); check the names")
+
+
 def required_secrets(sinks: Iterable[Sink]) -> tuple[str, ...]:
     """Environment variable names the sinks read credentials from (sorted, unique)."""
     return tuple(sorted({s.name for sink in sinks for s in sink.secrets}))

@@ -157,15 +157,7 @@ def lattice_policies(
                                      str(r.resolve(props["ServiceNetworkIdentifier"]))))
     if not services:
         raise ShuntError("no AWS::VpcLattice::Service in the template(s): pass the concentrator stack's template")
-    if service is None:
-        if len(services) > 1:
-            raise ShuntError(f"several Lattice services ({', '.join(sorted(services))}); choose one with --service")
-        logical_id = next(iter(services))
-    else:
-        matches = [lid for lid, (_, props) in services.items() if service in (lid, props.get("Name"))]
-        if not matches:
-            raise ShuntError(f"no Lattice service {service!r}; the template(s) hold {', '.join(sorted(services))}")
-        logical_id = matches[0]
+    logical_id = choose_service({lid: props.get("Name") for lid, (_, props) in services.items()}, service)
     resolver, _ = services[logical_id]
     service_arn = resolver.arn(logical_id)
     sn_arn = next((sn for svc, sn in associations if svc == _normalise(service_arn)), None)
@@ -183,9 +175,21 @@ def lattice_policies(
     )
 
 
+def choose_service(names: Mapping[str, str | None], service: str | None) -> str:
+    """The one service among ``names`` (id -> its name): the only one, or the one ``service`` names by id or name."""
+    if service is None:
+        if len(names) > 1:
+            raise ShuntError(f"several Lattice services ({', '.join(sorted(names))}); choose one with --service")
+        return next(iter(names))
+    matches = [key for key, name in names.items() if service in (key, name)]
+    if not matches:
+        raise ShuntError(f"no Lattice service {service!r}; the template(s) hold {', '.join(sorted(names))}")
+    return matches[0]
+
+
 def _normalise(identifier: str) -> str:
     """ARN or id -> the id part (``svc-...``/``sn-...``), so Ref, Arn and Id all compare equal."""
     return identifier.rsplit("/", 1)[-1]
 
 
-__all__ = ["Environment", "LatticePolicies", "Resolver", "lattice_policies"]
+__all__ = ["Environment", "LatticePolicies", "Resolver", "choose_service", "lattice_policies"]

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from telemetry_shunt.core.template import Environment, LatticePolicies
+from telemetry_shunt.core.template import Environment, LatticePolicies, choose_service
 from telemetry_shunt.errors import ShuntError
 
 SERVICE = "aws_vpclattice_service"
@@ -123,15 +123,7 @@ def lattice_policies(documents: list[Mapping[str, Any]], *, env: Environment = E
                                  str(r.resolve(props["service_network_identifier"]))))
     if not services:
         raise ShuntError(f"no {SERVICE} resource in the Terraform configuration(s): pass the concentrator stack's cdk.tf.json")
-    if service is None:
-        if len(services) > 1:
-            raise ShuntError(f"several Lattice services ({', '.join(sorted(services))}); choose one with --service")
-        name = next(iter(services))
-    else:
-        matches = [n for n, (_, props) in services.items() if service in (n, props.get("name"))]
-        if not matches:
-            raise ShuntError(f"no Lattice service {service!r}; the configuration(s) hold {', '.join(sorted(services))}")
-        name = matches[0]
+    name = choose_service({n: props.get("name") for n, (_, props) in services.items()}, service)
     resolver, _ = services[name]
     service_arn = resolver.arn(SERVICE, name)
     sn_arn = next((sn for svc, sn in associations if svc == _normalise(service_arn)), None)

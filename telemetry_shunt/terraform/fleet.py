@@ -179,17 +179,11 @@ class BufferFleet(Construct):
         return created
 
     def _check_secrets(self, secrets: dict[str, str]) -> dict[str, str]:
-        needed = set(cc.required_secrets(self._sinks))
         for name, arn in secrets.items():
             if not isinstance(arn, str) or not (aws.Token.is_unresolved(arn) or _SECRET_ARN.fullmatch(arn)):
                 raise ValidationError(f"secrets[{name!r}] must be a Secrets Manager secret ARN (the value never enters "
                                       f"the configuration), got {arn!r}")
-        missing = sorted(needed - set(secrets))
-        if missing:
-            raise ValidationError(f"sinks read credentials from {missing} but secrets has no entry for them")
-        unused = sorted(set(secrets) - needed)
-        if unused:
-            raise ValidationError(f"secrets {unused} are not referenced by any sink header (SecretEnv); check the names")
+        cc.check_secret_names(self._sinks, secrets)
         return secrets
 
     def _archive_bucket(self, retention_days: int, access_logs_bucket_id: str | None) -> aws.S3Bucket:
