@@ -18,6 +18,19 @@ from telemetry_shunt.errors import ShuntError
 from telemetry_shunt.verify.subject import service_policies
 
 
+def deployment_options(command):
+    """--service, --partition, --region, --account: which service, and where the templates are deployed."""
+    for option in reversed([
+        click.option("--service", default=None, help="Lattice service logical id or name, if the templates hold several."),
+        click.option("--partition", type=click.Choice(PARTITIONS), default="aws", show_default=True,
+                     help="Partition the templates are deployed in."),
+        click.option("--region", default="us-east-1", show_default=True, help="Region the templates are deployed in."),
+        click.option("--account", default="123456789012", show_default=True,
+                     help="Account the templates are deployed in."),
+    ]):
+        command = option(command)
+    return command
+
 @click.group()
 def policy() -> None:
     """Inspect the gateway's push-only auth policies offline."""
@@ -48,11 +61,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="Request header (repeatable).")
 @click.option("--identity-policy", type=click.Path(path_type=Path), default=None,
               help="The caller's IAM identity policy (JSON); without it the identity layer is assumed to allow.")
-@click.option("--service", default=None, help="Lattice service logical id or name, if the templates hold several.")
-@click.option("--partition", type=click.Choice(PARTITIONS), default="aws", show_default=True,
-              help="Partition the templates are deployed in.")
-@click.option("--region", default="us-east-1", show_default=True, help="Region the templates are deployed in.")
-@click.option("--account", default="123456789012", show_default=True, help="Account the templates are deployed in.")
+@deployment_options
 @output_option
 @cli_boundary
 def check(templates: tuple[Path, ...], principal: str, method: str, path: str, org_id: str | None,
@@ -121,11 +130,7 @@ class NotProven(ShuntError):
                    "Default: the principals the service policy's Allow statements name.")
 @click.option("--route", "routes", multiple=True, metavar="PATH",
               help="A routed path, e.g. /metrics (repeatable). Default: the exact paths of the service's listener rules.")
-@click.option("--service", default=None, help="Lattice service logical id or name, if the templates hold several.")
-@click.option("--partition", type=click.Choice(PARTITIONS), default="aws", show_default=True,
-              help="Partition the templates are deployed in.")
-@click.option("--region", default="us-east-1", show_default=True, help="Region the templates are deployed in.")
-@click.option("--account", default="123456789012", show_default=True, help="Account the templates are deployed in.")
+@deployment_options
 @output_option
 @cli_boundary
 def prove(templates: tuple[Path, ...], pushers: tuple[str, ...], routes: tuple[str, ...], service: str | None,
