@@ -171,42 +171,27 @@ def fold(items: Iterable[tuple[str, Any, Any, dict[str, Any]]], series: dict[tup
         else:
             key = (kind, name, _NO_ATTRIBUTES)
         state = get(key)
-        if kind is SUM:
-            if value < 0:
+        if kind is SUM and value < 0:
+            invalid += 1
+            continue
+        if state is None:  # a new series: a real name, and room under the cardinality guard
+            if name.__class__ is not str or not name:
                 invalid += 1
                 continue
-            if state is None:
-                if name.__class__ is not str or not name:
-                    invalid += 1
-                    continue
-                if len(series) >= max_series:
-                    rejected += 1
-                    continue
+            if len(series) >= max_series:
+                rejected += 1
+                continue
+            if kind is SUM or kind is GAUGE:
                 series[key] = [value, 1]
-            else:
-                state[0] += value
-                state[1] += 1
+                continue
+            state = series[key] = ExpHistogram()
+        if kind is SUM:
+            state[0] += value
+            state[1] += 1
         elif kind is GAUGE:
-            if state is None:
-                if name.__class__ is not str or not name:
-                    invalid += 1
-                    continue
-                if len(series) >= max_series:
-                    rejected += 1
-                    continue
-                series[key] = [value, 1]
-            else:
-                state[0] = value
-                state[1] += 1
+            state[0] = value
+            state[1] += 1
         else:
-            if state is None:
-                if name.__class__ is not str or not name:
-                    invalid += 1
-                    continue
-                if len(series) >= max_series:
-                    rejected += 1
-                    continue
-                state = series[key] = ExpHistogram()
             state.record(value)
     return invalid, rejected
 
