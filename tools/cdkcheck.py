@@ -126,34 +126,38 @@ class CheckovReport:
     skipped: list[CheckovResult]
 
 
-def checkov_scan(paths: Iterable[Path]) -> CheckovReport:
-    """Run the pinned checkov (CloudFormation checks, offline) over template files, in one process.
-
-    Skips come only from each resource's ``Metadata.checkov.skip`` (see constructs/_nag.skip_checkov).
-    """
+def run_checkov(framework: str, files: list[str]) -> list[dict]:
+    """Run the pinned checkov (offline, one process) over ``files``; its per-framework JSON reports."""
     import subprocess
 
-    files = [str(p) for p in paths]
-    if not files:
-        return CheckovReport(0, [], [])
     if not CHECKOV.exists():
         raise RuntimeError(f"checkov is not installed at {CHECKOV}: run `make checkov` (or `make install`)")
     env = dict(os.environ, BC_SKIP_MAPPING="TRUE", CHECKOV_EXPERIMENTAL_TERRAFORM_MANAGED_MODULES="False",
                LOG_LEVEL="ERROR")
     env.pop("BC_API_KEY", None)
     proc = subprocess.run(
-        [str(CHECKOV), "--framework", "cloudformation", "--skip-download", "--output", "json", "--compact",
-         "--file", *files],
+        [str(CHECKOV), "--framework", framework, "--skip-download", "--output", "json", "--compact",
+         *(arg for f in files for arg in ("--file", f))],
         capture_output=True, text=True, env=env, timeout=600,
     )
     if proc.returncode not in (0, 1) or not proc.stdout.strip():
         raise RuntimeError(f"checkov failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
     data = json.loads(proc.stdout)
-    reports = data if isinstance(data, list) else [data]
+    # checkov prints a summary dict with no results when nothing was scanned
+    return [r for r in (data if isinstance(data, list) else [data]) if isinstance(r, dict) and "results" in r]
+
+
+def checkov_scan(paths: Iterable[Path]) -> CheckovReport:
+    """Run the pinned checkov (CloudFormation checks, offline) over template files, in one process.
+
+    Skips come only from each resource's ``Metadata.checkov.skip`` (see constructs/_nag.skip_checkov).
+    """
+    files = [str(p) for p in paths]
+    if not files:
+        return CheckovReport(0, [], [])
+    reports = run_checkov("cloudformation", files)
     passed, failed, skipped = 0, [], []
     for report in reports:
-        if not isinstance(report, dict) or "results" not in report:
-            continue  # checkov prints a summary dict with no results when nothing was scanned
         results = report["results"]
         passed += len(results.get("passed_checks", []))
         for key, out in (("failed_checks", failed), ("skipped_checks", skipped)):

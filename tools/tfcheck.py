@@ -10,13 +10,11 @@ acknowledgement that matches no finding is reported as stale.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.cdkcheck import CHECKOV, CheckovReport, CheckovResult
+from tools.cdkcheck import CheckovReport, CheckovResult, run_checkov
 
 ACK_KEY = "checkov_acknowledged"  # telemetry_shunt.terraform.network.CHECKOV_ACK_KEY
 
@@ -42,23 +40,11 @@ def acknowledgements(paths: Iterable[Path]) -> dict[tuple[str, str, str], str]:
 
 def terraform_checkov_scan(paths: Iterable[Path]) -> TerraformScan:
     files = [Path(p) for p in paths]
-    if not CHECKOV.exists():
-        raise RuntimeError(f"checkov is not installed at {CHECKOV}: run `make checkov` (or `make install`)")
-    env = dict(os.environ, BC_SKIP_MAPPING="TRUE", LOG_LEVEL="ERROR")
-    env.pop("BC_API_KEY", None)
-    args = [str(CHECKOV), "--framework", "terraform_json", "--skip-download", "--output", "json", "--compact"]
-    for f in files:
-        args += ["--file", str(f)]
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
-    if proc.returncode not in (0, 1) or not proc.stdout.strip():
-        raise RuntimeError(f"checkov failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
-    data = json.loads(proc.stdout)
+    reports = run_checkov("terraform_json", [str(f) for f in files])
     acks = acknowledgements(files)
     used: set[tuple[str, str, str]] = set()
     passed, failed, skipped = 0, [], []
-    for report in data if isinstance(data, list) else [data]:
-        if not isinstance(report, dict) or "results" not in report:
-            continue
+    for report in reports:
         passed += len(report["results"].get("passed_checks", []))
         for r in report["results"].get("failed_checks", []):
             # Graph checks name the resource "type.name"; python checks "resource.name" in 3.3.30.
