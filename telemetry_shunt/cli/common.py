@@ -241,12 +241,30 @@ def _endpoint_url(value: str) -> str:
     return value
 
 
-def _alarm_name(value: str) -> str:
-    # CloudWatch: 1-255 characters; control characters and surrounding spaces are never what was meant
-    if not 1 <= len(value) <= 255 or value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ShuntError(f"alarm name {value!r} must be 1-255 characters without control characters or "
-                         "leading/trailing spaces (the name of an existing CloudWatch alarm)")
+def _free_text_name(value: str, *, what: str, maximum: int, advice: str) -> str:
+    """A name AWS takes as free text of 1..maximum characters (no pattern in the service model): control
+    characters and leading/trailing spaces are never what was meant."""
+    if not 1 <= len(value) <= maximum or value != value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ShuntError(f"{what} {value!r} must be 1-{maximum} characters without control characters or "
+                         f"leading/trailing spaces ({advice})")
     return value
+
+
+def _alarm_name(value: str) -> str:
+    # CloudWatch: 1-255 characters
+    return _free_text_name(value, what="alarm name", maximum=255, advice="the name of an existing CloudWatch alarm")
+
+
+def _appconfig_name(value: str) -> str:
+    # AppConfig application, environment and deployment strategy names: 1-64 characters (botocore's model, Name)
+    return _free_text_name(value, what="AppConfig name", maximum=64,
+                           advice="the name of the KillSwitch stack's application, environment or strategy")
+
+
+def _appconfig_profile_name(value: str) -> str:
+    # AppConfig configuration profile names: 1-128 characters (botocore's model, LongName)
+    return _free_text_name(value, what="AppConfig profile name", maximum=128,
+                           advice="the name of the KillSwitch stack's feature-flag profile")
 
 
 def _table_name(value: str) -> str:
@@ -290,6 +308,8 @@ ROLLOUT_ID = CheckedValue("rollout id", _rollout_id)
 REGION = CheckedValue("region", _region)
 ENDPOINT_URL = CheckedValue("url", _endpoint_url)
 ALARM_NAME = CheckedValue("alarm", _alarm_name)
+APPCONFIG_NAME = CheckedValue("name", _appconfig_name)
+APPCONFIG_PROFILE_NAME = CheckedValue("name", _appconfig_profile_name)
 TABLE_NAME = CheckedValue("table", _table_name)
 AZ = CheckedValue("az", _az)
 PREFIX = CheckedValue("prefix", _prefix)

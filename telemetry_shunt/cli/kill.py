@@ -21,21 +21,35 @@ from typing import Any
 
 import click
 
-from telemetry_shunt.cli.common import AZ, aws_options, check_region, cli_boundary, file_path, output_option, progress, render
+from telemetry_shunt.cli.common import (
+    APPCONFIG_NAME,
+    APPCONFIG_PROFILE_NAME,
+    AZ,
+    aws_options,
+    check_region,
+    cli_boundary,
+    file_path,
+    output_option,
+    progress,
+    render,
+)
 from telemetry_shunt.cli.rollout import build_kill_switch, confirm, kill_switch_options
 from telemetry_shunt.core import contract
 from telemetry_shunt.errors import ShuntError
 
 
 def appconfig_options(func):
-    func = click.option("--appconfig-strategy", default=None,
+    func = click.option("--appconfig-strategy", default=None, type=APPCONFIG_NAME,
                         help="Deployment strategy name or id (default: the KillSwitch stack's "
                              "TelemetryShunt-KillSwitch-AllAtOnce, all at once without bake).")(func)
     func = click.option("--appconfig-profile", default=contract.APPCONFIG_PROFILE, show_default=True,
+                        type=APPCONFIG_PROFILE_NAME,
                         help="AppConfig configuration profile (feature flags).")(func)
     func = click.option("--appconfig-environment", default=contract.APPCONFIG_ENVIRONMENT, show_default=True,
+                        type=APPCONFIG_NAME,
                         help="AppConfig environment.")(func)
     func = click.option("--appconfig-application", default=contract.APPCONFIG_APPLICATION, show_default=True,
+                        type=APPCONFIG_NAME,
                         help="AppConfig application.")(func)
     return func
 

@@ -143,6 +143,12 @@ def test_the_sandbox_endpoint_selects_the_sandbox_kill_switch_file(tmp_path, mon
         (["kill", "on", "--yes", "--region", "nowhere-1"], "'nowhere-1' is not an AWS Region name"),
         (["kill", "on", "--yes", "--endpoint-url", "not-a-url"], "endpoint URL 'not-a-url'"),
         (["kill", "sideways"], "No such command 'sideways'"),
+        # AppConfig names (botocore's model: 1-64, the profile 1-128): an empty one is refused, not defaulted
+        (["kill", "on", "--yes", "--appconfig-application", ""], "AppConfig name '' must be 1-64 characters"),
+        (["kill", "status", "--appconfig-environment", " Prod"], "AppConfig name ' Prod' must be"),
+        (["kill", "off", "--yes", "--appconfig-strategy", "a" * 65], "must be 1-64 characters"),
+        (["kill", "status", "--appconfig-profile", "p\tx"], "AppConfig profile name 'p\\tx' must be 1-128"),
+        (["kill", "status", "--appconfig-profile", "p" * 129], "must be 1-128 characters"),
     ],
 )
 def test_bad_values_are_one_line_exit_1(kill_file, args, message):
