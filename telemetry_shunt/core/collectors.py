@@ -519,36 +519,99 @@ def _otlp_signals(paths: Sequence[str]) -> dict[str, str]:
 
 # --- Vector ------------------------------------------------------------------------------------------
 
-# VRL: keep only records in the /metrics wire format, exactly as the client sends them.
-_VRL_RECORDS = """\
+# VRL: keep only records in the /metrics wire format (core/contract.py), exactly as the client sends them:
+# a raw sample (name, value, timestamp, attributes), or an aggregate of one series, which also carries
+# "kind", "start" and "count", and for a histogram "sum", "min", "max", "scale", "zero_count" and the
+# "positive"/"negative" buckets. Anything else (an unknown kind, a histogram without its buckets) is
+# dropped and counted here. The record is rebuilt field by field into ``record`` (the dedupe ids and the
+# gateway's path go), so ``to_otlp`` can read it with known types.
+_VRL_RECORD_CHECK = """\
 if !is_string(.name) || .name == "" { abort }
 if !is_float(.value) && !is_integer(.value) { abort }
 if !is_float(.timestamp) && !is_integer(.timestamp) { abort }
 if exists(.attributes) && !is_object(.attributes) { abort }
-. = {"name": .name, "value": .value, "timestamp": .timestamp, "attributes": object(.attributes) ?? {}}
-"""
+record = {"name": .name, "value": .value, "timestamp": .timestamp, "attributes": object(.attributes) ?? {}}
+if exists(.kind) {
+  if !includes(KINDS, .kind) { abort }
+  if !is_float(.start) && !is_integer(.start) { abort }
+  if !is_integer(.count) || (to_int(.count) ?? -1) < 0 { abort }
+  record.kind = .kind
+  record.start = .start
+  record.count = .count
+  if .kind == "histogram" {
+    ok = true
+    for_each(["sum", "min", "max"]) -> |_index, field| {
+      number = get(., [field]) ?? null
+      if !is_float(number) && !is_integer(number) { ok = false }
+    }
+    if !is_integer(.scale) || !is_integer(.zero_count) || (to_int(.zero_count) ?? -1) < 0 { abort }
+    for_each(["positive", "negative"]) -> |_index, side| {
+      buckets = get(., [side]) ?? null
+      if !is_object(buckets) || !is_integer(get(buckets, ["offset"]) ?? null) { ok = false }
+      for_each(array(get(buckets, ["bucket_counts"]) ?? null) ?? [null]) -> |_i, n| {
+        if !is_integer(n) || (to_int(n) ?? -1) < 0 { ok = false }
+      }
+    }
+    if !ok { abort }
+    record.sum = .sum
+    record.min = .min
+    record.max = .max
+    record.scale = .scale
+    record.zero_count = .zero_count
+    record.positive = {"offset": .positive.offset, "bucket_counts": .positive.bucket_counts}
+    record.negative = {"offset": .negative.offset, "bucket_counts": .negative.bucket_counts}
+  }
+}
+""".replace("KINDS", json.dumps(list(contract.METRIC_KINDS)))
+# The archive's records: the checked record, aggregate fields included.
+_VRL_RECORDS = _VRL_RECORD_CHECK + ". = record\n"
 
-# VRL: one record as an OTLP ExportMetricsServiceRequest (a gauge data point) for the otlp codec.
-# It reads the gateway's events, as ``records`` does (and drops the same malformed ones, counted once,
-# by ``records``), never ``records``' typed output: with Vector's ``schema.enabled`` on, a field that
-# ``records`` made an object would make ``object(...) ?? {}`` an "unnecessary error coalesce" compile
-# error; on raw events every coercion below is fallible whether the schema is on or off.
-_VRL_TO_OTLP = _VRL_RECORDS + """\
+# VRL: one record as an OTLP ExportMetricsServiceRequest for the otlp codec, which encodes it with the
+# proto's JSON field names (lowerCamelCase; enums by name), i.e. the OTLP/JSON mapping:
+#   "sum"       -> Sum, AGGREGATION_TEMPORALITY_DELTA, isMonotonic, startTimeUnixNano from "start"
+#   "histogram" -> ExponentialHistogram, delta: count, sum, min, max, scale, zeroCount, positive/negative
+#   "gauge", and a raw sample (no "kind") -> Gauge
+# The codec needs whole numbers for the fixed64/uint64/sint32 fields (nanoseconds, counts, scale, offsets)
+# and numbers for the doubles. It reads the gateway's events, as ``records`` does (and drops the same
+# malformed ones, counted once, by ``records``), never ``records``' typed output: with Vector's
+# ``schema.enabled`` on, a field that ``records`` made an object would make ``object(...) ?? {}`` an
+# "unnecessary error coalesce" compile error; on raw events every coercion below is fallible whether
+# the schema is on or off. After the checks it reads only ``record``, whose types VRL knows.
+_VRL_TO_OTLP = _VRL_RECORD_CHECK + """\
 attrs = []
-for_each(object(.attributes) ?? {}) -> |key, value| {
+for_each(record.attributes) -> |key, value| {
   attrs = push(attrs, {"key": key, "value": {"stringValue": to_string(value) ?? ""}})
 }
-seconds = to_float(.timestamp) ?? 0.0
+point = {"timeUnixNano": to_int((to_float(record.timestamp) ?? 0.0) * 1000000000.0), "attributes": attrs}
+kind = record.kind
+metric = {}
+if kind == "sum" || kind == "histogram" {
+  point.startTimeUnixNano = to_int((to_float(record.start) ?? 0.0) * 1000000000.0)
+}
+if kind == "sum" {
+  point.asDouble = to_float(record.value) ?? 0.0
+  metric = {"name": record.name, "sum": {
+    "aggregationTemporality": "AGGREGATION_TEMPORALITY_DELTA", "isMonotonic": true, "dataPoints": [point]
+  }}
+} else if kind == "histogram" {
+  point.count = to_int(record.count) ?? 0
+  point.sum = to_float(record.sum) ?? 0.0
+  point.min = to_float(record.min) ?? 0.0
+  point.max = to_float(record.max) ?? 0.0
+  point.scale = to_int(record.scale) ?? 0
+  point.zeroCount = to_int(record.zero_count) ?? 0
+  point.positive = {"offset": to_int(record.positive.offset) ?? 0, "bucketCounts": record.positive.bucket_counts}
+  point.negative = {"offset": to_int(record.negative.offset) ?? 0, "bucketCounts": record.negative.bucket_counts}
+  metric = {"name": record.name, "exponentialHistogram": {
+    "aggregationTemporality": "AGGREGATION_TEMPORALITY_DELTA", "dataPoints": [point]
+  }}
+} else {
+  point.asDouble = to_float(record.value) ?? 0.0
+  metric = {"name": record.name, "gauge": {"dataPoints": [point]}}
+}
 . = {"resourceMetrics": [{
   "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "telemetry-shunt"}}]},
-  "scopeMetrics": [{
-    "scope": {"name": "telemetry-shunt"},
-    "metrics": [{"name": .name, "gauge": {"dataPoints": [{
-      "asDouble": to_float(.value) ?? 0.0,
-      "timeUnixNano": to_int(seconds * 1000000000.0),
-      "attributes": attrs
-    }]}}]
-  }]
+  "scopeMetrics": [{"scope": {"name": "telemetry-shunt"}, "metrics": [metric]}]
 }]}
 """
 
@@ -637,7 +700,7 @@ def render_vector_config(
             "strict_path": single,
             "path_key": "shunt_path",
             "decoding": {"codec": "json"},
-            "framing": {"method": "newline_delimited", "newline_delimited": {"max_length": 1 * MIB}},
+            "framing": {"method": "newline_delimited", "newline_delimited": {"max_length": contract.METRICS_MAX_RECORD_BYTES}},
         },
         "self_metrics": {"type": "internal_metrics", "scrape_interval_secs": VECTOR_SELF_SCRAPE_SECONDS},
     }
