@@ -135,13 +135,15 @@ class AgentRolloutSupport(Construct):
     :param boot_cache_max_age: at boot with AppConfig unreachable, hosts may use a last-known-good decision up
         to this old. Default 0: fail closed, the agent stays stopped until the flag is read.
     :param heartbeat_missing_minutes: minutes without any heartbeat from an AZ before its alarm fires. Default 3.
-    :param gateway: the gateway the agents push to (the concentrator's :class:`GatewayRef`). With the ADOT
-        collector the documents install its configuration for this gateway (``core/agent_config``). Default:
+    :param gateway: the gateway the agents push to (the concentrator's :class:`GatewayRef`). The documents
+        install the host's signing forwarder for it (loopback HTTP in, SigV4 with an unsigned payload out), and
+        with the ADOT collector its configuration, whose exporters go through the forwarder (``core/agent_config``). Default:
         none; the agent keeps its own configuration (ADOT's default sends nothing to the gateway: a warning).
     :param budgets: CPU, memory, disk I/O, niceness and Lattice bandwidth the agent may use on each host, and
         ADOT's queue sizes (:class:`AgentBudgets`); applied to whatever agent. Default ``AgentBudgets()``.
     :param agent_config: your agent's own configuration file (:class:`AgentConfigFile`), validated on each
-        host before it replaces the running one. Default: none (ADOT with ``gateway``: the rendered one).
+        host before it replaces the running one. Default: none (ADOT with ``gateway``: the rendered one). With
+        ``gateway`` too, the hosts also get the signing forwarder, to which your agent POSTs plain HTTP.
     """
 
     def __init__(
@@ -232,15 +234,18 @@ class AgentRolloutSupport(Construct):
 
     def _data_path(self, agent: AgentSource, gateway: GatewayRef | None,
                    agent_config: AgentConfigFile | None) -> AgentDataPath:
+        # Lattice is regional: hosts sign for their own Region when the gateway's is a deploy-time token.
+        region = None if gateway is None or gateway.region else Stack.of(self).region
         if agent_config is not None:
-            return AgentDataPath.for_file(agent_service=agent.service, file=agent_config, budgets=self.budgets)
+            # With a gateway, the signing forwarder comes too: the custom agent POSTs plain HTTP to it on loopback.
+            return AgentDataPath.for_file(agent_service=agent.service, file=agent_config, budgets=self.budgets,
+                                          gateway=gateway, region=region)
         is_adot = agent.service == agent_config_module.ADOT_SERVICE
         if gateway is not None:
             if not is_adot:
                 raise ValidationError(f"the documents configure only the ADOT collector for a gateway; agent "
                                       f"{agent.service!r} needs agent_config=AgentConfigFile(...) with its own config")
-            # Lattice is regional: hosts sign for their own Region when the gateway's is a deploy-time token.
-            return AgentDataPath.adot(gateway, self.budgets, region=None if gateway.region else Stack.of(self).region)
+            return AgentDataPath.adot(gateway, self.budgets, region=region)
         if is_adot:
             Annotations.of(self).add_warning_v2(
                 "telemetry-shunt:adot-without-gateway",

@@ -7,8 +7,11 @@ One pure function, :func:`render_adot_config`, used by the SSM documents (``core
 - ``memory_limiter`` (first) then ``batch`` in every pipeline; the limiter refuses data at 80 % of the
   host budget's ``MemoryMax`` so the agent sheds load before the kernel stops it;
 - one ``otlp_http`` exporter per OTLP route of the gateway (``/v1/traces``, ``/v1/metrics``, ``/v1/logs``),
-  to ``https://<gateway DNS name><path>``, authenticated by the ``sigv4auth`` extension for the Lattice
-  signing name ``vpc-lattice-svcs`` in the gateway's Region;
+  to the host's **signing forwarder** on ``http://127.0.0.1:<AGENT_FORWARDER_PORT><path>``
+  (``core/hostfiles/lattice_forwarder.py``), which signs each request SigV4 for ``vpc-lattice-svcs`` in the
+  gateway's Region with ``x-amz-content-sha256: UNSIGNED-PAYLOAD`` and forwards it to
+  ``https://<gateway DNS name><path>``; :func:`render_forwarder_config` renders its configuration from the same
+  ``GatewayRef``;
 - a bounded sending queue per exporter, sized in bytes, that drops (``block_on_overflow: false``) rather
   than blocks when full; drops are counted by the collector's ``otelcol_exporter_enqueue_failed_*``
   metrics. Optionally persistent on ``file_storage`` with a size cap per database file.
@@ -23,11 +26,12 @@ Everything is written for, and checked against, the ADOT collector release :data
   for any argument, so ``aws-otel-collector validate`` would start a second collector. The documents
   therefore check an ADOT config by restarting the agent and waiting for its ``health_check`` extension
   (loopback only), and put the previous config back if it never becomes healthy.
-- **``sigv4auth`` signs the payload hash** (``signingroundtripper.go`` hashes the body and passes the hash to
-  ``SignHTTP``; no ``x-amz-content-sha256`` header), while VPC Lattice requires
-  ``x-amz-content-sha256: UNSIGNED-PAYLOAD`` and rejects payload signing. The extension has no option to
-  change this in that release, so exports from this configuration are expected to be refused by Lattice
-  until ADOT ships a signer that does not sign the payload; see :data:`SIGNING_LIMITATION`.
+- **``sigv4auth`` signs the payload hash**, which VPC Lattice refuses: "VPC Lattice does not support payload
+  signing. You must send an x-amz-content-sha256 header with the value set to UNSIGNED-PAYLOAD"
+  (https://docs.aws.amazon.com/vpc-lattice/latest/ug/sigv4-authenticated-requests.html), while the release's
+  vendored ``sigv4authextension`` v0.156.0 (``signingroundtripper.go``: ``hashPayload`` then
+  ``SignHTTP(..., payloadHash, ...)``) signs the body's SHA-256, and its config (``region``, ``service``,
+  ``assume_role``) has no option to skip it. Hence the forwarder: the exporters carry no authenticator.
 - ``otlphttp`` is deprecated there in favour of ``otlp_http`` (both registered); this module uses the new name.
 """
 
@@ -38,6 +42,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from telemetry_shunt.core.contract import (
+    AGENT_BATCH_MAX_ITEMS,
+    AGENT_FORWARDER_ADDRESS,
+    AGENT_FORWARDER_CONCURRENCY,
+    AGENT_FORWARDER_MAX_BODY_BYTES,
+    AGENT_FORWARDER_PORT,
+    AGENT_FORWARDER_TIMEOUT_SECONDS,
     AGENT_OTLP_GRPC_ENDPOINT,
     AGENT_OTLP_HTTP_ENDPOINT,
     LATTICE_SIGNING_NAME,
@@ -66,20 +76,15 @@ AGENT_QUEUE_DIR = "/var/lib/telemetry-shunt/agent-queue"
 AGENT_HEALTH_ENDPOINT = "127.0.0.1:13133"
 AGENT_HEALTH_URL = f"http://{AGENT_HEALTH_ENDPOINT}/"
 
-SIGNING_LIMITATION = (
-    f"ADOT {ADOT_VERSION}'s sigv4auth extension signs the SHA-256 of the request body and sends no "
-    "x-amz-content-sha256 header; VPC Lattice requires x-amz-content-sha256: UNSIGNED-PAYLOAD, so the gateway "
-    "refuses these requests (403) until the extension can sign without the payload. The in-app client signs "
-    "correctly; for an agent, use a custom agent source whose signer sends UNSIGNED-PAYLOAD."
-)
-
 _SIGNAL_BY_PATH = {p: p.rsplit("/", 1)[-1] for p in OTLP_PATHS}  # /v1/traces -> traces
 # Batching is the main cost lever (Lattice charges per request beyond 300k/h): few, large requests.
-_BATCH = {"timeout": "10s", "send_batch_size": 8192, "send_batch_max_size": 8192}
+_BATCH = {"timeout": "10s", "send_batch_size": AGENT_BATCH_MAX_ITEMS, "send_batch_max_size": AGENT_BATCH_MAX_ITEMS}
 _RETRY = {"enabled": True, "initial_interval": "5s", "max_interval": "30s", "max_elapsed_time": "300s"}
+# Above the forwarder's upstream timeout, so the forwarder answers (504, retried) before the agent gives up.
 _EXPORT_TIMEOUT = "10s"
+#: Where the forwarder listens; the exporters send ``FORWARDER_URL + <route path>``.
+FORWARDER_URL = f"http://{AGENT_FORWARDER_ADDRESS}:{AGENT_FORWARDER_PORT}"
 _STORAGE_ID = "file_storage/queue"
-_AUTH_ID = "sigv4auth"
 _HEALTH_ID = "health_check"
 
 
@@ -118,7 +123,7 @@ def render_adot_config(gateway: GatewayRef, budgets: AgentBudgets | None = None,
     if not isinstance(gateway, GatewayRef):
         raise ValidationError(f"gateway must be a GatewayRef (from the concentrator's outputs), got {gateway!r}")
     budgets = budgets or AgentBudgets()
-    signing_region = _region(gateway, region)
+    _region(gateway, region)  # the forwarder signs; checked here so that both renderings refuse the same input
     paths = agent_paths(gateway)
     persistent = budgets.queue_disk_mib > 0
     per_exporter_mib = (budgets.queue_disk_mib if persistent else budgets.queue_memory_mib) / len(paths)
@@ -129,7 +134,6 @@ def render_adot_config(gateway: GatewayRef, budgets: AgentBudgets | None = None,
                               "give each route at least 1 MiB (raise queue_memory_mib / queue_disk_mib)")
 
     extensions: dict[str, Any] = {
-        _AUTH_ID: {"region": signing_region, "service": LATTICE_SIGNING_NAME},
         _HEALTH_ID: {"endpoint": AGENT_HEALTH_ENDPOINT},
     }
     if persistent:
@@ -152,8 +156,7 @@ def render_adot_config(gateway: GatewayRef, budgets: AgentBudgets | None = None,
             queue["storage"] = _STORAGE_ID
         signal = _SIGNAL_BY_PATH[path]
         exporters[exporter_name(path)] = {
-            f"{signal}_endpoint": gateway.url(path),
-            "auth": {"authenticator": _AUTH_ID},
+            f"{signal}_endpoint": FORWARDER_URL + path,
             "compression": "gzip",
             "timeout": _EXPORT_TIMEOUT,
             "retry_on_failure": dict(_RETRY),
@@ -180,6 +183,25 @@ def render_adot_config(gateway: GatewayRef, budgets: AgentBudgets | None = None,
         },
         "exporters": exporters,
         "service": {"extensions": list(extensions), "pipelines": pipelines},
+    }
+
+
+def render_forwarder_config(gateway: GatewayRef, *, region: str | None = None) -> dict[str, Any]:
+    """The signing forwarder's configuration (``lattice_forwarder.py --config``) for hosts pushing to ``gateway``:
+    every route of the gateway (the agent's OTLP routes, and ``/metrics`` for local NDJSON pushers), its HTTPS
+    endpoint, the signing name and Region, and the forwarder's limits (``core/contract``)."""
+    if not isinstance(gateway, GatewayRef):
+        raise ValidationError(f"gateway must be a GatewayRef (from the concentrator's outputs), got {gateway!r}")
+    return {
+        "endpoint": f"https://{gateway.dns_name}",
+        "region": _region(gateway, region),
+        "service": LATTICE_SIGNING_NAME,
+        "routes": list(gateway.paths),
+        "listen": [AGENT_FORWARDER_ADDRESS],
+        "port": AGENT_FORWARDER_PORT,
+        "max_body_bytes": AGENT_FORWARDER_MAX_BODY_BYTES,
+        "concurrency": AGENT_FORWARDER_CONCURRENCY,
+        "timeout_seconds": AGENT_FORWARDER_TIMEOUT_SECONDS,
     }
 
 

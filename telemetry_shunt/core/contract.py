@@ -143,3 +143,20 @@ AGENT_OTLP_HTTP_ENDPOINT = "127.0.0.1:4318"
 # com.amazonaws.<region>.ipv6.vpc-lattice): the host's bandwidth cap applies to traffic to these.
 LATTICE_IPV4_RANGE = "169.254.171.0/24"
 LATTICE_IPV6_RANGE = "fd00:ec2:80::/64"
+
+# --- Lattice signing forwarder on each host (core/hostfiles/lattice_forwarder.py) ------------------
+# The host agent's exporters (and any local pusher) POST plain HTTP here; the forwarder signs each request
+# for LATTICE_SIGNING_NAME with UNSIGNED_PAYLOAD and sends it to the gateway over HTTPS. Loopback only.
+AGENT_FORWARDER_ADDRESS = "127.0.0.1"
+AGENT_FORWARDER_PORT = 4319
+AGENT_FORWARDER_HEALTH_PATH = "/health"
+# The agent's batches hold at most this many items (ADOT's batch processor send_batch_max_size) ...
+AGENT_BATCH_MAX_ITEMS = 8192
+# ... and the forwarder takes bodies up to 1 KiB per item of a full batch, as sent (gzip only shrinks OTLP);
+# beyond it 413 (not retried: the agent drops and counts the batch).
+AGENT_FORWARDER_MAX_BODY_BYTES = AGENT_BATCH_MAX_ITEMS * 1024
+# Requests in flight at once (503 + Retry-After beyond): at least the agent's exporters' consumers, so the
+# forwarder holds at most AGENT_FORWARDER_CONCURRENCY x AGENT_FORWARDER_MAX_BODY_BYTES of bodies.
+AGENT_FORWARDER_CONCURRENCY = 8
+# Each upstream socket operation times out after this (then 504, retried), under the agent's export timeout.
+AGENT_FORWARDER_TIMEOUT_SECONDS = 8

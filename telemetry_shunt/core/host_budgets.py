@@ -22,10 +22,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from telemetry_shunt.core.contract import LATTICE_IPV4_RANGE, LATTICE_IPV6_RANGE
+from telemetry_shunt.core.contract import (
+    AGENT_FORWARDER_CONCURRENCY,
+    AGENT_FORWARDER_MAX_BODY_BYTES,
+    LATTICE_IPV4_RANGE,
+    LATTICE_IPV6_RANGE,
+)
 from telemetry_shunt.errors import ValidationError
 
 BANDWIDTH_CAP_PATH = "/usr/local/bin/telemetry-shunt-bandwidth-cap"
+#: The signing forwarder's unit (``core/hostfiles/lattice_forwarder.py``), which gets budgets of its own.
+FORWARDER_SERVICE = "telemetry-shunt-forwarder"
+#: The forwarder's memory ceiling: the interpreter and its threads (32 MiB) plus twice the bodies it may hold
+#: (concurrency x body cap; a body is briefly copied while it is sent), so the cap, not the kernel, says no first.
+FORWARDER_MEMORY_MAX_MIB = 32 + 2 * AGENT_FORWARDER_CONCURRENCY * AGENT_FORWARDER_MAX_BODY_BYTES // (1024 * 1024)
+#: Threads: one per open connection; the requests in flight are bounded by the concurrency, idle keep-alive
+#: connections and refusals need a few more.
+FORWARDER_TASKS_MAX = AGENT_FORWARDER_CONCURRENCY + 24
 DROPIN_NAME = "50-telemetry-shunt-budgets.conf"
 # tc handles (hex): the root HTB qdisc, its unlimited default class and the capped Lattice class.
 TC_HANDLE = "5e17"
@@ -123,6 +136,25 @@ def render_budget_dropin(budgets: AgentBudgets) -> str:
         f"Nice={budgets.nice}\n"
         f"Environment=TELEMETRY_SHUNT_BANDWIDTH_MBIT={budgets.bandwidth_mbit}\n"
         f"ExecStartPre=+{BANDWIDTH_CAP_PATH} apply\n"
+    )
+
+
+def render_forwarder_dropin(budgets: AgentBudgets) -> str:
+    """The forwarder's own budgets: the agent's CPU quota, I/O weight and niceness, its own memory ceiling
+    (:data:`FORWARDER_MEMORY_MAX_MIB`) and thread count. Its traffic to Lattice is inside the host's bandwidth cap."""
+    return (
+        "# telemetry-shunt host budgets for the signing forwarder. Rendered by telemetry_shunt.core.host_budgets;\n"
+        "# do not edit on the host (the agent install/upgrade/rollback documents rewrite it).\n"
+        "[Service]\n"
+        "CPUAccounting=yes\n"
+        f"CPUQuota={budgets.cpu_quota_percent}%\n"
+        "MemoryAccounting=yes\n"
+        f"MemoryMax={FORWARDER_MEMORY_MAX_MIB}M\n"
+        "MemorySwapMax=0\n"
+        "IOAccounting=yes\n"
+        f"IOWeight={budgets.io_weight}\n"
+        f"Nice={budgets.nice}\n"
+        f"TasksMax={FORWARDER_TASKS_MAX}\n"
     )
 
 

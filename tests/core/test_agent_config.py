@@ -15,12 +15,22 @@ from typing import Any
 import pytest
 
 from telemetry_shunt.core import agent_config as ac
-from telemetry_shunt.core.contract import LATTICE_SIGNING_NAME
+from telemetry_shunt.core.contract import (
+    AGENT_BATCH_MAX_ITEMS,
+    AGENT_FORWARDER_HEALTH_PATH,
+    AGENT_FORWARDER_MAX_BODY_BYTES,
+    AGENT_FORWARDER_PORT,
+    AGENT_FORWARDER_TIMEOUT_SECONDS,
+    LATTICE_SIGNING_NAME,
+    UNSIGNED_PAYLOAD,
+)
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.host_budgets import AgentBudgets
 from telemetry_shunt.core.routes import Route, default_routes
 from telemetry_shunt.errors import ValidationError
+from tests.hostside.forwarder_fakes import load_forwarder_program
 
+FORWARDER_PROGRAM = load_forwarder_program()
 REFERENCE_PATH = Path(__file__).resolve().parents[2] / "tools" / "data" / f"adot-collector-v{ac.ADOT_VERSION}.json"
 REFERENCE = json.loads(REFERENCE_PATH.read_text())
 KINDS = ("receivers", "processors", "exporters", "extensions")
@@ -132,7 +142,8 @@ def test_every_component_and_option_exists_in_the_pinned_adot_release(gw, budget
     (lambda c: c["exporters"].update({"otlphttp/x": {}}), "deprecated alias"),
     (lambda c: c["exporters"]["otlp_http/traces"]["sending_queue"].update(queue_size="big"), "is not a int"),
     (lambda c: c["exporters"]["otlp_http/traces"].update(timeout="10 seconds"), "is not a duration"),
-    (lambda c: c["exporters"]["otlp_http/traces"]["auth"].update(authenticator="sigv4auth/other"), "names no component"),
+    (lambda c: c["exporters"]["otlp_http/traces"]["sending_queue"].update(storage="file_storage/other"),
+     "names no component"),
 ])
 def test_the_reference_walk_catches_what_adot_would_reject(mutate, expected) -> None:
     config = ac.render_adot_config(gateway())
@@ -158,6 +169,9 @@ def endpoints(node: Any) -> list[str]:
     return []
 
 
+FORWARDER = f"http://127.0.0.1:{AGENT_FORWARDER_PORT}"
+
+
 @pytest.mark.parametrize(("gw", "budgets", "config"), CONFIGS)
 def test_every_otlp_route_has_an_exporter_in_its_signal_pipeline(gw, budgets, config) -> None:
     otlp_paths = [p for p in gw.paths if p.startswith("/v1/")]
@@ -168,18 +182,50 @@ def test_every_otlp_route_has_an_exporter_in_its_signal_pipeline(gw, budgets, co
         signal = path.rsplit("/", 1)[1]
         (exporter,) = pipelines[signal]["exporters"]
         options = config["exporters"][exporter]
-        assert options[f"{signal}_endpoint"] == f"https://{gw.dns_name}{path}"
+        assert options[f"{signal}_endpoint"] == f"{FORWARDER}{path}"
         assert not any(k.endswith("endpoint") and k != f"{signal}_endpoint" for k in options)
     assert len(config["exporters"]) == len(otlp_paths)
 
 
+def exporter_targets(config: dict[str, Any]) -> list[str]:
+    return [v for options in config["exporters"].values() for k, v in options.items() if k.endswith("endpoint")]
+
+
 @pytest.mark.parametrize(("gw", "budgets", "config"), CONFIGS)
-def test_every_exporter_is_signed_for_lattice_in_the_gateways_region(gw, budgets, config) -> None:
-    for name, options in config["exporters"].items():
-        authenticator = options["auth"]["authenticator"]
-        assert authenticator.split("/")[0] == "sigv4auth", name
-        assert config["extensions"][authenticator] == {"region": REGION, "service": LATTICE_SIGNING_NAME}
-        assert authenticator in config["service"]["extensions"]
+def test_every_exporter_targets_the_loopback_forwarder_and_none_the_gateway_directly(gw, budgets, config) -> None:
+    targets = exporter_targets(config)
+    assert targets and all(t.startswith(FORWARDER + "/") for t in targets)
+    text = ac.to_text(config)
+    # nothing in the agent's config reaches the gateway itself, signed or not, and nothing signs there
+    assert gw.dns_name not in text and "https://" not in text
+    assert not any("auth" in options for options in config["exporters"].values())
+    assert not any(e.split("/")[0] == "sigv4auth" for e in config["extensions"])
+
+
+@pytest.mark.parametrize(("gw", "budgets", "config"), CONFIGS)
+def test_the_forwarder_config_covers_every_exporter_and_signs_for_lattice(gw, budgets, config) -> None:
+    forwarder = ac.render_forwarder_config(gw)
+    routes = {t[len(FORWARDER):] for t in exporter_targets(config)}
+    assert routes <= set(forwarder["routes"])
+    assert forwarder["routes"] == list(gw.paths)  # every route of the gateway, /metrics too (local NDJSON pushers)
+    assert forwarder["endpoint"] == f"https://{gw.dns_name}"
+    assert forwarder["region"] == REGION and forwarder["service"] == LATTICE_SIGNING_NAME
+    assert forwarder["listen"] == ["127.0.0.1"] and forwarder["port"] == AGENT_FORWARDER_PORT
+    # the host program itself accepts what core renders
+    assert FORWARDER_PROGRAM.load_config_text(ac.to_text(forwarder)) == forwarder
+
+
+def test_the_forwarder_body_cap_holds_a_full_batch_and_the_host_program_agrees_with_the_contract() -> None:
+    config = ac.render_adot_config(gateway())
+    batch = config["processors"]["batch"]
+    assert batch["send_batch_max_size"] == batch["send_batch_size"] == AGENT_BATCH_MAX_ITEMS
+    # a full batch at 1 KiB per item (as sent, gzip) fits under the cap
+    assert AGENT_FORWARDER_MAX_BODY_BYTES == AGENT_BATCH_MAX_ITEMS * 1024
+    assert ac.render_forwarder_config(gateway())["max_body_bytes"] == AGENT_FORWARDER_MAX_BODY_BYTES
+    # the forwarder answers (504) before the agent's export times out
+    assert AGENT_FORWARDER_TIMEOUT_SECONDS < int(config["exporters"]["otlp_http/traces"]["timeout"].rstrip("s"))
+    assert FORWARDER_PROGRAM.UNSIGNED_PAYLOAD == UNSIGNED_PAYLOAD
+    assert FORWARDER_PROGRAM.HEALTH_PATH == AGENT_FORWARDER_HEALTH_PATH
 
 
 @pytest.mark.parametrize(("gw", "budgets", "config"), CONFIGS)
@@ -227,14 +273,19 @@ def test_deploy_time_gateway_needs_the_hosts_region() -> None:
                     service_network_arn="${Token[TOKEN.103]}")
     with pytest.raises(ValidationError, match="pass region"):
         ac.render_adot_config(gw)
+    with pytest.raises(ValidationError, match="pass region"):
+        ac.render_forwarder_config(gw)
     config = ac.render_adot_config(gw, region="${Token[AWS.Region.9]}")
-    assert config["extensions"]["sigv4auth"]["region"] == "${Token[AWS.Region.9]}"
-    assert config["exporters"]["otlp_http/logs"]["logs_endpoint"] == "https://${Token[TOKEN.102]}/v1/logs"
+    assert config["exporters"]["otlp_http/logs"]["logs_endpoint"] == f"{FORWARDER}/v1/logs"
+    forwarder = ac.render_forwarder_config(gw, region="${Token[AWS.Region.9]}")
+    assert forwarder["region"] == "${Token[AWS.Region.9]}" and forwarder["endpoint"] == "https://${Token[TOKEN.102]}"
 
 
 def test_region_that_contradicts_the_gateway_is_refused() -> None:
     with pytest.raises(ValidationError, match="differs from the gateway"):
         ac.render_adot_config(gateway(), region="us-east-1")
+    with pytest.raises(ValidationError, match="differs from the gateway"):
+        ac.render_forwarder_config(gateway(), region="us-east-1")
 
 
 def test_gateway_without_otlp_routes_is_refused() -> None:

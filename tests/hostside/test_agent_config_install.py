@@ -7,6 +7,7 @@ calls; the health endpoint is a local HTTP server (or a closed port).
 
 from __future__ import annotations
 
+import dataclasses
 import grp
 import json
 import os
@@ -94,6 +95,7 @@ class Root:
             (self.stub / name).chmod(0o755)
         self.owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
         self.health_url = ""
+        self.forwarder_health_url = closed_url()
 
     def path(self, host_path: str) -> Path:
         return Path(f"{self.fs}{host_path}")
@@ -109,10 +111,14 @@ class Root:
             "TELEMETRY_SHUNT_STATE_DIR": str(self.path(af.STATE_DIR)),
             "TELEMETRY_SHUNT_AGENT_HEALTH_URL": self.health_url,
             "TELEMETRY_SHUNT_AGENT_HEALTH_TIMEOUT": "2",
+            "TELEMETRY_SHUNT_FORWARDER": str(self.path(af.FORWARDER_PATH)),
+            "TELEMETRY_SHUNT_FORWARDER_CONFIG": str(self.path(af.FORWARDER_CONFIG_PATH)),
+            "TELEMETRY_SHUNT_FORWARDER_HEALTH_URL": self.forwarder_health_url,
         }
 
     def move(self, script: str, dp: af.AgentDataPath) -> str:
-        prefixes = ["/usr/local/bin", af.STATE_DIR, "/etc/systemd/system", CONFIG_PATH.rsplit("/", 1)[0]]
+        prefixes = ["/usr/local/bin", af.STATE_DIR, "/etc/systemd/system", CONFIG_PATH.rsplit("/", 1)[0],
+                    af.FORWARDER_CONFIG_PATH.rsplit("/", 1)[0]]
         if dp.queue_dir:
             prefixes.append(dp.queue_dir)
         for prefix in prefixes:
@@ -123,7 +129,8 @@ class Root:
 
     def run(self, lines: list[str], dp: af.AgentDataPath) -> subprocess.CompletedProcess:
         script = self.move("\n".join(["set -euo pipefail", *lines]) + "\n", dp)
-        for d in ("/usr/local/bin", af.STATE_DIR, "/etc/otelcol-contrib", hb.dropin_path(dp.agent_service).rsplit("/", 1)[0]):
+        for d in ("/usr/local/bin", af.STATE_DIR, "/etc/otelcol-contrib", hb.dropin_path(dp.agent_service).rsplit("/", 1)[0],
+                  af.FORWARDER_CONFIG_PATH.rsplit("/", 1)[0]):
             self.path(d).mkdir(parents=True, exist_ok=True)
         return subprocess.run(["bash", "-c", script], env=self.env(dp), capture_output=True, text=True, timeout=60)
 
@@ -314,6 +321,18 @@ def test_document_installs_the_adot_config_and_budgets(root: Root) -> None:
     assert dropin == hb.render_budget_dropin(hb.AgentBudgets(queue_disk_mib=100))
     assert os.access(root.path(hb.BANDWIDTH_CAP_PATH), os.X_OK)
     assert "systemctl daemon-reload" in root.calls()
+    # the signing forwarder: the program as shipped, its config for this gateway, its unit and budgets
+    program = root.path(af.FORWARDER_PATH)
+    assert program.read_text() == af.render_forwarder_program() and os.access(program, os.X_OK)
+    forwarder = json.loads(root.path(af.FORWARDER_CONFIG_PATH).read_text())
+    assert forwarder == ac.render_forwarder_config(gateway())
+    assert json.loads(root.path(f"{af.STATE_DIR}/agent-config/{ac.ADOT_VERSION}/forwarder.json").read_text()) == forwarder
+    unit = root.path(f"/etc/systemd/system/{af.FORWARDER_UNIT}").read_text()
+    assert f"PartOf={ac.ADOT_SERVICE}.service" in unit and f"{af.FORWARDER_PATH} --config {af.FORWARDER_CONFIG_PATH}" in unit
+    assert root.path(hb.dropin_path(hb.FORWARDER_SERVICE)).read_text() == \
+        hb.render_forwarder_dropin(hb.AgentBudgets(queue_disk_mib=100))
+    assert f"Wants={af.FORWARDER_UNIT}" in root.path(af.forwarder_agent_dropin_path(ac.ADOT_SERVICE)).read_text()
+    assert "installed the signing forwarder's config" in done.stderr
 
 
 def _shellcheck() -> str | None:
@@ -361,3 +380,84 @@ def test_host_without_tc_is_refused_before_anything_changes(root: Root, tmp_path
     done = run_document_step(root, custom_document(custom(GOOD)), custom(GOOD), "1.0.0", path=f"{root.stub}:{bin_dir}")
     assert done.returncode == 1 and "install iproute-tc" in done.stderr
     assert not root.path(hb.dropin_path(SERVICE)).exists() and not root.path(CONFIG_PATH).exists()
+
+
+# --- the signing forwarder's config -----------------------------------------------------------------------------
+
+def with_forwarder(dns_prefix: str = "telemetry-gateway-0123456789abcdef0", **fields: object) -> af.AgentDataPath:
+    from tests.core.test_agent_config import DNS, gateway
+
+    dp = af.AgentDataPath.custom(agent_service=SERVICE, config_path=CONFIG_PATH, config_text=GOOD,
+                                 validate_command='agent-stub validate --config="$CONFIG"',
+                                 gateway=gateway(dns=DNS.replace("telemetry-gateway-0123456789abcdef0", dns_prefix)))
+    if fields:
+        config = json.loads(dp.forwarder_config_text or "")
+        config.update(fields)
+        dp = dataclasses.replace(dp, forwarder_config_text=ac.to_text(config))
+    return dp
+
+
+def installed_forwarder(root: Root) -> dict:
+    return json.loads(root.path(af.FORWARDER_CONFIG_PATH).read_text())
+
+
+def test_forwarder_config_refused_by_its_self_test_changes_nothing(root: Root) -> None:
+    assert install(root, with_forwarder(), "1.0.0").returncode == 0
+    before = installed_forwarder(root)
+    refused = install(root, with_forwarder(listen=["0.0.0.0"]), "1.1.0")
+    assert refused.returncode == 1
+    assert "the signing forwarder refused its new config, keeping the current one" in refused.stderr
+    assert "reason=bad-config" in refused.stderr and "'listen'" in refused.stderr
+    assert installed_forwarder(root) == before
+    assert not root.path(af.FORWARDER_CONFIG_PATH + ".previous").exists()
+
+
+def test_rollback_restores_the_forwarder_config_saved_with_that_version(root: Root) -> None:
+    assert install(root, with_forwarder("telemetry-gateway-0aaaaaaaaaaaaaaaa"), "1.0.0").returncode == 0
+    assert install(root, with_forwarder("telemetry-gateway-0bbbbbbbbbbbbbbbb"), "1.1.0").returncode == 0
+    assert "0bbbbbbbbbbbbbbbb" in installed_forwarder(root)["endpoint"]
+    assert "0aaaaaaaaaaaaaaaa" in json.loads(root.path(af.FORWARDER_CONFIG_PATH + ".previous").read_text())["endpoint"]
+    result = install(root, with_forwarder("telemetry-gateway-0bbbbbbbbbbbbbbbb"), "1.0.0", action="rollback")
+    assert result.returncode == 0, result.stderr
+    assert "0aaaaaaaaaaaaaaaa" in installed_forwarder(root)["endpoint"]
+
+
+def test_an_unhealthy_forwarder_after_the_restart_gets_its_previous_config_back(root: Root) -> None:
+    assert install(root, with_forwarder("telemetry-gateway-0aaaaaaaaaaaaaaaa"), "1.0.0").returncode == 0
+    dp = with_forwarder("telemetry-gateway-0bbbbbbbbbbbbbbbb")
+    assert install(root, dp, "1.1.0").returncode == 0
+    health = Health()  # the agent is healthy; the forwarder's port is closed
+    try:
+        root.health_url = health.url
+        result = root.run(af.verify_commands(dp), dp)
+    finally:
+        health.close()
+    assert result.returncode == 1
+    assert f"{hb.FORWARDER_SERVICE} not healthy within 2s: restoring its previous config" in result.stderr
+    assert "0aaaaaaaaaaaaaaaa" in installed_forwarder(root)["endpoint"]
+    assert root.calls() == [f"systemctl restart {hb.FORWARDER_SERVICE}"]
+
+
+def test_a_running_forwarder_with_the_installed_config_passes_verify(root: Root, tmp_path: Path) -> None:
+    from tests.hostside.forwarder_fakes import ForwarderProcess
+
+    dp = with_forwarder()
+    assert install(root, dp, "1.0.0").returncode == 0
+    run_dir = tmp_path / "running"
+    run_dir.mkdir()
+    forwarder = ForwarderProcess(run_dir, installed_forwarder(root), ca_bundle=None, env={})
+    health = Health()
+    try:
+        root.health_url, root.forwarder_health_url = health.url, forwarder.url + "/health"
+        result = root.run(af.verify_commands(dp), dp)
+    finally:
+        health.close()
+        forwarder.close()
+    assert result.returncode == 0, result.stderr
+    assert f"{hb.FORWARDER_SERVICE} is healthy" in result.stderr and root.calls() == []
+
+
+def test_without_a_gateway_no_forwarder_is_installed(root: Root) -> None:
+    assert install(root, custom(GOOD), "1.0.0").returncode == 0
+    assert not root.path(af.FORWARDER_PATH).exists() and not root.path(af.FORWARDER_CONFIG_PATH).exists()
+    assert af.verify_commands(custom(GOOD)) == [af.CONFIG_TOOL_PATH + " verify"]
