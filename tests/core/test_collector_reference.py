@@ -274,3 +274,17 @@ def test_the_docs_runnable_examples_run(doc, capsys):
         exec(compile(code, f"<{doc}>", "exec"), {"__name__": "__doc_example__"})
     out = capsys.readouterr().out
     assert ("unknown option" in out) if doc == "buffer-fleet.md" else ("5.57 GiB per queue" in out)
+
+
+def test_a_vrl_program_that_does_not_compile_fails_the_check():
+    """The VRL compiler runs on every program (vrl-python is a dev dependency, so it is always here in tests):
+    the pre-aggregation to_otlp read ``object(.attributes) ?? {}`` after making .attributes an object (E651)."""
+    import vrl_python  # noqa: F401  (the check compiles only when the bindings are installed)
+
+    cfg = vector_config()
+    cfg["transforms"]["records"]["source"] += "for_each(object(.attributes) ?? {}) -> |k, v| { .x = k }\n"
+    problems = cr.check_config("vector", cfg, REF)
+    assert any("transforms.records.source: VRL does not compile: E651" in p for p in problems), problems
+    cfg = vector_config()
+    cfg["transforms"]["self_rename"]["source"] += ".y = undefined_variable\n"
+    assert any("E701" in p for p in cr.check_config("vector", cfg, REF))
