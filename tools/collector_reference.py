@@ -11,9 +11,14 @@ distribution's component list and VRL's function list. Bumping an image means re
         --otel-releases-git /path/to/opentelemetry-collector-releases.git \\  # tag v0.139.0 (contrib manifest)
         --contrib-git /path/to/opentelemetry-collector-contrib.git     # tag v0.139.0 (Go config structs)
 
-When the contrib repository cannot be cloned, ``--contrib-src DIR --contrib-provenance FILE`` reads the
-contrib files from a directory laid out as the repository, and the provenance file (JSON ``{path:
-commit}``) is recorded in the reference with ``"verified_version": false``.
+When the contrib repository cannot be cloned (1.4 GB), ``--contrib-vendor GIT_DIR@COMMIT --contrib-vendor-repo
+OWNER/NAME`` reads the contrib packages from another repository's ``vendor/`` tree at ``COMMIT`` (what ``go mod
+vendor`` copied from the released module zips; ``vendor/modules.txt`` names each module's version), and
+``--contrib-crosscheck GIT_DIR@COMMIT`` reads them again from a second vendoring commit: the reference records,
+per component, the release it was read at and whether the other release has the same options. Packages the
+vendor tree lacks come from ``--contrib-src DIR --contrib-provenance FILE`` (a directory laid out as the
+repository; the provenance file is JSON ``{path: where it was read}``). Either way the reference says
+``"verified_version": false``: only ``--contrib-git`` reads the tag itself.
 
 :func:`check_config` walks a rendered config against the reference: unknown options, wrong types,
 values outside an enum, components missing from the distribution, VRL functions VRL does not have,
@@ -25,6 +30,7 @@ per-series deltas before tags are collapsed). Run by the test suite; no network,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -78,7 +84,8 @@ OTEL_SUPPORT_PACKAGES = {
     ),
     "contrib": (
         "internal/aws/awsutil", "pkg/resourcetotelemetry", "internal/coreinternal/attraction",
-        "internal/filter/filterconfig",
+        "internal/filter/filterconfig", "internal/filter/filterset", "internal/filter/filterset/regexp",
+        "internal/coreinternal/aggregateutil",
     ),
 }
 # Types decoded by custom code rather than by their fields, and types from outside these two modules:
@@ -671,6 +678,24 @@ def generate(args: argparse.Namespace) -> dict:
 
         contrib_source = {"repository": "open-telemetry/opentelemetry-collector-contrib", "tag": OTEL_TAG,
                           "commit": _git_commit(repo, OTEL_TAG), "verified_version": True}
+    elif args.contrib_vendor:
+        vendor = VendorTree(args.contrib_vendor, args.contrib_vendor_repo)
+        fallback = _dir_reader(Path(args.contrib_src)) if args.contrib_src else None
+        fallback_files = json.loads(Path(args.contrib_provenance).read_text()) if args.contrib_provenance else {}
+        read, listdir = vendor.reader(fallback)
+        contrib_source = {
+            "repository": "open-telemetry/opentelemetry-collector-contrib", "tag": OTEL_TAG, "verified_version": False,
+            "vendored_from": {"repository": vendor.repository, "commit": vendor.commit},
+            "packages": vendor.provenance(_contrib_directories(), fallback_files),
+            "note": args.contrib_note,
+        }
+        if args.contrib_crosscheck:
+            other = VendorTree(args.contrib_crosscheck, args.contrib_vendor_repo)
+            contrib_source["crosscheck"] = {"repository": other.repository, "commit": other.commit,
+                                            "components": {}}
+            crosscheck = other
+        else:
+            crosscheck = None
     else:
         read, listdir = _dir_reader(Path(args.contrib_src))
         contrib_source = {
@@ -678,11 +703,92 @@ def generate(args: argparse.Namespace) -> dict:
             "files": json.loads(Path(args.contrib_provenance).read_text()),
             "note": args.contrib_note,
         }
-    return {
-        "generated_by": "tools/collector_reference.py",
-        "vector": vector_reference(Path(args.vector_git)),
-        "otel": otel_reference(Path(args.otel_core_git), Path(args.otel_releases_git), read, listdir, contrib_source),
-    }
+    otel = otel_reference(Path(args.otel_core_git), Path(args.otel_releases_git), read, listdir, contrib_source)
+    if args.contrib_vendor and crosscheck is not None:
+        other_read, other_listdir = crosscheck.reader(None)
+        other = otel_reference(Path(args.otel_core_git), Path(args.otel_releases_git), other_read, other_listdir, {})
+        packages = contrib_source["packages"]
+        for kind, comps in OTEL_COMPONENTS.items():
+            for name, (module, directory) in comps.items():
+                if module != "contrib" or packages[directory]["from"] != "vendor":
+                    continue
+                version = crosscheck.module_version(directory)
+                contrib_source["crosscheck"]["components"][f"{kind}/{name}"] = {
+                    "module_version": version,
+                    "same_options": version is not None
+                    and other["components"][kind][name] == otel["components"][kind][name],
+                }
+    return {"generated_by": "tools/collector_reference.py", "vector": vector_reference(Path(args.vector_git)), "otel": otel}
+
+
+def _contrib_directories() -> list[str]:
+    """The contrib package directories the reference reads: the components' and their support packages'."""
+    dirs = [d for module, d in (c for comps in OTEL_COMPONENTS.values() for c in comps.values()) if module == "contrib"]
+    return dirs + list(OTEL_SUPPORT_PACKAGES["contrib"])
+
+
+_CONTRIB_MODULE = MODULES["contrib"]
+_VENDOR_PREFIX = f"vendor/{_CONTRIB_MODULE}/"
+
+
+class VendorTree:
+    """Contrib packages as another repository vendored them at one commit (``GIT_DIR@COMMIT``)."""
+
+    def __init__(self, spec: str, repository: str | None) -> None:
+        git_dir, sep, rev = spec.rpartition("@")
+        if not sep or not git_dir or not rev:
+            raise SystemExit(f"--contrib-vendor/--contrib-crosscheck {spec!r}: give GIT_DIR@COMMIT")
+        if not repository:
+            raise SystemExit("--contrib-vendor-repo OWNER/NAME: the repository the vendor tree belongs to")
+        self.git, self.repository = Path(git_dir), repository
+        self.commit = _git_commit(self.git, rev)
+        self.modules: dict[str, str] = {}
+        for line in _git_show(self.git, self.commit, "vendor/modules.txt").splitlines():
+            m = re.match(r"# (\S+) (v\S+)(?: => (\S+)(?: (v\S+))?)?$", line)
+            if m and m.group(1).startswith(_CONTRIB_MODULE + "/"):
+                if m.group(3):  # replaced by another module: not the upstream release
+                    continue
+                self.modules[m.group(1)[len(_CONTRIB_MODULE) + 1:]] = m.group(2)
+
+    def module_of(self, directory: str) -> str | None:
+        """The contrib module (its directory) that holds package ``directory``: the longest matching prefix."""
+        found = [m for m in self.modules if directory == m or directory.startswith(m + "/")]
+        return max(found, key=len) if found else None
+
+    def module_version(self, directory: str) -> str | None:
+        module = self.module_of(directory)
+        return self.modules[module] if module else None
+
+    def listdir(self, directory: str) -> list[str]:
+        if self.module_of(directory) is None:
+            return []
+        try:
+            return _git_ls(self.git, self.commit, _VENDOR_PREFIX + directory)
+        except subprocess.CalledProcessError:
+            return []
+
+    def reader(self, fallback):
+        def read(path: str) -> str:
+            directory = path.rsplit("/", 1)[0]
+            if self.listdir(directory):
+                return _git_show(self.git, self.commit, _VENDOR_PREFIX + path)
+            return fallback[0](path)
+
+        def listdir(directory: str) -> list[str]:
+            return self.listdir(directory) or (fallback[1](directory) if fallback else [])
+
+        return read, listdir
+
+    def provenance(self, directories: Iterable[str], fallback_files: Mapping[str, str]) -> dict:
+        out = {}
+        for directory in directories:
+            if self.listdir(directory):
+                module = self.module_of(directory)
+                out[directory] = {"from": "vendor", "module": module, "module_version": self.modules[module]}
+            else:
+                files = {p: c for p, c in fallback_files.items() if p.rsplit("/", 1)[0] == directory}
+                out[directory] = {"from": "contrib-src", "files": files} if files else {"from": "absent"}
+        return out
 
 
 def load_reference(path: Path = REFERENCE_PATH) -> dict:
@@ -786,16 +892,22 @@ def _compile_vrl(where: str, program: str) -> list[str]:
     """VRL's own compiler on ``program`` (type checking included: unhandled or unnecessary error handling,
     undefined variables), when the ``vrl-python`` bindings are installed (a dev dependency; built from VRL
     dbfeee5, 11 commits before 0.28.1, with the same compiler). Without them, nothing is reported."""
+    return [f"{where}: VRL does not compile: {error}" for error in _vrl_compile_errors(program)]
+
+
+@functools.lru_cache(maxsize=256)
+def _vrl_compile_errors(program: str) -> tuple[str, ...]:
+    # Cached by program text: the renderer emits the same few programs in every config.
     try:
         from vrl_python import VRLRuntime
     except ImportError:
-        return []
+        return ()
     try:
         VRLRuntime().compile(program)
     except ValueError as exc:
         errors = re.findall(r"error\[(E\d+)\]: ([^\n]+)", str(exc))
-        return [f"{where}: VRL does not compile: " + "; ".join(f"{code} {text}" for code, text in errors or [("", str(exc))])]
-    return []
+        return ("; ".join(f"{code} {text}" for code, text in errors) or str(exc),)
+    return ()
 
 
 def _vector_rules(config: Mapping[str, Any], functions: Mapping[str, Any]) -> list[str]:
@@ -920,13 +1032,17 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--vector-git", required=True)
     gen.add_argument("--otel-core-git", required=True)
     gen.add_argument("--otel-releases-git", required=True)
-    src = gen.add_mutually_exclusive_group(required=True)
-    src.add_argument("--contrib-git")
-    src.add_argument("--contrib-src")
-    gen.add_argument("--contrib-provenance", help="JSON {path: commit} for --contrib-src")
+    gen.add_argument("--contrib-git", help="a clone of opentelemetry-collector-contrib (read at the tag)")
+    gen.add_argument("--contrib-vendor", help="GIT_DIR@COMMIT of a repository whose vendor/ holds contrib modules")
+    gen.add_argument("--contrib-vendor-repo", help="OWNER/NAME of that repository (recorded in the reference)")
+    gen.add_argument("--contrib-crosscheck", help="GIT_DIR@COMMIT: the same repository at another release")
+    gen.add_argument("--contrib-src", help="a directory laid out as the contrib repository")
+    gen.add_argument("--contrib-provenance", help="JSON {path: where it was read} for --contrib-src")
     gen.add_argument("--contrib-note", default="")
     gen.add_argument("--output", default=str(REFERENCE_PATH))
     args = parser.parse_args(argv)
+    if not (args.contrib_git or args.contrib_vendor or args.contrib_src):
+        parser.error("give --contrib-git, or --contrib-vendor (with --contrib-vendor-repo), or --contrib-src")
     reference = generate(args)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(reference, indent=1, sort_keys=True) + "\n")

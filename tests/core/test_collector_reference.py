@@ -39,7 +39,31 @@ def test_reference_is_for_the_pinned_images_and_says_where_it_comes_from():
         assert source["tag"] == "v" + REF["otel"]["image_version"] and len(source["commit"]) == 40
     contrib = REF["otel"]["sources"]["contrib"]
     # Not read at the tag here (see its note): the reference says so rather than pretending.
-    assert contrib["verified_version"] is False and contrib["files"] and contrib["note"]
+    assert contrib["verified_version"] is False and contrib["note"]
+
+
+def test_every_contrib_component_says_which_release_it_was_read_at():
+    """Each contrib package: the released module (vendored by another project) and its version, or the file
+    and commit it was read from; a vendored component was read again at an earlier release (crosscheck),
+    and the two releases bracket the pinned one."""
+    contrib = REF["otel"]["sources"]["contrib"]
+    assert len(contrib["vendored_from"]["commit"]) == 40 and len(contrib["crosscheck"]["commit"]) == 40
+    pinned = tuple(int(x) for x in REF["otel"]["image_version"].split("."))
+    for kind, components in cr.OTEL_COMPONENTS.items():
+        for name, (module, directory) in components.items():
+            if module != "contrib":
+                continue
+            package = contrib["packages"][directory]
+            assert package["from"] in ("vendor", "contrib-src"), (kind, name)
+            if package["from"] == "contrib-src":
+                assert package["files"], (kind, name)
+                continue
+            crosscheck = contrib["crosscheck"]["components"][f"{kind}/{name}"]
+            read_at = tuple(int(x) for x in package["module_version"].lstrip("v").split("."))
+            earlier = tuple(int(x) for x in crosscheck["module_version"].lstrip("v").split("."))
+            assert earlier <= pinned <= read_at and crosscheck["same_options"] is True, (kind, name)
+    # The released structs, not an old copy: file_storage has had create_directory since before v0.131.
+    assert "create_directory" in REF["otel"]["components"]["extensions"]["file_storage"]["options"]
 
 
 def test_the_distribution_list_is_the_release_manifest():
@@ -197,8 +221,8 @@ def test_vector_check_reports_what_vector_would_refuse(mutate, expected):
         (lambda c: c["exporters"]["otlphttp/vendor"].__setitem__("compression", "brotli"), "is not one of"),
         (lambda c: c["exporters"]["otlphttp/vendor"]["retry_on_failure"].__setitem__("max_interval", 30),
          "expected a Go duration"),
-        (lambda c: c["extensions"]["file_storage"].__setitem__("create_directory", True),
-         "file_storage.create_directory: unknown option"),
+        (lambda c: c["extensions"]["file_storage"].__setitem__("create_dirs", True),
+         "file_storage.create_dirs: unknown option"),
         (lambda c: c["processors"]["batch"].__setitem__("send_batch_size", "1024"), "expected a whole number"),
         (lambda c: c["exporters"].__setitem__("kafka/x", {}), "'kafka' is not described by the reference"),
         (lambda c: c["service"]["telemetry"]["metrics"].__setitem__("level", "verbose"), "is not one of"),
@@ -288,3 +312,44 @@ def test_a_vrl_program_that_does_not_compile_fails_the_check():
     cfg = vector_config()
     cfg["transforms"]["self_rename"]["source"] += ".y = undefined_variable\n"
     assert any("E701" in p for p in cr.check_config("vector", cfg, REF))
+
+
+def test_vendor_tree_reads_released_modules_and_says_where_each_package_came_from(tmp_path):
+    """The generator's --contrib-vendor source, on a small git repository laid out as a vendoring project."""
+    import subprocess
+
+    repo = tmp_path / "vendoring"
+    contrib = repo / "vendor" / "github.com" / "open-telemetry" / "opentelemetry-collector-contrib"
+    (contrib / "internal" / "coreinternal" / "attraction").mkdir(parents=True)
+    (contrib / "internal" / "coreinternal" / "attraction" / "attraction.go").write_text("package attraction\n")
+    (contrib / "exporter" / "awsemfexporter").mkdir(parents=True)
+    (contrib / "exporter" / "awsemfexporter" / "config.go").write_text("package awsemfexporter\n")
+    m = "github.com/open-telemetry/opentelemetry-collector-contrib"
+    (repo / "vendor" / "modules.txt").write_text(
+        f"# {m}/internal/coreinternal v0.141.0\n## explicit; go 1.24\n{m}/internal/coreinternal/attraction\n"
+        f"# {m}/exporter/awsemfexporter v0.141.0 => github.com/fork/awsemfexporter v0.1.0\n"
+    )
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "vendor"], check=True)
+    tree = cr.VendorTree(f"{repo}@HEAD", "example/vendoring")
+    assert len(tree.commit) == 40
+    # The longest module prefix holds a package; a module replaced by a fork is not the upstream release.
+    assert tree.module_version("internal/coreinternal/attraction") == "v0.141.0"
+    assert tree.module_version("exporter/awsemfexporter") is None
+    fallback = (lambda path: f"from the index: {path}", lambda d: ["config.go"] if d == "exporter/awss3exporter" else [])
+    read, listdir = tree.reader(fallback)
+    assert listdir("internal/coreinternal/attraction") == ["attraction.go"]
+    assert read("internal/coreinternal/attraction/attraction.go") == "package attraction\n"
+    assert read("exporter/awss3exporter/config.go") == "from the index: exporter/awss3exporter/config.go"
+    provenance = tree.provenance(
+        ["internal/coreinternal/attraction", "exporter/awsemfexporter", "exporter/awss3exporter"],
+        {"exporter/awss3exporter/config.go": "06f75a18"},
+    )
+    assert provenance == {
+        "internal/coreinternal/attraction": {"from": "vendor", "module": "internal/coreinternal",
+                                             "module_version": "v0.141.0"},
+        "exporter/awsemfexporter": {"from": "absent"},
+        "exporter/awss3exporter": {"from": "contrib-src", "files": {"exporter/awss3exporter/config.go": "06f75a18"}},
+    }
