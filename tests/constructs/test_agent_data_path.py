@@ -84,3 +84,47 @@ def test_adot_without_a_gateway_warns_and_still_gets_budgets() -> None:
     files = written_files(host_step(stack, "install"))
     assert files[hb.dropin_path(ac.ADOT_SERVICE)] == hb.render_budget_dropin(hb.AgentBudgets())
     assert af.CANDIDATE_PATH not in files
+
+
+def compressed_files(commands: list[str]) -> dict[str, str]:
+    import gzip
+
+    files = {}
+    for line in commands:
+        if line.startswith("echo '") and "| base64 -d | gzip -dc >" in line:
+            encoded, target = line.split("'")[1], line.split("'")[3]
+            files[target.removesuffix(".new")] = gzip.decompress(base64.b64decode(encoded)).decode()
+    return files
+
+
+def test_a_gateway_brings_the_signing_forwarder_with_its_unit_budgets_and_config() -> None:
+    budgets = hb.AgentBudgets(cpu_quota_percent=10)
+    stack, _ = support(gateway=GATEWAY, budgets=budgets)
+    for action in ("install", "upgrade", "rollback"):
+        commands = host_step(stack, action)
+        files = written_files(commands)
+        assert files[af.FORWARDER_CANDIDATE_PATH] == ac.to_text(ac.render_forwarder_config(GATEWAY))
+        assert files[f"/etc/systemd/system/{af.FORWARDER_UNIT}"] == af.render_forwarder_unit(ac.ADOT_SERVICE)
+        assert files[hb.dropin_path(hb.FORWARDER_SERVICE)] == hb.render_forwarder_dropin(budgets)
+        assert files[af.forwarder_agent_dropin_path(ac.ADOT_SERVICE)] == af.render_forwarder_agent_dropin()
+        assert compressed_files(commands) == {af.FORWARDER_PATH: af.render_forwarder_program()}
+        install = commands.index(f"{af.CONFIG_TOOL_PATH} forwarder-install '{af.FORWARDER_CANDIDATE_PATH}' '{{{{ version }}}}'")
+        assert install < next(i for i, c in enumerate(commands) if c == "systemctl daemon-reload")
+    assert f"  {af.CONFIG_TOOL_PATH} forwarder-verify" in host_step(stack, "upgrade")
+
+
+def test_your_agent_with_a_gateway_gets_the_forwarder_too() -> None:
+    config = af.AgentConfigFile(path="/etc/otelcol-contrib/config.yaml", text="receivers: {}\n",
+                                validate_command='/usr/bin/otelcol-contrib validate --config="$CONFIG"')
+    stack, rollout = support(agent=AgentSource.distributor(service="otelcol-contrib", package_name="OtelcolContrib"),
+                             agent_config=config, gateway=GATEWAY)
+    files = written_files(host_step(stack, "upgrade"))
+    assert json.loads(files[af.FORWARDER_CANDIDATE_PATH]) == ac.render_forwarder_config(GATEWAY)
+    assert "PartOf=otelcol-contrib.service" in files[f"/etc/systemd/system/{af.FORWARDER_UNIT}"]
+    assert files[af.CANDIDATE_PATH] == config.text
+
+
+def test_without_a_gateway_there_is_no_forwarder() -> None:
+    stack, rollout = support(agent=AgentSource.cloudwatch_agent())
+    assert rollout.data_path.forwarder_config_text is None
+    assert not any("forwarder" in line for line in host_step(stack, "upgrade"))
