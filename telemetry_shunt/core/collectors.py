@@ -522,9 +522,10 @@ def _otlp_signals(paths: Sequence[str]) -> dict[str, str]:
 # VRL: keep only records in the /metrics wire format (core/contract.py), exactly as the client sends them:
 # a raw sample (name, value, timestamp, attributes), or an aggregate of one series, which also carries
 # "kind", "start" and "count", and for a histogram "sum", "min", "max", "scale", "zero_count" and the
-# "positive"/"negative" buckets. Anything else (an unknown kind, a histogram without its buckets) is
-# dropped and counted here. The record is rebuilt field by field into ``record`` (the dedupe ids and the
-# gateway's path go), so ``to_otlp`` can read it with known types.
+# "positive"/"negative" buckets. Anything else (an unknown kind, a negative sum, a histogram without its
+# buckets or whose buckets do not add up to its count) is dropped and counted here. The record is rebuilt
+# field by field into ``record`` (the dedupe ids and the gateway's path go), so ``to_otlp`` can read it
+# with known types.
 _VRL_RECORD_CHECK = """\
 if !is_string(.name) || .name == "" { abort }
 if !is_float(.value) && !is_integer(.value) { abort }
@@ -535,6 +536,7 @@ if exists(.kind) {
   if !includes(KINDS, .kind) { abort }
   if !is_float(.start) && !is_integer(.start) { abort }
   if !is_integer(.count) || (to_int(.count) ?? -1) < 0 { abort }
+  if .kind == "sum" && (to_float(.value) ?? -1.0) < 0.0 { abort }
   record.kind = .kind
   record.start = .start
   record.count = .count
@@ -545,14 +547,17 @@ if exists(.kind) {
       if !is_float(number) && !is_integer(number) { ok = false }
     }
     if !is_integer(.scale) || !is_integer(.zero_count) || (to_int(.zero_count) ?? -1) < 0 { abort }
+    total = to_int(.zero_count) ?? 0
     for_each(["positive", "negative"]) -> |_index, side| {
       buckets = get(., [side]) ?? null
       if !is_object(buckets) || !is_integer(get(buckets, ["offset"]) ?? null) { ok = false }
       for_each(array(get(buckets, ["bucket_counts"]) ?? null) ?? [null]) -> |_i, n| {
         if !is_integer(n) || (to_int(n) ?? -1) < 0 { ok = false }
+        total = total + (to_int(n) ?? 0)
       }
     }
-    if !ok { abort }
+    # OTLP: count is zero_count plus every bucket's count.
+    if !ok || total != (to_int(.count) ?? -1) { abort }
     record.sum = .sum
     record.min = .min
     record.max = .max

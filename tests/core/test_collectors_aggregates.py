@@ -228,10 +228,13 @@ def test_records_keep_every_aggregate_field_for_the_archive():
         {"positive": {"offset": "0", "bucket_counts": [1]}},
         {"min": None},
         {"sum": "6"},
+        {"count": 2},
+        {"zero_count": 1},
     ],
     ids=["unknown-kind", "negative-count", "fractional-count", "start-not-a-number", "fractional-scale",
          "negative-zero-count", "positive-missing", "negative-without-buckets", "fractional-bucket",
-         "negative-bucket", "offset-as-text", "min-missing", "sum-as-text"],
+         "negative-bucket", "offset-as-text", "min-missing", "sum-as-text", "count-above-buckets",
+         "zero-count-above-count"],
 )
 def test_a_malformed_aggregate_is_dropped_by_both_programs(change):
     [histogram] = client_aggregates([("histogram", "latency", 3.0, {})])
@@ -243,6 +246,14 @@ def test_a_malformed_aggregate_is_dropped_by_both_programs(change):
 
 
 # --- to_otlp: each kind becomes its OTLP type ---------------------------------------------------------------
+
+
+def test_a_negative_sum_is_dropped_but_a_negative_gauge_or_raw_sample_is_not():
+    [total, depth] = client_aggregates([("sum", "requests", 2, {}), ("gauge", "depth", -3, {})])
+    assert run(RECORDS_VRL, {**total, "value": -2.0}) is None and run(TO_OTLP_VRL, {**total, "value": -2.0}) is None
+    assert run(RECORDS_VRL, depth)["value"] == -3.0
+    [raw] = lines(encode_records([("delta", -1.5, START, {})]).body)
+    assert run(TO_OTLP_VRL, raw) is not None
 
 
 def test_a_raw_sample_stays_a_gauge_point():
