@@ -18,7 +18,10 @@ vendor`` copied from the released module zips; ``vendor/modules.txt`` names each
 per component, the release it was read at and whether the other release has the same options. Packages the
 vendor tree lacks come from ``--contrib-src DIR --contrib-provenance FILE`` (a directory laid out as the
 repository; the provenance file is JSON ``{path: where it was read}``). Either way the reference says
-``"verified_version": false``: only ``--contrib-git`` reads the tag itself.
+``"verified_version": false``: only ``--contrib-git`` reads the tag itself. The checked-in reference was made
+with ``--contrib-vendor ADOT.git@e96800c0c --contrib-crosscheck ADOT.git@3d05c62bd --contrib-vendor-repo
+aws-observability/aws-otel-collector --contrib-src DIR --contrib-provenance FILE --contrib-note ...`` (DIR
+holding awss3exporter's config.go; the note in the reference says where each piece comes from).
 
 :func:`check_config` walks a rendered config against the reference: unknown options, wrong types,
 values outside an enum, components missing from the distribution, VRL functions VRL does not have,
