@@ -9,7 +9,10 @@ series into one record of the wire format (see ``core/contract.py``).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
+from itertools import repeat
+from operator import mul, sub
 from typing import Any
 
 from telemetry_shunt.core.contract import METRIC_KINDS
@@ -22,6 +25,12 @@ SUM, GAUGE, HISTOGRAM = METRIC_KINDS
 # at most MAX_BUCKETS (OTel SDK's default maximum size), as the OTLP data model allows.
 SCALE = 5
 MAX_BUCKETS = 160
+
+
+# The bulk path buckets a run of positive values at a positive scale as ceil(log2(v) * 2**scale) - 1, in C
+# (map), which is bucket_index's own formula; an exact power of two takes bucket_index's exact branch, so the
+# bulk path is used only where log2 is exact on every power of two (checked here, once).
+_LOG2_EXACT = all(math.log2(math.ldexp(1.0, e)) == e for e in range(-1074, 1024))
 
 
 def bucket_index(value: float, scale: int) -> int:
@@ -67,6 +76,46 @@ class ExpHistogram:
             return
         i = bucket_index(magnitude, self.scale)
         buckets[i] = buckets.get(i, 0) + 1
+
+    def record_all(self, values: list) -> bool:
+        """Record ``values`` (in order) as ``record`` would, in bulk; False (nothing changed) if one is not a
+        finite number, or the sum overflows: the caller then records them one by one."""
+        try:
+            floats = list(map(float, values))
+            total = sum(floats, self.sum)
+        except (TypeError, ValueError, OverflowError):
+            return False
+        if total - total != 0.0 or not floats:  # a value is inf or nan (or the sum overflowed)
+            return False
+        low, high = min(floats), max(floats)
+        self.count += len(floats)
+        self.sum = total
+        if low < self.min:
+            self.min = low
+        if high > self.max:
+            self.max = high
+        scale = self.scale
+        if low > 0:
+            self._bucket_all(self.positive, floats, scale)
+            return True
+        positive = [v for v in floats if v > 0]
+        negative = [-v for v in floats if v < 0]
+        self.zero_count += len(floats) - len(positive) - len(negative)
+        self._bucket_all(self.positive, positive, scale)
+        self._bucket_all(self.negative, negative, scale)
+        return True
+
+    @staticmethod
+    def _bucket_all(buckets: dict[int, int], magnitudes: list[float], scale: int) -> None:
+        if not magnitudes:
+            return
+        if scale > 0 and _LOG2_EXACT:
+            get = buckets.get
+            for i in map(sub, map(math.ceil, map(mul, map(math.log2, magnitudes), repeat(1 << scale))), repeat(1)):
+                buckets[i] = get(i, 0) + 1
+        else:
+            for i, n in Counter(bucket_index(m, scale) for m in magnitudes).items():
+                buckets[i] = buckets.get(i, 0) + n
 
     def downscaled(self, scale: int) -> ExpHistogram:
         """A copy at a lower (coarser) ``scale``."""
@@ -143,9 +192,164 @@ def series_key(kind: str, name: str, attributes: dict[str, Any]) -> tuple:
         return kind, name, frozenset((k, v if v.__class__ is str else _text(v)) for k, v in attributes.items())
 
 
-def fold(items: Iterable[tuple[str, Any, Any, dict[str, Any]]], series: dict[tuple, Any],
+# An alias for a series the cardinality guard rejected this interval (series only grow within one).
+REJECTED = object()
+_MULTI = object()  # aliases' entry for the ids of states reached by more than one key
+
+
+def fold(items: list[tuple[str, Any, Any, dict[str, Any]]], series: dict[tuple, Any], max_series: int,
+         aliases: dict[tuple, Any] | None = None) -> tuple[int, int]:
+    """Fold a drained chunk of ``(kind, name, value, attributes)`` items into ``series``; ``(invalid, rejected)``.
+
+    The same result as ``fold_each`` (one record at a time), done in bulk: the records are grouped by a key
+    built once per record, ``(kind, name, *attribute names, *attribute values)`` in the caller's order, then each group is folded
+    into its series at once (``sum``/``min``/``max`` in C; a value that is not a finite number, or a negative
+    count, sends that group through ``fold_each``). ``aliases`` (kept by the caller for one interval, with
+    ``series``) maps those keys to their series' state, so the per-series work (the canonical, order-free key,
+    the name check, the cardinality guard) is done once per series and interval, not per record. A chunk
+    whose order matters (two attribute orders of one series, or more new series than the guard has room
+    for, where the first ones in the stream win) is folded by ``fold_each``.
+    """
+    if aliases is None:
+        aliases = {}
+    groups: dict[tuple, list] = {}
+    get = groups.get
+    try:
+        for kind, name, value, attributes in items:
+            key = (kind, name, *attributes, *attributes.values())
+            values = get(key)
+            if values is None:
+                groups[key] = [value]
+            else:
+                values.append(value)
+    except (TypeError, AttributeError):  # an unhashable name or attribute value
+        return fold_each(items, series, max_series)
+    alias = aliases.get
+    multi = aliases.get(_MULTI)  # ids of states that more than one key (attribute order) reaches
+    fresh: dict[tuple, tuple] = {}  # canonical key of a new series -> its group's key
+    for key in [key for key in groups if alias(key) is None]:
+        canonical = _canonical(key)
+        state = series.get(canonical)
+        if state is not None:  # another attribute order of a live series (or one fold_each opened)
+            aliases[key] = state
+            multi = aliases.setdefault(_MULTI, set())
+            multi.add(id(state))
+        elif canonical in fresh:  # two attribute orders of one new series: the stream order counts
+            return _fold_in_order(items, groups, series, max_series, aliases)
+        else:
+            fresh[canonical] = key
+    if len(series) + len(fresh) > max_series:  # the guard admits the first new series in stream order
+        return _fold_in_order(items, groups, series, max_series, aliases)
+    if multi:
+        hits = [id(state) for state in map(alias, groups) if id(state) in multi]
+        if len(hits) != len(set(hits)):  # two attribute orders of one series in this chunk
+            return _fold_in_order(items, groups, series, max_series, aliases)
+    invalid = rejected = 0
+    for key, values in groups.items():
+        state = alias(key)
+        if state is None:  # a new series (there is room for every one: checked above)
+            name = key[1]
+            state = _new_state(key[0], values) if name.__class__ is str and name else None
+            if state is not None:
+                series[_canonical(key)] = aliases[key] = state
+                continue
+        elif state is REJECTED:
+            folded_invalid, _ = fold_each([(key[0], key[1], v, None) for v in values], {}, 0)
+            invalid += folded_invalid
+            rejected += len(values) - folded_invalid
+            continue
+        elif key[0] is SUM:  # the common case inline: every value a number >= 0, the total finite
+            try:
+                total = sum(values, state[0])
+                if total - total == 0.0 and min(values) >= 0:
+                    state[0] = total if total.__class__ is float else float(total)
+                    state[1] += len(values)
+                    continue
+            except (TypeError, ValueError, OverflowError):
+                pass
+        elif _fold_group(key[0], state, values):
+            continue
+        # A value that is not a finite number, a negative count, a bad name: one record at a time.
+        attributes = dict(_pairs(key))
+        folded_invalid, folded_rejected = fold_each([(key[0], key[1], v, attributes) for v in values],
+                                                    series, max_series)
+        invalid += folded_invalid
+        rejected += folded_rejected
+        if key not in aliases:
+            state = series.get(_canonical(key))
+            if state is not None:
+                aliases[key] = state
+    return invalid, rejected
+
+
+def _pairs(key: tuple) -> zip:
+    """The attribute pairs of a bulk key ``(kind, name, *names, *values)``."""
+    half = (len(key) - 2) // 2
+    return zip(key[2 : 2 + half], key[2 + half :], strict=True)
+
+
+def _canonical(key: tuple) -> tuple:
+    """The series key (``series_key``'s form) of a bulk key."""
+    return (key[0], key[1], frozenset(_pairs(key)) if len(key) > 2 else _NO_ATTRIBUTES)
+
+
+def _fold_in_order(items: list, groups: dict, series: dict, max_series: int, aliases: dict) -> tuple[int, int]:
+    """``fold_each`` over the chunk, then the aliases of its groups (a series now live, or rejected)."""
+    result = fold_each(items, series, max_series)
+    full = len(series) >= max_series
+    for key in groups:
+        if key not in aliases:
+            state = series.get(_canonical(key))
+            name = key[1]
+            if state is not None:
+                aliases[key] = state
+                aliases.setdefault(_MULTI, set()).add(id(state))
+            elif full and name.__class__ is str and name:
+                aliases[key] = REJECTED
+    return result
+
+
+def _new_state(kind: str, values: list) -> Any:
+    """A new series' state from its first group of values, or None if a value needs ``fold_each``."""
+    if kind is HISTOGRAM:
+        histogram = ExpHistogram()
+        return histogram if histogram.record_all(values) else None
+    try:
+        first = float(values[0])
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if first - first != 0.0 or (kind is SUM and first < 0):
+        return None
+    state = [first, 1]
+    if len(values) > 1 and not _fold_group(kind, state, values[1:]):
+        return None
+    return state
+
+
+def _fold_group(kind: str, state: Any, values: list) -> bool:
+    """Fold one group's values into a live series' state at once; False (state unchanged) if a value needs
+    ``fold_each``'s per-record checks."""
+    if kind is HISTOGRAM:
+        return state.record_all(values)
+    try:
+        total = float(sum(values, state[0])) if kind is SUM else float(sum(values, 0.0))
+        if total - total != 0.0 or (kind is SUM and min(values) < 0):
+            return False
+        if kind is GAUGE:
+            state[0] = float(values[-1])
+        else:
+            state[0] = total
+    except (TypeError, ValueError, OverflowError):
+        return False
+    state[1] += len(values)
+    return True
+
+
+def fold_each(items: Iterable[tuple[str, Any, Any, dict[str, Any]]], series: dict[tuple, Any],
          max_series: int) -> tuple[int, int]:
-    """Fold ``(kind, name, value, attributes)`` items into ``series`` (key -> state); ``(invalid, rejected)``.
+    """Fold ``(kind, name, value, attributes)`` items into ``series`` (key -> state) one by one;
+    ``(invalid, rejected)``. The reference meaning of ``fold``, and its path for the rare chunks it cannot do
+    in bulk.
 
     A value that is not a finite number (or a negative ``count``), or a name that is not a non-empty string,
     is ``invalid``; a new series when ``max_series`` are live is ``rejected`` (the cardinality guard).

@@ -7,6 +7,7 @@ import collections
 import email.utils
 import itertools
 import logging
+import operator
 import os
 import threading
 import time
@@ -284,6 +285,7 @@ class TelemetryClient:
         self._rejected = {reason: itertools.count() for reason in _EMIT_REJECT_REASONS}
         self._sink = self._accepting_sink()
         self._series: dict[tuple, Any] = {}  # this interval's aggregates (their records are "held")
+        self._aliases: dict[tuple, Any] = {}  # this interval's bulk keys -> series state (see fold)
         self._series_held = 0
         self._interval_start = _time()
         # Closed intervals still to send: [series items, next position, start, end, records still held].
@@ -443,14 +445,16 @@ class TelemetryClient:
         buffer = self._agg_buffer
         with self._lock:
             n = len(buffer)
-            items = [buffer.popleft() for _ in range(n)]
+            if not n:
+                self._last_fold = 0
+                return
+            # Exactly the n oldest, popped in C (callers keep appending on the right meanwhile).
+            items = list(map(operator.call, itertools.repeat(buffer.popleft, n)))
             self._taken += n
             self._held += n
         self._last_fold = n
-        if not n:
-            return
         try:
-            invalid, rejected = fold(items, self._series, self._max_series)
+            invalid, rejected = fold(items, self._series, self._max_series, self._aliases)
         except Exception:
             self._report_bug()
             with self._lock:
@@ -465,7 +469,7 @@ class TelemetryClient:
 
     def _close_interval(self) -> None:
         """End this interval: its series wait in ``_closed``, encoded a batch at a time when one is due."""
-        series, self._series = self._series, {}
+        series, self._series, self._aliases = self._series, {}, {}
         start, end = self._interval_start, _time()
         self._interval_start = end
         if not series:
@@ -705,6 +709,7 @@ class TelemetryClient:
             self._worker_drops[reason] += self._series_held
             self._series_held = 0
             self._series = {}
+            self._aliases = {}
 
     def _shutdown(self) -> None:
         # Leave time for the joining thread to see us finish inside its bound.

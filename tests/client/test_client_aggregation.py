@@ -19,6 +19,7 @@ from telemetry_shunt.client._aggregate import (
     ExpHistogram,
     bucket_index,
     fold,
+    fold_each,
     merge_all,
     reference_bucket_bounds,
 )
@@ -112,6 +113,66 @@ def test_intervals_merge_back_into_the_whole_stream(stream, cuts):
                 state.count, state.min, state.max, state.zero_count, state.positive, state.negative)
         else:
             assert merged[key][0] == pytest.approx(state[0], rel=1e-9, abs=1e-6)
+
+
+def state_shape(series):
+    out = {}
+    for key, state in series.items():
+        if isinstance(state, ExpHistogram):
+            out[key] = (state.count, state.min, state.max, state.zero_count, state.positive, state.negative,
+                        pytest.approx(state.sum, rel=1e-9, abs=1e-6))
+        else:
+            out[key] = (pytest.approx(state[0], rel=1e-9, abs=1e-6), state[1])
+    return out
+
+
+# Attribute sets in both orders, an unhashable value, names that are not a name: every path of the bulk fold.
+BULK_ATTRIBUTES = [*ATTRIBUTES, {"route": "/pay", "code": "500"}, {"code": "500", "route": "/pay"}, {"tags": ["a"]}]
+bulk_records = st.tuples(st.sampled_from([SUM, GAUGE, HISTOGRAM]), st.sampled_from(["a", "b", "", None]),
+                         st.one_of(finite, st.integers(-3, 3), st.sampled_from(
+                             [0.0, -0.0, 1.0, 2.0, 0.5, 2.0**-1074, 2.0**1023, float("nan"), float("inf"),
+                              -float("inf"), "x", "2", True, -1.0])),
+                         st.sampled_from(BULK_ATTRIBUTES))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(bulk_records, max_size=120), st.lists(st.integers(0, 120), max_size=4),
+       st.sampled_from([1, 2, 3, 5, 10_000]))
+def test_the_bulk_fold_equals_the_per_record_fold(stream, cuts, max_series):
+    # The worker folds whole drained chunks (grouped by series, one interval's aliases kept across chunks);
+    # cut anywhere, it must give what folding the stream one record at a time gives: the same series and
+    # states, the same invalid and rejected counts (the cardinality guard admitting the first new series).
+    bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+    bulk: dict = {}
+    aliases: dict = {}
+    counts = [0, 0]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        invalid, rejected = fold(stream[lo:hi], bulk, max_series, aliases)
+        counts[0] += invalid
+        counts[1] += rejected
+    each: dict = {}
+    assert tuple(counts) == fold_each(stream, each, max_series)
+    assert list(bulk) == list(each) and state_shape(bulk) == state_shape(each)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(finite, st.just(0.0), st.sampled_from([2.0**e for e in range(-1074, 1024, 37)])),
+                max_size=60), st.integers(-3, 8))
+def test_recording_in_bulk_equals_recording_one_by_one(values, scale):
+    one, bulk = ExpHistogram(scale), ExpHistogram(scale)
+    for v in values:
+        one.record(v)
+    assert bulk.record_all(values) == bool(values)
+    assert (bulk.count, bulk.sum, bulk.min, bulk.max, bulk.zero_count, bulk.positive, bulk.negative) == (
+        one.count, one.sum, one.min, one.max, one.zero_count, one.positive, one.negative)
+
+
+def test_every_power_of_two_buckets_the_same_in_bulk():
+    # The bulk path's log2 formula must agree with bucket_index's exact branch on every power of two.
+    values = [2.0**e for e in range(-1074, 1023)]  # (with 2**1023 the sum would overflow)
+    bulk = ExpHistogram()
+    assert bulk.record_all(values)
+    assert bulk.positive == collections.Counter(bucket_index(v, bulk.scale) for v in values)
 
 
 positive = st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False)
