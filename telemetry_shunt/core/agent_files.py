@@ -432,6 +432,41 @@ def host_files(dp: AgentDataPath, *, version_pattern: str) -> tuple[AgentFile, .
     )
 
 
+#: The agent's drop-in that lets it start only once the kill-switch watcher has decided on for this boot.
+GATE_DROPIN_NAME = "10-telemetry-shunt-killswitch-gate.conf"
+
+
+def gate_dropin_path(agent_service: str) -> str:
+    return hb.dropin_path(agent_service).rsplit("/", 1)[0] + "/" + GATE_DROPIN_NAME
+
+
+def render_gate_dropin(watcher_path: str) -> str:
+    """``ExecCondition=<watcher> --gate``: a start by anyone but the watcher's decision (e.g. the agent package's
+    own install script, ADOT's ``aws-otel-collector-ctl -a start``) is skipped, not failed, until the kill switch
+    says on. Needs systemd 243+ (Amazon Linux 2023, Ubuntu 20.04+); older systemd ignores the line. Before the
+    watcher is installed the condition cannot run, which systemd also treats as a skip (exit 203)."""
+    return (
+        "# telemetry-shunt: the agent starts only once the kill switch has decided on for this boot.\n"
+        "# Rendered by telemetry_shunt.core.agent_files; do not edit on the host.\n"
+        "[Service]\n"
+        f"ExecCondition={watcher_path} --gate\n"
+    )
+
+
+def gate_commands(dp: AgentDataPath, *, watcher_path: str) -> list[str]:
+    """Shell lines of the documents' first step, before the agent package is installed: the gate drop-in, so that
+    the package's install script cannot start the agent before the kill switch is read."""
+    path = gate_dropin_path(dp.agent_service)
+    encoded = base64.b64encode(render_gate_dropin(watcher_path).encode()).decode()
+    return [
+        "set -euo pipefail",
+        f"install -d -m 0755 '{path.rsplit('/', 1)[0]}'",
+        f"echo '{encoded}' | base64 -d > '{path}.new'",
+        f"chmod 0644 '{path}.new' && mv -f '{path}.new' '{path}'",
+        "systemctl daemon-reload",
+    ]
+
+
 def prepare_commands(dp: AgentDataPath) -> list[str]:
     """Shell lines before the host files are written: prerequisites, then the drop-in's directory."""
     lines = [

@@ -420,6 +420,15 @@ def _install_steps(action: str, agent: AgentPackage, config: HostConfig,
             "inputs": {"timeoutSeconds": "900", "runCommand": download},
         }
     return [
+        # Before the package: its install script may start the agent (ADOT's does); the gate makes that a no-op
+        # until the kill-switch watcher has decided on.
+        {
+            "action": "aws:runShellScript",
+            "name": "GateAgentOnKillSwitch",
+            "precondition": _LINUX,
+            "inputs": {"timeoutSeconds": "60",
+                       "runCommand": agent_files.gate_commands(data_path, watcher_path=WATCHER_PATH)},
+        },
         package_step,
         {
             "action": "aws:runShellScript",

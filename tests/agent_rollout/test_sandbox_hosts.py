@@ -223,6 +223,32 @@ def _install_with(tmp_path: Path, path: str, content: str) -> tuple[list, Simula
 def test_a_broken_unit_file_or_watcher_fails_the_install_step(tmp_path: Path, path: str, breakage, message: str) -> None:
     original = next(f.content for f in hostside.host_files(sb.sandbox_host_config()) if f.path == path)
     results, host = _install_with(tmp_path, path, breakage(original))
-    assert [r.code == 0 for r in results] == [True, False], [r.stderr for r in results]
+    # the kill-switch gate, the package, then the host setup that fails
+    assert [r.code == 0 for r in results] == [True, True, False], [r.stderr for r in results]
     assert message in results[-1].stderr
     assert host.unit_state(AGENT_SERVICE) != "active"
+
+
+def test_the_agent_starts_only_after_the_kill_switch_decided_on_whoever_starts_it(tmp_path: Path) -> None:
+    """The documents' first step gates the agent's unit (ExecCondition=<watcher> --gate): with the kill switch off,
+    a start from anyone else (a package's install script) is skipped; once on, the watcher's start goes through."""
+    from telemetry_shunt.agent_rollout.sandbox_hosts import ArtifactStore, HostFleet
+
+    flags = tmp_path / "flags.json"
+    flags.write_text('{"telemetry": {"enabled": false}}')
+    fleet = HostFleet(tmp_path / "hosts", hosts=[{"instance_id": "i-0000000000000000b", "az": "us-east-1a"}],
+                      region=sb.REGION, endpoint_url="http://127.0.0.1:9", flags_file=flags,
+                      store=ArtifactStore(package="TelemetryShunt-Agent-Package", versions=sb.VERSIONS,
+                                          healthy_version=sb.START_VERSION),
+                      watcher_poll_seconds=1, heartbeat_seconds=60, credentials=sb.FAKE_CREDENTIALS)
+    host = fleet.hosts["i-0000000000000000b"]
+    try:
+        results = fleet.run_document(host, sb.sandbox_documents()["install"], {"version": ["1.0.0"]}, "c-gate")
+        assert [r.code for r in results] == [0, 0, 0], [r.stderr for r in results]
+        assert "left stopped" in results[-1].stdout
+        started = host.systemctl("start", AGENT_SERVICE)  # as ADOT's install script would
+        assert started.returncode == 0 and host.unit_state(AGENT_SERVICE) == "inactive"
+        flags.write_text('{"telemetry": {"enabled": true}}')
+        wait_until(lambda: host.unit_state(AGENT_SERVICE) == "active", "the watcher starting the agent")
+    finally:
+        fleet.close()

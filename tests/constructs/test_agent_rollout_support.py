@@ -128,12 +128,14 @@ def test_distributor_documents_are_the_rendered_ones(dist: dict[str, Any]) -> No
         assert docs[agent_document_name(action)]["Content"] == expected
     upgrade = docs[agent_document_name("upgrade")]["Content"]
     assert upgrade["parameters"][AGENT_VERSION_PARAMETER]["allowedPattern"] == hostside.VERSION_PATTERN
-    package_step = upgrade["mainSteps"][0]
+    steps = {s["name"]: s for s in upgrade["mainSteps"]}
+    assert list(steps)[0] == "GateAgentOnKillSwitch"  # before the package's install script can start the agent
+    package_step = steps["InstallAgentPackage"]
     assert package_step["action"] == "aws:configurePackage"
     assert package_step["inputs"]["name"] == "AmazonCloudWatchAgent"
     assert package_step["inputs"]["version"] == "{{ version }}"
     # and the host pieces ride along
-    commands = upgrade["mainSteps"][1]["inputs"]["runCommand"]
+    commands = steps["InstallKillSwitchAndHeartbeat"]["inputs"]["runCommand"]
     assert any(hostside.WATCHER_PATH in c for c in commands)
     assert any(hostside.HEARTBEAT_TIMER in c for c in commands)
 
@@ -143,7 +145,7 @@ def test_s3_documents_download_and_verify_from_the_bucket(synthesized: dict[str,
     docs = _documents(s3_stack["json"])
     install = docs[agent_document_name("install")]["Content"]
     assert install["parameters"]["version"]["allowedValues"] == ["1.2.0", "1.3.0"]
-    download = install["mainSteps"][0]
+    download = next(s for s in install["mainSteps"] if s["name"] == "InstallAgentArtifact")
     assert download["action"] == "aws:runShellScript"
     text = json.dumps(download["inputs"]["runCommand"])
     assert f"'1.2.0') expected='{SHA}'" in text

@@ -556,7 +556,9 @@ def test_distributor_documents_configure_the_package_at_the_version(action: str)
     doc = hostside.agent_document(action, agent=DISTRIBUTOR, config=CONFIG)
     assert doc["schemaVersion"] == "2.2"
     assert doc["parameters"][AGENT_VERSION_PARAMETER]["allowedPattern"] == hostside.VERSION_PATTERN
-    package, host_setup = doc["mainSteps"]
+    gate, package, host_setup = doc["mainSteps"]
+    # first the kill-switch gate, so that the package's own install script cannot start the agent
+    assert gate["name"] == "GateAgentOnKillSwitch" and gate["inputs"]["runCommand"][-1] == "systemctl daemon-reload"
     assert package == {"action": "aws:configurePackage", "name": "InstallAgentPackage", "inputs": {
         "name": "AmazonCloudWatchAgent", "action": "Install", "installationType": "Uninstall and reinstall",
         "version": "{{ version }}"}}
@@ -571,13 +573,15 @@ def test_distributor_documents_configure_the_package_at_the_version(action: str)
     # with the agent's host budgets (drop-in, bandwidth cap, config tool), whatever the agent
     budgets = agent_files.AgentDataPath.budgets_only(agent_service=SERVICE)
     assert _decoded_files(doc) == {f.path: f.content for f in (
-        *hostside.host_files(CONFIG), *agent_files.host_files(budgets, version_pattern=hostside.VERSION_PATTERN))}
+        *hostside.host_files(CONFIG), *agent_files.host_files(budgets, version_pattern=hostside.VERSION_PATTERN))} | {
+        agent_files.gate_dropin_path(SERVICE): agent_files.render_gate_dropin(hostside.WATCHER_PATH)}
 
 
 def test_s3_documents_download_verify_then_install() -> None:
     doc = hostside.agent_document("upgrade", agent=S3, config=CONFIG)
     assert doc["parameters"]["version"]["allowedValues"] == ["1.2.0", "1.3.0"]
-    step = doc["mainSteps"][0]
+    assert doc["mainSteps"][0]["name"] == "GateAgentOnKillSwitch"
+    step = doc["mainSteps"][1]
     assert step["action"] == "aws:runShellScript"
     script = "\n".join(step["inputs"]["runCommand"])
     assert f"  '1.2.0') expected='{'a' * 64}' ;;" in script
@@ -592,7 +596,8 @@ def test_s3_download_script_refuses_a_bad_checksum(tmp_path: Path) -> None:
         bucket_name="bucket-b", key_pattern="a/{version}.rpm", sha256_by_version={
             "1.0.0": hashlib.sha256(b"good").hexdigest()},
         service=SERVICE, install_command='echo "installed $ARTIFACT" > "$STUB_DIR/installed"'), config=CONFIG)
-    script = "\n".join(doc["mainSteps"][0]["inputs"]["runCommand"]).replace("{{ version }}", "1.0.0")
+    step = next(s for s in doc["mainSteps"] if s["name"] == "InstallAgentArtifact")
+    script = "\n".join(step["inputs"]["runCommand"]).replace("{{ version }}", "1.0.0")
     stub = tmp_path / "stub"
     stub.mkdir()
     (stub / "aws").write_text('#!/usr/bin/env bash\nprintf "%s" "$PAYLOAD" > "$5"\n')

@@ -356,9 +356,12 @@ def test_adot_document_steps_and_the_files_they_write_pass_shellcheck(action: st
     doc = hostside.agent_document(action, agent=hostside.DistributorPackage(name="AWSDistroOTel-Collector",
                                                                              service=ac.ADOT_SERVICE),
                                   config=hostside.HostConfig(agent_service=ac.ADOT_SERVICE), data_path=dp)
-    step = next(s for s in doc["mainSteps"] if s["name"] == "InstallKillSwitchAndHeartbeat")
-    scripts = [tmp_path / "step.sh"]
-    scripts[0].write_text("\n".join(step["inputs"]["runCommand"]).replace("{{ version }}", "1.0.0") + "\n")
+    scripts = []
+    for step in doc["mainSteps"]:
+        if step["action"] == "aws:runShellScript":
+            scripts.append(tmp_path / f"{step['name']}.sh")
+            scripts[-1].write_text("\n".join(step["inputs"]["runCommand"]).replace("{{ version }}", "1.0.0") + "\n")
+    assert len(scripts) == 2  # the gate and the host setup
     for i, f in enumerate(af.host_files(dp, version_pattern=hostside.VERSION_PATTERN)):
         if f.content.startswith("#!"):
             scripts.append(tmp_path / f"file{i}.sh")
@@ -461,3 +464,21 @@ def test_without_a_gateway_no_forwarder_is_installed(root: Root) -> None:
     assert install(root, custom(GOOD), "1.0.0").returncode == 0
     assert not root.path(af.FORWARDER_PATH).exists() and not root.path(af.FORWARDER_CONFIG_PATH).exists()
     assert af.verify_commands(custom(GOOD)) == [af.CONFIG_TOOL_PATH + " verify"]
+
+
+# --- the kill-switch gate, before the package's own install script can start the agent -------------------------
+
+@pytest.mark.parametrize("action", ["install", "upgrade", "rollback"])
+def test_the_gate_is_in_place_before_the_package_step(root: Root, action: str) -> None:
+    dp = af.AgentDataPath.adot(__import__("tests.core.test_agent_config", fromlist=["gateway"]).gateway())
+    doc = hostside.agent_document(action, agent=hostside.DistributorPackage(name="AWSDistroOTel-Collector",
+                                                                             service=ac.ADOT_SERVICE),
+                                  config=hostside.HostConfig(agent_service=ac.ADOT_SERVICE), data_path=dp)
+    assert [s["name"] for s in doc["mainSteps"]] == ["GateAgentOnKillSwitch", "InstallAgentPackage",
+                                                     "InstallKillSwitchAndHeartbeat"]
+    gate = doc["mainSteps"][0]["inputs"]["runCommand"]
+    done = root.run([line for line in gate if not line.startswith("#!")], dp)
+    assert done.returncode == 0, done.stderr
+    dropin = root.path(af.gate_dropin_path(ac.ADOT_SERVICE)).read_text()
+    assert f"ExecCondition={hostside.WATCHER_PATH} --gate\n" in dropin
+    assert root.calls() == ["systemctl daemon-reload"]

@@ -173,3 +173,31 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
 def test_watcher_scenario(name: str, outcomes: dict[str, str | None]) -> None:
     failure = outcomes[name]
     assert failure is None, failure
+
+
+def test_the_gate_lets_the_agent_start_only_once_the_kill_switch_decided_on(tmp_path: Path) -> None:
+    """--gate (the agent unit's ExecCondition): 1 before any decision this boot and while off, 0 once on; and the
+    decision is recorded before the watcher starts the agent, so the watcher's own start passes the gate."""
+    import subprocess
+
+    host = WatcherHost(tmp_path)
+    try:
+        def gate() -> subprocess.CompletedProcess:
+            return subprocess.run(["bash", str(host.script), "--gate"], env=host.env(), capture_output=True, text=True,
+                                  timeout=60)
+
+        first = gate()
+        assert first.returncode == 1 and "has not decided on for this boot" in first.stderr
+        host.agent.flags = OFF
+        once = subprocess.run(["bash", str(host.script), "--once"], env=host.env(), capture_output=True, text=True,
+                              timeout=60)
+        assert once.stdout.strip() == "off" and gate().returncode == 1
+        host.agent.flags = ON
+        # a systemctl whose start of the agent runs the gate, as systemd's ExecCondition does
+        (host.stub / "systemctl").write_text((host.stub / "systemctl").read_text().replace(
+            "  start|restart)\n", f"  start|restart)\n    bash '{host.script}' --gate || exit 0\n"))
+        once = subprocess.run(["bash", str(host.script), "--once"], env=host.env(), capture_output=True, text=True,
+                              timeout=60)
+        assert once.stdout.strip() == "on" and host.state() == "active" and gate().returncode == 0
+    finally:
+        host.close()

@@ -2,7 +2,7 @@
 """sandbox ``systemctl``: systemd for one simulated host, driven by the real unit files under the host's root.
 
 Units are read from ``$SANDBOX_HOST_ROOT/etc/systemd/system`` (with ``<unit>.d/*.conf`` drop-ins:
-``Environment=`` and ``ExecStartPre=`` are honoured); absolute program paths are looked up under the root
+``Environment=``, ``ExecCondition=`` and ``ExecStartPre=`` are honoured); absolute program paths are looked up under the root
 first. A started ``Type=simple`` service runs under a small supervisor in its own process group (``Restart=``
 honoured; the supervisor ends its service if the sandbox process goes away); ``Type=oneshot`` runs to
 completion; a timer runs its service every ``OnUnitActiveSec`` (``SANDBOX_TIMER_SECONDS`` overrides it, so the
@@ -164,6 +164,26 @@ def log_path(name):
     return os.path.join(LOGS, name + ".log")
 
 
+def condition_met(name, unit, env):
+    """ExecCondition lines, in order: True if all exit 0. Exit 1-254 (a program that cannot run exits 203, as
+    under systemd) skips the start without failing the unit; 255 or a signal fails it (state file 'exit')."""
+    for value in unit.get("Service", {}).get("ExecCondition", []):
+        argv, _ = command_line(value)
+        with open(log_path(name), "a") as log:
+            try:
+                code = subprocess.call(argv, env=env, stdout=log, stderr=log, cwd=ROOT or None)
+            except OSError as exc:
+                log.write(f"sandbox systemd: cannot run {argv[0]}: {exc}\n")
+                code = 203
+            if 1 <= code <= 254:
+                log.write(f"sandbox systemd: {name} skipped due to 'exec-condition' (exit {code})\n")
+                return False
+        if code != 0:
+            write(state_file(name, "exit"), str(code if code > 0 else 255))
+            return None
+    return True
+
+
 def run_pre(name, unit, env):
     """ExecStartPre lines, in order; False (and the unit failed) if one fails."""
     for value in unit.get("Service", {}).get("ExecStartPre", []):
@@ -192,6 +212,12 @@ def start(name):
         return spawn_supervisor(name)
     env = service_env(unit)
     service = unit["Service"]
+    met = condition_met(name, unit, env)
+    if met is False:
+        return 0  # skipped: inactive, not failed, and the start job succeeds (as systemd's does)
+    if met is None:
+        print(f"Job for {name} failed because the control process exited with error code.", file=sys.stderr)
+        return 1
     if not run_pre(name, unit, env):
         print(f"Job for {name} failed because the control process exited with error code.", file=sys.stderr)
         return 1

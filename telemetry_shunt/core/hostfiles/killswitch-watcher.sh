@@ -2,6 +2,9 @@
 # telemetry-shunt kill-switch watcher. Rendered by telemetry_shunt.core.hostside; do not edit on the host.
 #   telemetry-shunt-killswitch          poll the kill switch forever (the systemd service)
 #   telemetry-shunt-killswitch --once   one check; prints the decision (on|off)
+#   telemetry-shunt-killswitch --gate   exit 0 if this boot's decision is on, else 1 (the agent unit's ExecCondition:
+#                                       whoever starts the agent, e.g. its package's install script, it runs only
+#                                       once the watcher has decided on)
 # Decision: the global flag on and this AZ's flag not off. The AZ is learned from instance metadata once and
 # kept in the state dir: an IMDS outage never turns a per-AZ kill into "global flag only".
 # AppConfig unreadable at boot: fail closed (agent stays stopped) unless a last-known-good decision younger
@@ -160,8 +163,9 @@ check_once() {
   if [ "$decision" != "$previous" ]; then
     log "decision ${previous:-none} -> $decision (az ${az:-unknown})"
   fi
-  apply "$decision"
+  # Recorded before it is applied: the agent's ExecCondition (--gate) reads it when the watcher starts the agent.
   echo "$decision" > "$RUN_DIR/decision"
+  apply "$decision"
   echo "$decision"
 }
 
@@ -187,6 +191,13 @@ sleep_rest() {
   sleep "$(( left / 1000 )).$(printf '%03d' $(( left % 1000 )))"
 }
 
+if [ "${1:-}" = --gate ]; then
+  if [ "$(cat "$RUN_DIR/decision" 2>/dev/null)" = on ]; then
+    exit 0
+  fi
+  log "the kill switch has not decided on for this boot: $AGENT_SERVICE not started"
+  exit 1
+fi
 mkdir -p "$RUN_DIR" "$STATE_DIR"
 case "${1:-}" in
   --once) check_once ;;
@@ -198,5 +209,5 @@ case "${1:-}" in
       sleep_rest $(( $(now_ms) - started ))
     done
     ;;
-  *) echo "usage: $0 [--once]" >&2; exit 64 ;;
+  *) echo "usage: $0 [--once|--gate]" >&2; exit 64 ;;
 esac
