@@ -340,7 +340,8 @@ case "${1:-}" in
   forwarder-saved) check_version "${2:?version}"; test -s "$SAVED_DIR/$2/forwarder.json" && echo "$SAVED_DIR/$2/forwarder.json" ;;
   forwarder-verify) forwarder_verify ;;
   *)
-    echo "usage: $0 install CANDIDATE VERSION | saved VERSION | restore-dropin VERSION | verify | forwarder-install CANDIDATE VERSION | forwarder-saved VERSION | forwarder-verify" >&2
+    echo "usage: $0 install CANDIDATE VERSION | saved VERSION | restore-dropin VERSION | verify |" \\
+      "forwarder-install CANDIDATE VERSION | forwarder-saved VERSION | forwarder-verify" >&2
     exit 64
     ;;
 esac

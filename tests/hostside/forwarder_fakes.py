@@ -32,6 +32,8 @@ from tests.hostside.watcher_fakes import wait_until
 
 PROGRAM = Path(__file__).resolve().parents[2] / "telemetry_shunt" / "core" / "hostfiles" / "lattice_forwarder.py"
 REGION = "eu-west-1"
+# The interpreter the forwarder runs with (hosts have older ones: TELEMETRY_SHUNT_TEST_FORWARDER_PYTHON=python3.7).
+PYTHON = os.environ.get("TELEMETRY_SHUNT_TEST_FORWARDER_PYTHON", sys.executable)
 
 
 def load_forwarder_program() -> ModuleType:
@@ -189,7 +191,7 @@ class FakeImds:
                     imds.credential_reads += 1
                     key = f"ASIAFAKE{imds.credential_reads:08d}"
                     imds.secrets[key] = f"secret-{imds.credential_reads}"
-                    expiration = datetime.datetime.now(datetime.timezone.utc) + imds.expires_in
+                    expiration = datetime.datetime.now(datetime.UTC) + imds.expires_in
                     self._answer(200, json.dumps({
                         "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key,
                         "SecretAccessKey": imds.secrets[key], "Token": f"token-{imds.credential_reads}",
@@ -218,7 +220,7 @@ class ForwarderProcess:
         self.config_path = root / "forwarder.json"
         self.config_path.write_text(json.dumps(config))
         self.log = root / "forwarder.log"
-        args = [sys.executable, "-I", str(PROGRAM), "--config", str(self.config_path), "--port", "0"]
+        args = [PYTHON, "-I", str(PROGRAM), "--config", str(self.config_path), "--port", "0"]
         if ca_bundle is not None:
             args += ["--ca-bundle", str(ca_bundle)]
         with self.log.open("w") as log:

@@ -36,7 +36,7 @@ from tests.hostside.forwarder_fakes import (
 
 FW = load_forwarder_program()
 HOST = "telemetry-gateway-0123456789abcdef0.7d67968.vpc-lattice-svcs.eu-west-1.on.aws"
-NOW = datetime.datetime(2026, 11, 30, 12, 34, 56, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 30, 12, 34, 56, tzinfo=datetime.UTC)
 ENV_CREDS = {"AWS_ACCESS_KEY_ID": "AKIAENVKEY", "AWS_SECRET_ACCESS_KEY": "env-secret", "AWS_SESSION_TOKEN": "env-token"}
 
 
@@ -311,3 +311,28 @@ def test_an_unreachable_gateway_gives_502(start, gateway) -> None:
     fw = start(endpoint=endpoint)
     assert request(fw.url, "POST", "/v1/traces", b"x")[0] == 502
     assert fw.reasons("upstream-unreachable") == 1
+
+
+def _interpreter(version: str) -> str | None:
+    """An interpreter of that version that runs (pyenv's shims may name one that does not)."""
+    import shutil
+
+    candidates = sorted((Path.home() / ".pyenv" / "versions").glob(f"{version}.*/bin/python{version}"))
+    for candidate in [*map(str, candidates), shutil.which(f"python{version}")]:
+        if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True, timeout=60).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("version", ["3.7", "3.9"], ids=["py3.7-amazon-linux-2", "py3.9-amazon-linux-2023"])
+def test_the_forwarder_runs_on_the_hosts_older_pythons(version: str, start, gateway, monkeypatch) -> None:
+    interpreter = _interpreter(version)
+    if interpreter is None:
+        pytest.skip(f"no python{version} on this machine")
+    import tests.hostside.forwarder_fakes as fakes
+
+    monkeypatch.setattr(fakes, "PYTHON", interpreter)
+    fw = start()
+    body = gzip.compress(b"spans" * 100, mtime=0)
+    assert request(fw.url, "POST", "/v1/traces", body, OTLP_HEADERS)[0] == 200
+    assert gateway.received[0].problem is None and gateway.received[0].body == body

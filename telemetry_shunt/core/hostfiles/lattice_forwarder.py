@@ -18,6 +18,8 @@ send plain HTTP here; this signs each request for ``vpc-lattice-svcs`` with an u
   IMDSv2, cached and refreshed before its Expiration; IMDS unavailable: 503 (the agent retries), never a crash.
 - GET /health answers 200 with counters (JSON). Every failure is logged once with ``reason=<tag>``.
 
+Runs on Python 3.7+ (Amazon Linux 2 and 2023 ship 3.7 and 3.9): hence ``datetime.timezone.utc`` and ``socket.timeout``.
+
 Usage: telemetry-shunt-forwarder --config FILE [--ca-bundle FILE] [--port N] [--self-test]
 """
 
@@ -75,7 +77,7 @@ def sign(*, method: str, host: str, path: str, headers: dict[str, str], access_k
          token: str | None, region: str, service: str, now: datetime.datetime) -> dict[str, str]:
     """The headers to send: ``headers`` plus Host, X-Amz-Date, X-Amz-Content-SHA256 (UNSIGNED-PAYLOAD), the
     session token if any, and Authorization, every one of them signed. ``path`` has no query string."""
-    amz_date = now.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    amz_date = now.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")  # noqa: UP017 (3.7+)
     out = {"Host": host, **headers, "X-Amz-Date": amz_date, "X-Amz-Content-SHA256": UNSIGNED_PAYLOAD}
     if token:
         out["X-Amz-Security-Token"] = token
@@ -146,7 +148,7 @@ class Credentials:
             raise ValueError("the instance has no role (no instance profile)")
         data = json.loads(get(base + role))
         expiration = datetime.datetime.strptime(data["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=datetime.timezone.utc)
+            tzinfo=datetime.timezone.utc)  # noqa: UP017 (3.7+)
         return data["AccessKeyId"], data["SecretAccessKey"], data.get("Token"), expiration
 
 
@@ -229,7 +231,7 @@ class Forwarder:
 
     def forward(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         """One request upstream: (status, headers to pass back, body). Failures become 502/503/504."""
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (3.7+)
         try:
             access_key, secret_key, token = self.credentials.get(now)
         except NoCredentials as exc:
@@ -255,7 +257,7 @@ class Forwarder:
             if response.status >= 400:
                 fail(f"upstream-{response.status}", f"{path}: the gateway answered {response.status}")
             return response.status, passed, data
-        except (TimeoutError, socket.timeout):
+        except (TimeoutError, socket.timeout):  # noqa: UP041 (not one class before 3.10)
             self.count("failed.upstream-timeout")
             fail("upstream-timeout", f"{path}: no answer within {self.config['timeout_seconds']}s")
             return 504, {}, b"gateway timeout\n"
