@@ -9,14 +9,28 @@ is a ratio against a baseline run alternately with it, pair by pair:
 - Terraform flavour: ``python app_terraform.py`` against a one-resource CDK Terrain app, split into the
   provider bindings' import and the build + synth.
 
+Each pair is timed twice: wall clock, and the CPU seconds of the whole process tree (Python and the jsii
+Node process), which moves far less than wall clock on a shared, loaded machine.
+
+Python compiles each aws_cdk module it imports (aws_ec2 alone is 7.7 MB of source) unless bytecode was
+compiled at install (``make install`` does, ``UV_COMPILE_BYTECODE``); with ``PYTHONDONTWRITEBYTECODE``
+it never caches. That dominates the default app's imports, so the bench says which case it measured.
+
+``--profile`` prints deterministic counts instead of times: jsii round-trips (requests from Python to
+Node) per phase and per call site in telemetry_shunt, Node->Python callbacks, Python function calls while
+building the construct tree, and the aws_cdk modules imported. Counts do not move with the machine's
+load, so they are the figures to compare before and after a change.
+
 Run with ``--runs N`` (default 5 pairs); ``--skip-terraform`` when the terraform extra is not installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -81,10 +95,63 @@ print(json.dumps({"import": t1 - t0, "build_synth": t2 - t1}))
 """
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+PROFILE = """
+import cProfile, collections, json, os, pstats, sys, traceback
+from jsii._kernel.providers import process
+phase = ["import"]
+trips, callbacks, sites = collections.Counter(), collections.Counter(), collections.Counter()
+send = process._NodeProcess.send
+
+def site():
+    for frame in reversed(traceback.extract_stack(limit=60)[:-3]):
+        if "telemetry_shunt" in frame.filename or frame.filename.endswith("app.py"):
+            return f"{os.path.relpath(frame.filename)}:{frame.name}"
+    return "(aws_cdk / jsii)"
+
+def counted(self, request, response_type):
+    response = send(self, request, response_type)
+    trips[phase[0]] += 1
+    callbacks[phase[0]] += type(response).__name__ == "Callback"
+    if phase[0] == "build":
+        sites[site()] += 1
+    return response
+
+process._NodeProcess.send = counted
+before = set(sys.modules)
+import aws_cdk as cdk
+import app as default_app
+modules = sorted(m for m in set(sys.modules) - before if m.startswith("aws_cdk.") and m.count(".") == 1)
+phase[0] = "build"
+a = cdk.App(outdir=sys.argv[1], context=json.loads(sys.argv[2]))
+profiler = cProfile.Profile()
+profiler.enable()
+default_app.build(a)
+profiler.disable()
+phase[0] = "synth"
+from cdk_nag import AwsSolutionsChecks
+cdk.Validations.of(a).add_plugins(AwsSolutionsChecks(a))
+a.synth()
+late = sorted(m for m in set(sys.modules) - before if m.startswith("aws_cdk.") and m.count(".") == 1 and m not in modules)
+print(json.dumps({"trips": trips, "callbacks": callbacks, "sites": sites.most_common(int(sys.argv[3])),
+                  "calls": pstats.Stats(profiler).total_calls, "modules": modules, "late_modules": late}))
+"""
+
+
+def bytecode_compiled() -> bool:
+    """Whether aws_cdk's modules were compiled at install (else every run compiles them again)."""
+    spec = importlib.util.find_spec("aws_cdk")  # a top-level spec: nothing is imported (no jsii start-up)
+    source = Path(spec.submodule_search_locations[0]) / "aws_ec2" / "__init__.py"
+    return Path(importlib.util.cache_from_source(str(source))).exists()
+
+
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock seconds and CPU seconds of the process and its children (the jsii Node process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(args, cwd=ROOT, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def script(code: str, *args: str) -> dict[str, float]:
@@ -93,7 +160,7 @@ def script(code: str, *args: str) -> dict[str, float]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def pairs(run_a, run_b, runs: int) -> tuple[list[float], list[float]]:
+def pairs(run_a, run_b, runs: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     a_times, b_times = [], []
     for i in range(runs):
         a_times.append(run_a(i))
@@ -106,11 +173,31 @@ def row(label: str, values: list[float], unit: str = "s") -> str:
             f"(min {min(values):.2f}, max {max(values):.2f})")
 
 
+def profile(sites: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = script(PROFILE, f"{tmp}/profile", json.dumps(CONTEXT), str(sites))
+    print("Default app, deterministic counts (jsii round-trips: Python->Node requests)")
+    for phase in ("import", "build", "synth"):
+        print(f"  {phase:<7} {out['trips'].get(phase, 0):6d} round-trips, "
+              f"{out['callbacks'].get(phase, 0):4d} Node->Python callbacks")
+    print(f"  Python function calls while building the construct tree: {out['calls']}")
+    print(f"  aws_cdk modules imported by the app: {len(out['modules'])}; later, while building or synthesizing: "
+          f"{', '.join(out['late_modules']) or 'none'}")
+    print(f"  build round-trips by call site (innermost telemetry_shunt frame), top {sites}:")
+    for where, count in out["sites"]:
+        print(f"    {count:5d}  {where}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-terraform", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print deterministic counts instead of timing")
+    parser.add_argument("--sites", type=int, default=25, help="call sites listed by --profile")
     args = parser.parse_args()
+    if args.profile:
+        profile(args.sites)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         cdk_env = dict(ENV, CDK_CONTEXT_JSON=json.dumps(CONTEXT))
         # Warm-up (OS caches, .pyc files) before anything is counted.
@@ -121,12 +208,15 @@ def main() -> None:
             lambda i: timed([sys.executable, "-c", ONE_BUCKET, f"{tmp}/one{i}"], ENV), args.runs)
         plain = [script(SPLIT_CDK, f"{tmp}/split{i}", json.dumps(CONTEXT), "plain") for i in range(args.runs)]
         nag = [script(SPLIT_CDK, f"{tmp}/nag{i}", json.dumps(CONTEXT), "nag") for i in range(args.runs)]
-        ratios = [d / b for d, b in zip(default, baseline, strict=True)]
+        ratios = [d[0] / b[0] for d, b in zip(default, baseline, strict=True)]
+        cpu_ratios = [d[1] / b[1] for d, b in zip(default, baseline, strict=True)]
         print(f"CDK synthesis, {args.runs} alternating pairs, {os.cpu_count()} cores, "
-              f"load average {os.getloadavg()[0]:.1f} at the end")
-        print(row("one-bucket app (baseline)", baseline))
-        print(row("default app: python app.py", default))
+              f"load average {os.getloadavg()[0]:.1f} at the end; aws_cdk bytecode "
+              f"{'compiled at install' if bytecode_compiled() else 'NOT compiled (every run compiles the sources)'}")
+        print(row("one-bucket app (baseline)", [b[0] for b in baseline]))
+        print(row("default app: python app.py", [d[0] for d in default]))
         print(row("ratio default / baseline, pair by pair", ratios, "x"))
+        print(row("CPU seconds ratio (Python + Node), pair by pair", cpu_ratios, "x"))
         print(f"  issue 12 target: <= 1.40x -> {'meets' if statistics.median(ratios) <= 1.4 else 'MISSES'}")
         print("  default app split (in process):")
         print(row("  imports (aws_cdk, jsii start-up, app)", [p["import"] for p in plain]))
@@ -141,14 +231,14 @@ def main() -> None:
             lambda i: timed([sys.executable, "-c", ONE_TF_RESOURCE, f"{tmp}/tfone{i}"], ENV), args.runs)
         tf_split = [script(SPLIT_TF, f"{tmp}/tfsplit{i}") for i in range(args.runs)]
         print(f"Terraform flavour (CDK Terrain), {args.runs} alternating pairs")
-        print(row("one-resource cdktn app (baseline)", tf_baseline))
-        print(row("default Terraform app (3 stacks)", tf_default))
-        print(row("ratio default / baseline, pair by pair", [d / b for d, b in zip(tf_default, tf_baseline, strict=True)],
+        print(row("one-resource cdktn app (baseline)", [b[0] for b in tf_baseline]))
+        print(row("default Terraform app (3 stacks)", [d[0] for d in tf_default]))
+        print(row("ratio default / baseline, pair by pair", [d[0] / b[0] for d, b in zip(tf_default, tf_baseline, strict=True)],
                   "x"))
         print(row("  imports (cdktn, provider bindings)", [p["import"] for p in tf_split]))
         print(row("  build + synth", [p["build_synth"] for p in tf_split]))
         print(row("ratio Terraform app / CDK app (same run)",
-                  [t / c for t, c in zip(tf_default, default, strict=True)], "x"))
+                  [t[0] / c[0] for t, c in zip(tf_default, default, strict=True)], "x"))
 
 
 if __name__ == "__main__":
