@@ -19,6 +19,8 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from constructs import Construct
 
+from telemetry_shunt.constructs._metrics import one_minute
+
 NAMESPACE = "AWS/VpcLattice"
 
 
@@ -31,13 +33,15 @@ class LatticeServiceMetrics:
 
     def metric(self, metric_name: str, *, collector: str | None = None, **props: Any) -> cw.Metric:
         """A metric of this service, or of one collector's target group (``collector="vector"``)."""
-        if collector is None:
-            dimensions = {"Service": self.service_id}
-        else:
-            dimensions = {"TargetGroup": self.target_groups[collector].attr_id}
+        # The ids are deploy-time tokens, read from the constructs once (each read is a jsii round-trip).
+        cache: dict[str | None, dict[str, str]] = self.__dict__.setdefault("_metric_dimensions", {})
+        if collector not in cache:
+            cache[collector] = ({"Service": self.service_id} if collector is None
+                                else {"TargetGroup": self.target_groups[collector].attr_id})
         props.setdefault("statistic", "Sum")
-        props.setdefault("period", Duration.minutes(1))
-        return cw.Metric(namespace=NAMESPACE, metric_name=metric_name, dimensions_map=dimensions, **props)
+        if "period" not in props:
+            props["period"] = one_minute()
+        return cw.Metric(namespace=NAMESPACE, metric_name=metric_name, dimensions_map=dict(cache[collector]), **props)
 
     def metric_requests(self, *, collector: str | None = None, **props: Any) -> cw.Metric:
         """Requests received (``TotalRequestCount``, Sum)."""

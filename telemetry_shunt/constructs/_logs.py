@@ -15,13 +15,16 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 _ID = "LogGroupKey"
+_ATTRIBUTE = "_telemetry_shunt_log_group_key"
 
 
 def log_group_key(scope: Construct) -> kms.IKey:
     """The stack's log-group key, created on first use (rotation on, retained with the logs it encrypts)."""
-    stack = Stack.of(scope)
-    found = stack.node.try_find_child(_ID)
+    stack = scope if isinstance(scope, Stack) else Stack.of(scope)
+    # Remembered on the stack's Python object too: every log group asks, and each tree lookup is a jsii round-trip.
+    found = stack.__dict__.get(_ATTRIBUTE) or stack.node.try_find_child(_ID)
     if found is not None:
+        stack.__dict__[_ATTRIBUTE] = found
         return found  # type: ignore[return-value]
     key = kms.Key(
         stack, _ID,
@@ -29,6 +32,7 @@ def log_group_key(scope: Construct) -> kms.IKey:
         enable_key_rotation=True,
         removal_policy=RemovalPolicy.RETAIN,
     )
+    stack.__dict__[_ATTRIBUTE] = key
     key.add_to_resource_policy(iam.PolicyStatement(
         sid="AllowCloudWatchLogsForThisAccountsLogGroups",
         principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],

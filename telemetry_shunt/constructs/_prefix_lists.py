@@ -12,6 +12,7 @@ would say so until the deployment failed or, worse, the group admitted the wrong
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Stack
@@ -22,6 +23,7 @@ from constructs import Construct
 from telemetry_shunt.constructs._nag import acknowledge, skip_checkov
 
 _ID = "LatticePrefixLists"
+_ATTRIBUTE = "_telemetry_shunt_lattice_prefix_lists"
 # AwsCustomResource's singleton provider function id (aws-cdk-lib custom-resources).
 _PROVIDER_ID = "AWS679f53fac002430cb0da5b7982bd2287"
 
@@ -43,7 +45,12 @@ class LatticePrefixLists:
     ipv6: str
 
     def peers(self) -> list[ec2.IPeer]:
-        return [ec2.Peer.prefix_list(self.ipv4), ec2.Peer.prefix_list(self.ipv6)]
+        return list(self._peers)
+
+    @functools.cached_property
+    def _peers(self) -> tuple[ec2.IPeer, ...]:
+        # Peers are immutable values: made once per stack, shared by every security group rule.
+        return (ec2.Peer.prefix_list(self.ipv4), ec2.Peer.prefix_list(self.ipv6))
 
 
 def prefix_list_names(region: str) -> tuple[str, str]:
@@ -52,12 +59,13 @@ def prefix_list_names(region: str) -> tuple[str, str]:
 
 def lattice_prefix_lists(scope: Construct) -> LatticePrefixLists:
     """The Lattice prefix list ids for ``scope``'s stack (one lookup per stack, however many callers)."""
-    stack = Stack.of(scope)
-    cached = stack.node.try_find_child(_ID)
-    if cached is not None:
-        return cached.prefix_lists  # type: ignore[attr-defined]
-    holder = _PrefixListLookup(stack, _ID)
-    return holder.prefix_lists
+    stack = scope if isinstance(scope, Stack) else Stack.of(scope)
+    # Remembered on the stack's Python object too: each tree lookup is a jsii round-trip.
+    cached = stack.__dict__.get(_ATTRIBUTE) or stack.node.try_find_child(_ID)
+    if cached is None:
+        cached = _PrefixListLookup(stack, _ID)
+    stack.__dict__[_ATTRIBUTE] = cached
+    return cached.prefix_lists  # type: ignore[attr-defined]
 
 
 class _PrefixListLookup(Construct):
@@ -97,14 +105,17 @@ class _PrefixListLookup(Construct):
             )
         # The shared provider Lambda (one per stack) carries a DependsOn on its role that its GetAtt
         # already implies; cfn-lint warns W3005 about the redundancy, which is CDK's and harmless.
-        for child in stack.node.children:
-            if child.node.id.startswith(_PROVIDER_ID):
-                acknowledge(
-                    child,
-                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-                    "The AwsCustomResource provider only writes its own logs; this managed policy grants just that.",
-                )
-                fn = child.node.find_child("Resource")
-                fn.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-                for check, reason in _PROVIDER_CHECKOV_SKIPS.items():
-                    skip_checkov(fn, check, reason)
+        # Found by its id, not by walking the stack's children (each child read is a jsii round-trip).
+        provider = stack.node.try_find_child(_PROVIDER_ID)
+        if provider is None:
+            raise AssertionError(f"AwsCustomResource's provider {_PROVIDER_ID} is not in {stack.node.path}: "
+                                 "aws-cdk-lib renamed it; update _PROVIDER_ID")
+        acknowledge(
+            provider,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "The AwsCustomResource provider only writes its own logs; this managed policy grants just that.",
+        )
+        fn = provider.node.find_child("Resource")
+        fn.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        for check, reason in _PROVIDER_CHECKOV_SKIPS.items():
+            skip_checkov(fn, check, reason)

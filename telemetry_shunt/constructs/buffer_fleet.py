@@ -28,6 +28,7 @@ from aws_cdk import aws_vpclattice as vpclattice
 from constructs import Construct
 
 from telemetry_shunt.constructs._logs import log_group_key
+from telemetry_shunt.constructs._metrics import one_minute
 from telemetry_shunt.constructs._nag import acknowledge, skip_checkov
 from telemetry_shunt.constructs._prefix_lists import lattice_prefix_lists
 from telemetry_shunt.constructs.concentrator_vpc import collector_subnets_of
@@ -190,6 +191,7 @@ class BufferFleet(Construct):
             else None
         )
         self.services: dict[str, ecs.FargateService] = {}
+        self._dimensions: dict[str, dict[str, str]] = {}
         self.security_groups: dict[str, ec2.SecurityGroup] = {}
         self.task_definitions: dict[str, ecs.FargateTaskDefinition] = {}
         for kind in self._paths:
@@ -485,7 +487,7 @@ class BufferFleet(Construct):
             metric_name=name,
             dimensions_map={cc.COLLECTOR_DIMENSION: kind, cc.FLEET_DIMENSION: self.fleet_name},
             statistic=statistic,
-            period=props.pop("period", Duration.minutes(1)),
+            period=props.pop("period") if "period" in props else one_minute(),
             **props,
         )
 
@@ -498,14 +500,24 @@ class BufferFleet(Construct):
         return cw.Metric(
             namespace=_INSIGHTS,
             metric_name=name,
-            dimensions_map={
-                "ClusterName": self.cluster.cluster_name,
-                "ServiceName": self.services[self._kind(collector)].service_name,
-            },
+            dimensions_map=self._insights_dimensions(self._kind(collector)),
             statistic=statistic,
-            period=props.pop("period", Duration.minutes(1)),
+            period=props.pop("period") if "period" in props else one_minute(),
             **props,
         )
+
+    def _insights_dimensions(self, kind: str) -> dict[str, str]:
+        """Container Insights' dimensions of one collector's service: its cluster's and service's names.
+
+        Both are deploy-time tokens (fixed strings once created), so they are read from the construct once
+        per collector rather than once per metric (each read is a round-trip to the jsii runtime).
+        """
+        cached = self._dimensions.get(kind)
+        if cached is None:
+            cached = self._dimensions[kind] = {
+                "ClusterName": self.cluster.cluster_name, "ServiceName": self.services[kind].service_name,
+            }
+        return dict(cached)
 
     def metric_ingested_events(self, collector: str = "vector", **props) -> cw.Metric:
         """Events accepted from the gateway (sum over the fleet; ``statistic="Average"`` gives per task)."""
@@ -521,7 +533,7 @@ class BufferFleet(Construct):
 
     def metric_disk_used_percent(self, collector: str = "vector", **props) -> cw.MathExpression:
         """Ephemeral storage used, in percent of what the task reserves (the buffers live there)."""
-        period = props.pop("period", Duration.minutes(1))
+        period = props.pop("period") if "period" in props else one_minute()
         return cw.MathExpression(
             expression="100 * used / reserved",
             using_metrics={
