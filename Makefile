@@ -10,6 +10,9 @@ PY := $(VENV)/bin/python
 
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Bytecode compiled once at install: otherwise every `cdk synth` compiles the aws_cdk modules it imports
+# (tens of MB of source; PYTHONDONTWRITEBYTECODE environments never cache them). bench/synth_bench.py.
+export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
