@@ -335,8 +335,11 @@ def _agg_build(client: str, url: str):
         buffer = collections.deque(maxlen=20_000)
         append = buffer.append
 
-        def bare(name, value, attributes):
+        def bare_append(name, value, /, **attributes):  # the shunt's call signature, nothing behind it
             append((name, value, attributes))
+
+        def bare(name, value, attributes):
+            bare_append(name, value, **attributes)
 
         return bare, lambda: None
     if client.startswith("shunt-"):
@@ -440,6 +443,66 @@ def agg_child(client: str, rate: int, seconds: float, series: int, url: str) -> 
     loss = close()
     cpu = time.process_time() - cpu0
     _say(phase="agg", records=sent_calls, cpu=cpu, achieved_rate=sent_calls / emit_wall, loss=loss)
+
+
+INSTRUCTION_CLIENTS = ("bare", "shunt-emit", "shunt-count", "shunt-gauge", "shunt-distribution")
+
+
+def instructions_child(client: str, records: int, url: str) -> None:
+    """A fixed stream (100 series, as the CPU table) through ``client`` as fast as it goes, then its close."""
+    names, sets = _attribute_sets(100)
+    call, close = _agg_build(client, url)
+    n_sets = len(sets)
+    for k in range(records):
+        call(names[(k // n_sets) % 20], 1.0 + (k % 7), sets[k % n_sets])
+    loss = close()
+    _say(phase="instructions", records=records, loss=loss)
+
+
+def _callgrind_total(args: list[str]) -> tuple[int, dict]:
+    """Instructions executed by a child (every thread) under callgrind, and what it printed."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                               __file__, *args], capture_output=True, text=True, timeout=1800,
+                              env={**os.environ, "PYTHONHASHSEED": "0"})
+        totals = [line for line in out.read_text().splitlines() if line.startswith(("totals:", "summary:"))]
+    results = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            fields = json.loads(line)
+            results[fields.pop("phase")] = fields
+    return int(totals[0].split()[1]), results
+
+
+def instructions_bench(records: int) -> str:
+    """Instructions per record under callgrind: (run of ``records`` - run of none) / ``records``, against
+    the bare append, each a whole process (caller, worker, encoding, the requests, close)."""
+    per_record = {}
+    losses = {}
+    for client in INSTRUCTION_CLIENTS:
+        gateway = BenchGateway("healthy")
+        try:
+            empty, _ = _callgrind_total(["--instructions-child", client, "0", gateway.url])
+            full, results = _callgrind_total(["--instructions-child", client, str(records), gateway.url])
+        finally:
+            gateway.close()
+        per_record[client] = (full - empty) / records
+        losses[client] = (results.get("instructions") or {}).get("loss")
+        print(f"# instructions {client}: {per_record[client]:,.0f} per record ({losses[client]})", file=sys.stderr,
+              flush=True)
+    bare = per_record["bare"]
+    lines = [f"Instructions per record under callgrind (every thread; {records:,} records of 100 series, as fast as "
+             "the loop goes, then close(); minus the same process with no records), deterministic whatever the load:",
+             "", "| client | instructions per record | vs bare append | extra over bare | emitted / sent / dropped |",
+             "|---|---:|---:|---:|---|"]
+    for client, value in per_record.items():
+        loss = losses[client]
+        shown = f"{loss['emitted']:,} / {loss['sent']:,} / {loss['dropped']:,}" if loss else "–"
+        lines.append(f"| {client} | {value:,.0f} | {value / bare:.2f}x | {value - bare:,.0f} | {shown} |")
+    return "\n".join(lines)
 
 
 def series_memory(series: int = 10_000) -> dict[str, float]:
@@ -562,6 +625,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of paced emits per aggregation cell")
     parser.add_argument("--agg-child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--caller-cost-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--instructions", type=int, nargs="?", const=50_000, metavar="RECORDS",
+                        help="instructions per record under callgrind on a fixed stream (deterministic)")
+    parser.add_argument("--instructions-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--clients", default=",".join(CLIENTS),
@@ -583,6 +649,12 @@ def main() -> None:
         return agg_child(client, int(rate), float(seconds), int(series), url)
     if args.caller_cost_child:
         return caller_cost_child()
+    if args.instructions:
+        print(instructions_bench(args.instructions))
+        return None
+    if args.instructions_child:
+        client, records, url = args.instructions_child
+        return instructions_child(client, int(records), url)
     if args.child:
         return child(*args.child, quick=args.quick, throughput_only=args.throughput_only)
     if args.memory_child:

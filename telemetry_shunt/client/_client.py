@@ -307,7 +307,9 @@ class TelemetryClient:
         self._breaker = CircuitBreaker(**self._breaker_args)
         self._requests = 0
         self._failed_requests = 0
-        self._connection = Connection(self._endpoint, ssl_context=self._ssl_context)
+        # While a response is awaited the worker keeps folding, so a slow gateway does not fill the buffer.
+        self._connection = Connection(self._endpoint, ssl_context=self._ssl_context,
+                                      while_waiting=self._fold_if_waiting, wait_slice=_BUSY_POLL_SECONDS)
         self._poller = None
         if self._kill_switch is not None:
             self._poller = FlagPoller(self._kill_switch, self._on_flags, self._clock)
@@ -466,6 +468,10 @@ class TelemetryClient:
             self._held -= invalid + rejected
             self._worker_drops["invalid"] += invalid
             self._worker_drops["cardinality"] += rejected
+
+    def _fold_if_waiting(self) -> None:
+        if self._agg_buffer:
+            self._fold()
 
     def _close_interval(self) -> None:
         """End this interval: its series wait in ``_closed``, encoded a batch at a time when one is due."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -62,8 +63,13 @@ def parse_endpoint(url: str) -> Endpoint:
 class Connection:
     """One kept-alive connection to an endpoint, re-opened when needed. Not thread-safe."""
 
-    def __init__(self, endpoint: Endpoint, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, *, ssl_context: ssl.SSLContext | None = None,
+                 while_waiting: Callable[[], None] | None = None, wait_slice: float = 0.01) -> None:
         self.endpoint = endpoint
+        # Called every ``wait_slice`` seconds while the response has not begun (the client folds its
+        # aggregates meanwhile, so a slow answer does not let its buffer fill); the deadline is unchanged.
+        self._while_waiting = while_waiting
+        self._wait_slice = wait_slice
         self._ssl_context = ssl_context
         if endpoint.scheme == "https" and ssl_context is None:
             self._ssl_context = ssl.create_default_context()
@@ -159,7 +165,7 @@ class Connection:
                 break
             if len(buf) > _MAX_HEAD_BYTES:
                 raise ProtocolError("response head too large")
-            chunk = _recv(sock, deadline)
+            chunk = _recv(sock, deadline) if buf else self._first_recv(sock, deadline)
             if not chunk:
                 if not buf:
                     raise _StaleConnection()
@@ -192,6 +198,18 @@ class Connection:
             body = _read_to_close(sock, rest, deadline)
             keep_alive = False
         return Response(status, headers, body[:_MAX_BODY_BYTES]), keep_alive
+
+
+    def _first_recv(self, sock: socket.socket, deadline: float) -> bytes:
+        """The response's first bytes, calling ``while_waiting`` every ``wait_slice`` until they come."""
+        hook, slice_ = self._while_waiting, self._wait_slice
+        while hook is not None and deadline - time.monotonic() > slice_:
+            sock.settimeout(slice_)
+            try:
+                return sock.recv(65536)
+            except TimeoutError:
+                hook()
+        return _recv(sock, deadline)
 
 
 class _StaleConnection(Exception):

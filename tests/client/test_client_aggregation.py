@@ -361,3 +361,24 @@ def test_while_the_gateway_is_down_waiting_aggregates_hold_at_most_max_series(ma
     assert wait_until(more, interval=0.005)
     assert all(balanced(s) for s in snapshots)
     assert sum(len(e[0]) - e[1] for e in client._closed) <= 50
+
+
+def test_the_worker_folds_while_a_response_is_awaited(gateway, make_client):
+    from client_fakes import wait_until
+
+    # The gateway holds the first request (far inside the client's deadline): records counted meanwhile are
+    # folded by the worker while it waits, so a slow answer does not leave them filling the buffer.
+    gateway.mode = "never"
+    client = make_client(gateway.url, request_timeout_seconds=120.0, flush_interval_seconds=0.05)
+    client.emit("raw", 1.0)
+    assert gateway.wait_for_requests(1)
+    for _ in range(1000):
+        client.count("requests", 1, route="/pay")
+    assert wait_until(lambda: not client._agg_buffer and client._series_held == 1000)
+    assert len(gateway.requests) == 1 and client._pending is not None  # still inside that request
+    gateway.mode = "ok"
+    gateway._release.set()
+    client.close(timeout=10.0)
+    stats = client.stats()
+    assert balanced(stats) and stats.sent == 1000 and stats.dropped["unconfirmed"] == 1
+    assert sums_by_series(gateway.records) == {("requests", (("route", "/pay"),)): 1000.0}
