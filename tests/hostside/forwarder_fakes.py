@@ -2,12 +2,12 @@
 (HTTPS on 127.0.0.1 with a throwaway CA, checking every request's SigV4 signature with botocore) and a fake
 IMDSv2 serving instance-role credentials.
 
-Only the things around the forwarder are fakes; the forwarder is the host file as shipped.
+The IMDS is the watcher tests' fake (``watcher_fakes.FakeImds``), which also serves the instance role's
+credentials. Only the things around the forwarder are fakes; the forwarder is the host file as shipped.
 """
 
 from __future__ import annotations
 
-import datetime
 import importlib.util
 import json
 import os
@@ -28,7 +28,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from telemetry_shunt.core.contract import LATTICE_SIGNING_NAME
-from tests.hostside.watcher_fakes import wait_until
+from tests.hostside.watcher_fakes import FakeImds, wait_until  # noqa: F401 (FakeImds: the one IMDS fake)
 
 PROGRAM = Path(__file__).resolve().parents[2] / "telemetry_shunt" / "core" / "hostfiles" / "lattice_forwarder.py"
 REGION = "eu-west-1"
@@ -149,66 +149,6 @@ class FakeGateway:
     def close(self) -> None:
         if self.release is not None:
             self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class FakeImds:
-    """IMDSv2 with an instance role: token PUT, the role name, then its credentials (a new key on every read)."""
-
-    def __init__(self, role: str = "web-host") -> None:
-        self.role = role
-        self.failing = False
-        self.expires_in = datetime.timedelta(hours=6)
-        self.credential_reads = 0
-        self.secrets: dict[str, str] = {}
-        imds = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self, status: int, body: bytes = b"") -> None:
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_PUT(self) -> None:  # noqa: N802
-                if imds.failing:
-                    self._answer(503)
-                elif self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-                    self._answer(200, b"token-1")
-                else:
-                    self._answer(400)
-
-            def do_GET(self) -> None:  # noqa: N802
-                base = "/latest/meta-data/iam/security-credentials/"
-                if imds.failing:
-                    self._answer(503)
-                elif self.headers.get("X-aws-ec2-metadata-token") != "token-1":
-                    self._answer(401)
-                elif self.path == base:
-                    self._answer(200, imds.role.encode())
-                elif self.path == base + imds.role:
-                    imds.credential_reads += 1
-                    key = f"ASIAFAKE{imds.credential_reads:08d}"
-                    imds.secrets[key] = f"secret-{imds.credential_reads}"
-                    expiration = datetime.datetime.now(datetime.UTC) + imds.expires_in
-                    self._answer(200, json.dumps({
-                        "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key,
-                        "SecretAccessKey": imds.secrets[key], "Token": f"token-{imds.credential_reads}",
-                        "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    }).encode())
-                else:
-                    self._answer(404)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 

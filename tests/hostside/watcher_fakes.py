@@ -7,6 +7,7 @@ Only the things around the watcher are fakes; the watcher is ``hostside.render_k
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -121,12 +122,18 @@ class FakeAppConfigAgent:
 
 
 class FakeImds:
-    """IMDSv2 on 127.0.0.1: token PUT, then GET placement/availability-zone; or 503 for everything."""
+    """IMDSv2 on 127.0.0.1: token PUT, then GET placement/availability-zone (the watcher) or the instance role's
+    credentials (the signing forwarder; a new key on every read, expiring ``expires_in`` from then); or 503 for
+    everything while ``failing``."""
 
-    def __init__(self, az: str) -> None:
+    def __init__(self, az: str = "us-east-1a", *, role: str = "web-host") -> None:
         self.az = az
+        self.role = role
         self.failing = False
         self.zone_reads = 0
+        self.expires_in = datetime.timedelta(hours=6)
+        self.credential_reads = 0
+        self.secrets: dict[str, str] = {}
         imds = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -145,6 +152,7 @@ class FakeImds:
                     self._answer(400)
 
             def do_GET(self) -> None:  # noqa: N802
+                roles = "/latest/meta-data/iam/security-credentials/"
                 if imds.failing:
                     self._answer(503)
                 elif self.headers.get("X-aws-ec2-metadata-token") != "token-1":
@@ -152,6 +160,10 @@ class FakeImds:
                 elif self.path == "/latest/meta-data/placement/availability-zone":
                     imds.zone_reads += 1
                     self._answer(200, imds.az.encode())
+                elif self.path == roles:
+                    self._answer(200, imds.role.encode())
+                elif self.path == roles + imds.role:
+                    self._answer(200, imds.new_credentials())
                 else:
                     self._answer(404)
 
@@ -162,6 +174,15 @@ class FakeImds:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def new_credentials(self) -> bytes:
+        self.credential_reads += 1
+        key = f"ASIAFAKE{self.credential_reads:08d}"
+        self.secrets[key] = f"secret-{self.credential_reads}"
+        expiration = datetime.datetime.now(datetime.UTC) + self.expires_in
+        return json.dumps({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": key,
+                           "SecretAccessKey": self.secrets[key], "Token": f"token-{self.credential_reads}",
+                           "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ")}).encode()
 
     def close(self) -> None:
         self.server.shutdown()
