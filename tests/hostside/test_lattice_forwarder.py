@@ -336,3 +336,23 @@ def test_the_forwarder_runs_on_the_hosts_older_pythons(version: str, start, gate
     body = gzip.compress(b"spans" * 100, mtime=0)
     assert request(fw.url, "POST", "/v1/traces", body, OTLP_HEADERS)[0] == 200
     assert gateway.received[0].problem is None and gateway.received[0].body == body
+
+
+def test_the_docs_curl_example_pushes_through_the_forwarder(start, gateway) -> None:
+    """docs/agent-data-path.md's plain-HTTP example, run as written against a running forwarder."""
+    import re
+    import shutil
+
+    if not shutil.which("curl"):
+        pytest.skip("needs curl")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "agent-data-path.md").read_text()
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", doc, re.DOTALL) if "127.0.0.1:4319" in b]
+    fw = start()
+    done = subprocess.run(["bash", "-c", "set -o pipefail\n" + block.replace("http://127.0.0.1:4319", fw.url)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (got,) = gateway.received
+    assert got.problem is None and got.path == "/metrics"
+    assert got.headers["Content-Type"] == "application/x-ndjson" and got.headers["Content-Encoding"] == "gzip"
+    record = json.loads(gzip.decompress(got.body))
+    assert record["name"] == "orders" and record["value"] == 1
