@@ -618,12 +618,16 @@ def _run_document_step(doc: dict, step_name: str, host: Host, version: str = "2.
     root = host.root / "fsroot"
     for path in ("/usr/local/bin", hostside.SYSTEMD_DIR, hostside.STATE_DIR):
         script = script.replace(path, f"{root}{path}")
+    # never touch this machine's own /etc, /var, /usr or /opt: a step with a path not moved above is refused
+    escaped = re.search(r"(?<![\w/.-])/(var|etc|usr|opt)/\S*", script)
+    assert escaped is None, f"step {step_name}: host path {escaped.group(0)} is outside the temp root"
     env = {**host.env(), "TELEMETRY_SHUNT_STATE_DIR": f"{root}{hostside.STATE_DIR}"}
     # As the SSM agent runs it: the commands in an executable _script.sh, started with `sh -c <path>`.
     script_path = host.root / f"_script-{step_name}.sh"
     script_path.write_text(script + "\n")
     script_path.chmod(0o700)
-    return subprocess.run(["sh", "-c", str(script_path)], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(["sh", "-c", str(script_path)], env=env, capture_output=True, text=True,
+                          timeout=300)  # a hang guard
 
 
 @pytest.mark.parametrize(("flag_on", "expected"), [(True, "running"), (False, "left stopped")])
