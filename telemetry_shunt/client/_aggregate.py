@@ -33,6 +33,15 @@ MAX_BUCKETS = 160
 _LOG2_EXACT = all(math.log2(math.ldexp(1.0, e)) == e for e in range(-1074, 1024))
 
 
+try:  # CPython's C loop behind Counter.update: mapping[x] = mapping.get(x, 0) + 1 for each x
+    from collections import _count_elements as _count_into  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - another Python: the same loop in Python
+    def _count_into(mapping: dict, iterable: Iterable) -> None:
+        get = mapping.get
+        for x in iterable:
+            mapping[x] = get(x, 0) + 1
+
+
 def bucket_index(value: float, scale: int) -> int:
     """The OTLP exponential-histogram bucket of ``value`` > 0 at ``scale``: bucket ``i`` holds the values in
     ``(base**i, base**(i+1)]``, ``base = 2**(2**-scale)`` (upper-inclusive, as the OTLP data model says)."""
@@ -110,9 +119,8 @@ class ExpHistogram:
         if not magnitudes:
             return
         if scale > 0 and _LOG2_EXACT:
-            get = buckets.get
-            for i in map(sub, map(math.ceil, map(mul, map(math.log2, magnitudes), repeat(1 << scale))), repeat(1)):
-                buckets[i] = get(i, 0) + 1
+            _count_into(buckets, map(sub, map(math.ceil, map(mul, map(math.log2, magnitudes), repeat(1 << scale))),
+                                     repeat(1)))
         else:
             for i, n in Counter(bucket_index(m, scale) for m in magnitudes).items():
                 buckets[i] = buckets.get(i, 0) + n
