@@ -205,14 +205,18 @@ class AgentRolloutSupport(Construct):
         self.grant_operate(self.operator_role.name)
 
     def _data_path(self, gateway: GatewayRef | None, agent_config: AgentConfigFile | None) -> AgentDataPath:
+        # Lattice is regional: hosts sign for their own Region when the gateway's is a deploy-time value.
+        region = None if gateway is None or gateway.region else self.env.region
         if agent_config is not None:
-            return AgentDataPath.for_file(agent_service=self.agent.service, file=agent_config, budgets=self.budgets)
+            # With a gateway, the signing forwarder comes too: the custom agent POSTs plain HTTP to it on loopback
+            # (as the CDK flavour's AgentRolloutSupport does).
+            return AgentDataPath.for_file(agent_service=self.agent.service, file=agent_config, budgets=self.budgets,
+                                          gateway=gateway, region=region)
         if gateway is not None:
             if self.agent.service != agent_config_module.ADOT_SERVICE:
                 raise ValidationError(f"the documents configure only the ADOT collector for a gateway; agent "
                                       f"{self.agent.service!r} needs agent_config=AgentConfigFile(...) with its own config")
-            # Lattice is regional: hosts sign for their own Region when the gateway's is a deploy-time value.
-            return AgentDataPath.adot(gateway, self.budgets, region=None if gateway.region else self.env.region)
+            return AgentDataPath.adot(gateway, self.budgets, region=region)
         return AgentDataPath.budgets_only(agent_service=self.agent.service, budgets=self.budgets)
 
     @property

@@ -3,13 +3,17 @@ CDK flavour, so the rollout engine and `shunt kill` work the same against either
 
 from __future__ import annotations
 
+import base64
 import json
 
 import aws_cdk as cdk
 import pytest
 
 from telemetry_shunt import constructs as cdk_flavour
+from telemetry_shunt.core import agent_config as ac
+from telemetry_shunt.core import agent_files as af
 from telemetry_shunt.core import hostside
+from telemetry_shunt.core.agent_files import AgentConfigFile
 from telemetry_shunt.core.contract import AGENT_ACTIONS, agent_document_name, heartbeat_alarm_name
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import AgentRolloutSupport, KillSwitch
@@ -115,3 +119,61 @@ def test_bad_input_is_one_error_naming_the_value(tmp_path, build, match):
     ks = KillSwitch(stack, "KillSwitch", availability_zones=AZS)
     with pytest.raises(ValidationError, match=match):
         build(stack, ks)
+
+
+def _custom_documents(tmp_path, gateway):
+    """The Upgrade document's host step for a custom agent with its own config (and ``gateway``), in both
+    flavours, plus the Terraform construct."""
+    config = AgentConfigFile(path="/etc/otelcol-contrib/config.yaml", text="receivers: {}\n",
+                             validate_command='/usr/bin/otelcol-contrib validate --config="$CONFIG"')
+    package = hostside.DistributorPackage(name="OtelcolContrib", service="otelcol-contrib")
+    app = aws.App(outdir=str(tmp_path / "tf"))
+    stack = aws.TerraformStack(app, "custom")
+    aws.AwsProvider(stack, "aws", region="us-east-1")
+    ks = KillSwitch(stack, "KillSwitch", availability_zones=AZS)
+    rollout = AgentRolloutSupport(stack, "Rollout", kill_switch=ks, agent=package, fleet="web", gateway=gateway,
+                                  agent_config=config)
+    tf_docs = {d["name"]: json.loads(d["content"]) for d in resources(synth(app)["custom"], "aws_ssm_document").values()}
+    cdk_stack = cdk.Stack(new_app(tmp_path / "cdk"), "Custom")
+    cks = cdk_flavour.KillSwitch(cdk_stack, "KillSwitch", availability_zones=AZS)
+    cdk_flavour.AgentRolloutSupport(cdk_stack, "Rollout", kill_switch=cks, fleet="web", gateway=gateway,
+                                    agent=cdk_flavour.AgentSource.distributor(service="otelcol-contrib",
+                                                                              package_name="OtelcolContrib"),
+                                    agent_config=config)
+    cdk_docs = {d["Name"]: d["Content"] for d in cfn(template_of(cdk_stack), "AWS::SSM::Document")}
+    return config, rollout, tf_docs, cdk_docs
+
+
+def _host_step(document):
+    step = next(s for s in document["mainSteps"] if s["name"] == "InstallKillSwitchAndHeartbeat")
+    return step["inputs"]["runCommand"]
+
+
+def _written_files(commands):
+    files = {}
+    for line in commands:
+        if line.startswith("echo '") and "| base64 -d >" in line:
+            encoded, target = line.split("'")[1], line.split("'")[3]
+            files[target.removesuffix(".new")] = base64.b64decode(encoded).decode()
+    return files
+
+
+def test_your_agent_with_a_gateway_gets_the_forwarder_too_as_in_cdk(tmp_path):
+    config, rollout, tf_docs, cdk_docs = _custom_documents(tmp_path, REF)
+    assert tf_docs == cdk_docs
+    for action in ("install", "upgrade", "rollback"):
+        files = _written_files(_host_step(tf_docs[agent_document_name(action)]))
+        assert json.loads(files[af.FORWARDER_CANDIDATE_PATH]) == ac.render_forwarder_config(REF), action
+        assert "PartOf=otelcol-contrib.service" in files[f"/etc/systemd/system/{af.FORWARDER_UNIT}"]
+        assert files[af.CANDIDATE_PATH] == config.text
+    assert rollout.data_path.forwarder_config_text is not None
+    assert f"  {af.CONFIG_TOOL_PATH} forwarder-verify" in _host_step(tf_docs[agent_document_name("upgrade")])
+
+
+def test_your_agent_without_a_gateway_gets_no_forwarder_as_in_cdk(tmp_path):
+    config, rollout, tf_docs, cdk_docs = _custom_documents(tmp_path, None)
+    assert tf_docs == cdk_docs
+    commands = _host_step(tf_docs[agent_document_name("upgrade")])
+    assert _written_files(commands)[af.CANDIDATE_PATH] == config.text
+    assert rollout.data_path.forwarder_config_text is None
+    assert not any("forwarder" in line for line in commands)
