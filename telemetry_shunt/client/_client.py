@@ -286,6 +286,8 @@ class TelemetryClient:
         self._sink = self._accepting_sink()
         self._series: dict[tuple, Any] = {}  # this interval's aggregates (their records are "held")
         self._aliases: dict[tuple, Any] = {}  # this interval's bulk keys -> series state (see fold)
+        # Attribute set -> its JSON, across intervals (cleared past 2 x max_series entries).
+        self._attribute_json: dict[frozenset, str] = {}
         self._series_held = 0
         self._interval_start = _time()
         # Closed intervals still to send: [series items, next position, start, end, records still held].
@@ -504,7 +506,10 @@ class TelemetryClient:
             if entry[1] >= len(items):
                 self._closed.popleft()
             try:
-                encoded = encode_aggregates(chunk, start, end, _new_batch_id, self._max_batch)
+                if len(self._attribute_json) > 2 * self._max_series:
+                    self._attribute_json.clear()
+                encoded = encode_aggregates(chunk, start, end, _new_batch_id, self._max_batch,
+                                            attribute_json=self._attribute_json)
             except Exception:
                 self._report_bug()
                 n = sum(folded_records(state) for state in chunk.values())

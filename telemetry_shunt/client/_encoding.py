@@ -86,12 +86,14 @@ def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]], batc
 
 
 def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_ids: Any,
-                      max_records: int, max_record_bytes: int = METRICS_MAX_RECORD_BYTES) -> list[tuple[bytes, int, str, int]]:
+                      max_records: int, max_record_bytes: int = METRICS_MAX_RECORD_BYTES,
+                      attribute_json: dict | None = None) -> list[tuple[bytes, int, str, int]]:
     """Encode one interval's series as aggregate records, at most ``max_records`` lines a batch.
 
     Returns ``[(body, folded records, batch id, oversized records)]``; a line over ``max_record_bytes``
     (huge attributes) is left out and the records folded into it are counted in ``oversized``.
-    ``batch_ids()`` gives each batch its id.
+    ``batch_ids()`` gives each batch its id. ``attribute_json`` (attribute set -> its JSON), kept by the
+    caller across intervals, spares re-encoding the attributes of a series seen before.
     """
     from telemetry_shunt.client._aggregate import HISTOGRAM, folded_records
 
@@ -100,16 +102,19 @@ def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_
     folded = oversized = 0
     batch_id = batch_ids()
     names: dict[str, str] = {}
+    cache = attribute_json if attribute_json is not None else {}
     common = f'"start":{start!r},"timestamp":{end!r}'
     for (kind, name, attributes), state in series.items():
         name_json = names.get(name) or names.setdefault(name, _dumps(name))
         attributes_json = "{}"
         if attributes:
-            attributes_json = _dumps({k: v if v.__class__ is str else _text(v) for k, v in sorted(attributes)})
+            attributes_json = cache.get(attributes)
+            if attributes_json is None:
+                attributes_json = _dumps({k: v if v.__class__ is str else _text(v) for k, v in sorted(attributes)})
+                cache[attributes] = attributes_json
         n = folded_records(state)
         if kind is HISTOGRAM:
-            wire = state.wire()
-            value, detail = wire["sum"], _dumps(wire)[1:-1] + ","
+            value, detail = state.sum, state.wire_json() + ","
         else:
             value, detail = state[0], f'"count":{n},'
         line = (f'{{"name":{name_json},"kind":"{kind}","value":{value!r},{detail}{common},"attributes":{attributes_json},'

@@ -382,3 +382,19 @@ def test_the_worker_folds_while_a_response_is_awaited(gateway, make_client):
     stats = client.stats()
     assert balanced(stats) and stats.sent == 1000 and stats.dropped["unconfirmed"] == 1
     assert sums_by_series(gateway.records) == {("requests", (("route", "/pay"),)): 1000.0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(finite, st.just(0.0), st.sampled_from([1e300, -1e300, 2.0**-1074])), max_size=60),
+       st.integers(-3, 8))
+def test_a_histogram_written_directly_is_what_json_writes(values, scale):
+    import json
+
+    h = histogram(values, scale)
+    try:
+        expected = json.dumps(h.wire(), separators=(",", ":"), allow_nan=False)[1:-1]
+    except ValueError:  # an overflowing sum: refused either way
+        with pytest.raises(ValueError):
+            h.wire_json()
+        return
+    assert h.wire_json() == expected
