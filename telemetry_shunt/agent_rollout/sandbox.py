@@ -18,8 +18,14 @@ What is real and what is simulated:
 * AppConfig is not in moto: the kill switch is a local JSON file (``--kill-switch-file`` /
   ``SHUNT_KILL_SWITCH_FILE``, printed by ``shunt sandbox start --print-env``) that a fake AppConfig agent
   endpoint serves to the hosts' watchers: ``shunt kill on --az`` stops that zone's agents through them.
-* Demo versions: ``1.2.0-broken`` cannot start anywhere; with ``broken_az`` every version but 1.0.0 cannot
-  start in that zone (a halt in a later zone).
+* The documents carry a data path for the stand-in agent (:func:`sandbox_agent_config`): its config file,
+  validated on the host by the stand-in's own ``--check-config`` before it replaces the current one, saved per
+  version and restored by a rollback, as for any custom agent. No gateway, so no signing forwarder: it listens
+  on one fixed loopback port, which the simulated hosts (sharing this machine's 127.0.0.1) cannot each have.
+* Demo versions: ``1.2.0-broken`` cannot start anywhere; ``1.3.0-badconfig`` reads only the next config
+  format, so its host refuses the config the documents ship (the current one stays, the command fails, the
+  rollout halts and rolls back); with ``broken_az`` every version but 1.0.0 cannot start in that zone (a halt
+  in a later zone).
 
 :class:`HeartbeatSimulator` is the fast in-process model of the fleet that engine tests drive with a simulated
 clock; it does not run hosts.
@@ -38,9 +44,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telemetry_shunt.agent_rollout.sandbox_hosts import AGENT_SERVICE, ArtifactStore, HostFleet, attach, detach
+from telemetry_shunt.agent_rollout.sandbox_hosts import (
+    AGENT_CONFIG_FORMAT,
+    AGENT_CONFIG_PATH,
+    AGENT_SERVICE,
+    ArtifactStore,
+    HostFleet,
+    attach,
+    detach,
+)
 from telemetry_shunt.agent_rollout.state import create_state_table
 from telemetry_shunt.core import hostside
+from telemetry_shunt.core.agent_files import AgentConfigFile, AgentDataPath
 from telemetry_shunt.core.contract import (
     AGENT_ACTIONS,
     AGENT_VERSION_PARAMETER,
@@ -56,14 +71,16 @@ from telemetry_shunt.core.contract import (
     agent_package_name,
     heartbeat_alarm_name,
 )
+from telemetry_shunt.core.host_budgets import AgentBudgets
 from telemetry_shunt.errors import ShuntError
 
 REGION = "us-east-1"
 FLEET = "demo"
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 START_VERSION = "1.0.0"
-VERSIONS = ("1.0.0", "1.1.0", "1.2.0-broken")
+VERSIONS = ("1.0.0", "1.1.0", "1.2.0-broken", "1.3.0-badconfig")
 BROKEN_SUFFIX = "-broken"
+BAD_CONFIG_SUFFIX = "-badconfig"
 HEARTBEAT_SECONDS = 2
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 
@@ -81,10 +98,30 @@ def sandbox_host_config() -> hostside.HostConfig:
     return hostside.HostConfig(agent_service=AGENT_SERVICE, poll_seconds=APPCONFIG_MIN_POLL_SECONDS)
 
 
+def sandbox_agent_config() -> AgentConfigFile:
+    """The stand-in agent's configuration, as ``AgentRolloutSupport(agent_config=...)`` takes a custom agent's.
+    Validated by the installed stand-in itself (``--check-config``), the way ``otelcol-contrib validate`` checks
+    its own. ``${SANDBOX_HOST_ROOT:-}`` is empty on a real host; on a simulated one it is the host's root (the
+    config tool is written base64-encoded, so the sandbox cannot move the path in its text)."""
+    return AgentConfigFile(
+        path=AGENT_CONFIG_PATH,
+        text=("# sandbox-agent stand-in configuration, installed by the agent documents\n"
+              f"format={AGENT_CONFIG_FORMAT}\n"
+              "send=heartbeat\n"),
+        validate_command=f'"${{SANDBOX_HOST_ROOT:-}}/opt/{AGENT_SERVICE}/bin/{AGENT_SERVICE}" --check-config "$CONFIG"')
+
+
+def sandbox_data_path() -> AgentDataPath:
+    """What ``AgentRolloutSupport`` builds for ``agent_config=sandbox_agent_config()``, no gateway, default budgets."""
+    return AgentDataPath.for_file(agent_service=AGENT_SERVICE, file=sandbox_agent_config(), budgets=AgentBudgets())
+
+
 def sandbox_documents() -> dict[str, dict[str, Any]]:
     """The five agent documents, rendered by the core renderer ``AgentRolloutSupport`` uses, with what the
-    construct passes for ``AgentSource.distributor(service="sandbox-agent")`` and default budgets."""
-    return {action: hostside.agent_document(action, agent=sandbox_agent(), config=sandbox_host_config())
+    construct passes for ``AgentSource.distributor(service="sandbox-agent")``, ``agent_config=``
+    :func:`sandbox_agent_config` and default budgets."""
+    return {action: hostside.agent_document(action, agent=sandbox_agent(), config=sandbox_host_config(),
+                                            data_path=sandbox_data_path())
             for action in AGENT_ACTIONS}
 
 
@@ -292,7 +329,8 @@ class Sandbox:
                 flags_file=self.kill_switch_file, watcher_poll_seconds=self.watcher_poll_seconds,
                 heartbeat_seconds=self.heartbeat_seconds, credentials=FAKE_CREDENTIALS,
                 store=ArtifactStore(package=agent_package_name(), versions=VERSIONS, healthy_version=START_VERSION,
-                                    broken_suffix=BROKEN_SUFFIX, broken_az=self.broken_az))
+                                    broken_suffix=BROKEN_SUFFIX, broken_az=self.broken_az,
+                                    bad_config_suffix=BAD_CONFIG_SUFFIX))
             attach(self.fleet)
             self._bootstrap(session)
         except BaseException:

@@ -8,7 +8,9 @@ the document (the real document, as SSM stores it) is written to ``_script.sh`` 
 * systemd: ``sim-bin/systemctl`` (``sandbox_host/systemctl_stub.py``) starts and stops processes from the real
   unit files the documents install;
 * the package download: ``aws:configurePackage`` installs the agent stand-in (``sandbox_host/agent``) at the
-  version from a local artifact store, with its unit file, as a Distributor package would;
+  version from a local artifact store, with its unit file and config directory, as a Distributor package would;
+  the stand-in reads the configuration the documents install and is its own validate command
+  (``--check-config``);
 * instance metadata and the AppConfig agent: one HTTP server on 127.0.0.1 (IMDSv2 per host under
   ``/imds/<instance-id>``; the kill-switch profile from the sandbox's flag file);
 * ``aws`` (``put-metric-data`` to moto), ``tc`` and ``ip`` (no real traffic control).
@@ -36,11 +38,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from telemetry_shunt.core import host_budgets as hb
 from telemetry_shunt.core import hostside
 
 log = logging.getLogger(__name__)
 
 AGENT_SERVICE = "sandbox-agent"
+#: Where the stand-in agent reads its configuration (installed and validated by the agent documents).
+AGENT_CONFIG_PATH = f"/etc/{AGENT_SERVICE}/agent.conf"
+#: The config format every stand-in build reads, but those of a ``bad_config_suffix`` version (the next one).
+AGENT_CONFIG_FORMAT = 1
 HOST_TREES = ("usr/local", "etc", "var/lib", "opt", "run")
 _HOST_PATH = re.compile(r"(?<![\w./+-])/(?=(?:" + "|".join(re.escape(t) for t in HOST_TREES) + r")(?:/|\b))")
 _PARAM = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
@@ -130,17 +137,22 @@ class LinkLocalServices:
 @dataclass
 class ArtifactStore:
     """The agent versions a Distributor package install can fetch. ``broken_az``: every version but
-    ``healthy_version`` installed in that zone is a build that cannot start (one zone's agents fail)."""
+    ``healthy_version`` installed in that zone is a build that cannot start (one zone's agents fail).
+    A ``bad_config_suffix`` version reads only the next config format, so the config the documents ship is
+    bad for it: its validate command refuses it on the host."""
 
     package: str
     versions: tuple[str, ...]
     healthy_version: str
     broken_suffix: str = "-broken"
     broken_az: str | None = None
+    bad_config_suffix: str = "-badconfig"
 
     def agent_program(self, version: str, az: str) -> str:
         broken = version.endswith(self.broken_suffix) or (az == self.broken_az and version != self.healthy_version)
-        return _package_file("agent").replace("@VERSION@", version).replace("@BROKEN@", "yes" if broken else "no")
+        config_format = AGENT_CONFIG_FORMAT + 1 if version.endswith(self.bad_config_suffix) else AGENT_CONFIG_FORMAT
+        return (_package_file("agent").replace("@VERSION@", version).replace("@BROKEN@", "yes" if broken else "no")
+                .replace("@CONFIG_PATH@", AGENT_CONFIG_PATH).replace("@CONFIG_FORMAT@", str(config_format)))
 
 
 AGENT_UNIT = f"""[Unit]
@@ -230,6 +242,7 @@ class SimulatedHost:
         unit = self.path(f"{hostside.SYSTEMD_DIR}/{AGENT_SERVICE}.service")
         unit.parent.mkdir(parents=True, exist_ok=True)
         unit.write_text(AGENT_UNIT.replace("{package}", store.package), encoding="utf-8")
+        self.path(AGENT_CONFIG_PATH).parent.mkdir(parents=True, exist_ok=True)  # the package owns the directory
         return StepResult("configurePackage", 0, stdout=f"Successfully installed {name} {version}")
 
     def kill_all(self) -> None:
@@ -307,6 +320,10 @@ class HostFleet:
                 "TELEMETRY_SHUNT_APPCONFIG_URL": self.links.url,
                 "TELEMETRY_SHUNT_IMDS_URL": self.links.imds_url(h["instance_id"]),
                 "TELEMETRY_SHUNT_TEST_POLL_SECONDS": f"{watcher_poll_seconds:g}",
+                # the agent config tool's: the config, its owner (this process's user) and the budgets drop-in
+                "TELEMETRY_SHUNT_AGENT_CONFIG_PATH": str(host.path(AGENT_CONFIG_PATH)),
+                "TELEMETRY_SHUNT_AGENT_CONFIG_OWNER": f"{os.getuid()}:{os.getgid()}",
+                "TELEMETRY_SHUNT_DROPIN_PATH": str(host.path(hb.dropin_path(AGENT_SERVICE))),
                 "AWS_ENDPOINT_URL": endpoint_url,
                 "AWS_DEFAULT_REGION": region,
                 **credentials,

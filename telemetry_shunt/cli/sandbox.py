@@ -11,7 +11,8 @@ The server binds 127.0.0.1 only. EC2, SSM, CloudWatch and DynamoDB are moto. Eac
 under STATE_DIR/hosts that runs the real SSM document steps, kill-switch watcher and heartbeat (systemd,
 the package download and the agent are stand-ins). The kill switch is a local file (moto has no AppConfig),
 selected by SHUNT_KILL_SWITCH_FILE and served to the hosts' watchers. Version 1.2.0-broken cannot start
-anywhere; --broken-az ZONE makes every version but 1.0.0 fail in ZONE (a halt in a later zone).
+anywhere; 1.3.0-badconfig refuses the agent config the documents install (the hosts keep the current one);
+--broken-az ZONE makes every version but 1.0.0 fail in ZONE (a halt in a later zone).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from telemetry_shunt.agent_rollout import sandbox as sb
-from telemetry_shunt.agent_rollout.sandbox_hosts import AGENT_SERVICE, SimulatedHost, under_root
+from telemetry_shunt.agent_rollout.sandbox_hosts import AGENT_CONFIG_PATH, AGENT_SERVICE, SimulatedHost, under_root
+from telemetry_shunt.core import agent_files as af
 from telemetry_shunt.core import hostside
 from telemetry_shunt.core.contract import agent_document_name
 
@@ -39,7 +40,8 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = HANG
 
 
 def test_sandbox_documents_are_the_constructs() -> None:
-    """What the sandbox installs is what AgentRolloutSupport deploys for the same agent source."""
+    """What the sandbox installs is what AgentRolloutSupport deploys for the same agent source and agent config
+    (the data path: the config is written, validated and installed by the install/upgrade/rollback documents)."""
     from aws_cdk import App, Duration, Stack
     from aws_cdk.assertions import Template
 
@@ -49,11 +51,16 @@ def test_sandbox_documents_are_the_constructs() -> None:
     stack = Stack(App(), "S", env={"account": "111111111111", "region": "us-east-1"})
     ks = KillSwitch(stack, "KillSwitch", availability_zones=list(sb.AZS), poll_interval=Duration.seconds(15))
     AgentRolloutSupport(stack, "AgentRollout", kill_switch=ks, agent=AgentSource.distributor(service=AGENT_SERVICE),
-                        fleet=sb.FLEET)
+                        fleet=sb.FLEET, agent_config=sb.sandbox_agent_config())
     deployed = {doc["Properties"]["Name"]: doc["Properties"]["Content"]
                 for doc in Template.from_stack(stack).find_resources("AWS::SSM::Document").values()}
     ours = {agent_document_name(action): doc for action, doc in sb.sandbox_documents().items()}
-    assert deployed == ours
+    assert json.dumps(deployed, sort_keys=True) == json.dumps(ours, sort_keys=True)
+    for action in ("install", "upgrade", "rollback"):
+        step = next(s for s in ours[agent_document_name(action)]["mainSteps"]
+                    if s["name"] == "InstallKillSwitchAndHeartbeat")["inputs"]["runCommand"]
+        assert f"{af.CONFIG_TOOL_PATH} install '{af.CANDIDATE_PATH}' '{{{{ version }}}}'" in step, action
+        assert not any("forwarder" in line for line in step), action  # no gateway: no forwarder
 
 
 def test_paths_move_under_the_host_root_and_nothing_else(tmp_path: Path) -> None:
@@ -110,6 +117,11 @@ def assert_installed(host: SimulatedHost, version: str, *, agent_running: bool) 
     zone = host.path(hostside.ZONE_FILE).read_text().strip()
     assert zone == host.az  # learned from (simulated) instance metadata
     assert host.path(hostside.RUN_DIR + "/decision").read_text().strip() == ("on" if agent_running else "off")
+    config = sb.sandbox_agent_config().text
+    assert host.path(AGENT_CONFIG_PATH).read_text() == config
+    assert host.path(f"{af.STATE_DIR}/agent-config/{version}/config").read_text() == config  # saved for a rollback
+    if agent_running:  # the stand-in agent read the installed config when it started
+        assert host.path(f"/run/{AGENT_SERVICE}/loaded.conf").read_text() == config
 
 
 def test_bootstrap_ran_the_install_document_on_every_host(box: sb.Sandbox) -> None:
@@ -186,6 +198,105 @@ def test_a_zone_whose_agents_fail_halts_in_zone_2_through_the_cli(box: sb.Sandbo
         assert host.path(hostside.PREVIOUS_VERSION_FILE).read_text().strip() == "1.1.0"
     for host in hosts_in(box, "us-east-1c"):  # zone 3 never touched
         assert_installed(host, sb.START_VERSION, agent_running=True)
+
+
+def test_a_version_that_refuses_its_config_halts_and_rolls_back_through_the_cli(box: sb.Sandbox) -> None:
+    """1.3.0-badconfig reads only the next config format: on each upgraded host the config tool's validation (the
+    installed stand-in's --check-config) refuses the shipped config, the current config stays, the command fails,
+    the zone halts and the rollback brings the agent back running the config it had."""
+    import boto3
+
+    assert box.fleet is not None
+    config = sb.sandbox_agent_config().text
+    before = {h.instance_id: version_on(h) for h in box.fleet.hosts.values()}
+    result = shunt(box, "rollout", "start", "--fleet", sb.FLEET, "--version", "1.3.0-badconfig",
+                   "--rollout-id", "r-badconfig", "--yes", *QUICK)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "HALTED" in result.stderr and "us-east-1a" in result.stderr, result.stderr
+    ssm = boto3.client("ssm", endpoint_url=box.endpoint_url, region_name=sb.REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    upgrades = [c for c in ssm.list_commands()["Commands"] if c["DocumentName"] == agent_document_name("upgrade")
+                and c["Parameters"]["version"] == ["1.3.0-badconfig"]]
+    for host in hosts_in(box, "us-east-1a"):
+        (sent,) = [c for c in upgrades if host.instance_id in c["InstanceIds"]]
+        invocation = ssm.get_command_invocation(CommandId=sent["CommandId"], InstanceId=host.instance_id)
+        assert invocation["Status"] == "Failed"
+        assert f"{AGENT_SERVICE} refused the new config, keeping the current one" in invocation["StandardErrorContent"]
+        assert "is not format=2" in invocation["StandardErrorContent"]
+        assert not host.path(f"{af.STATE_DIR}/agent-config/1.3.0-badconfig").exists()  # never installed
+        wait_until(lambda h=host: version_on(h) == before[h.instance_id], "rolled back")
+        wait_until(lambda h=host: h.unit_state(AGENT_SERVICE) == "active", "agent running again")
+        assert host.path(AGENT_CONFIG_PATH).read_text() == config
+        assert host.path(f"/run/{AGENT_SERVICE}/loaded.conf").read_text() == config
+        assert "version " + before[host.instance_id] + " " in host.path(
+            f"/opt/{AGENT_SERVICE}/bin/{AGENT_SERVICE}").read_text()
+    for az in (BROKEN_AZ, "us-east-1c"):  # later zones were never touched
+        assert all(version_on(h) == before[h.instance_id] for h in hosts_in(box, az))
+
+
+def _one_host(tmp_path: Path, instance_id: str, *, kill_switch_on: bool = True):
+    """A fleet of one simulated host (no moto: its SSM agent is driven directly)."""
+    from telemetry_shunt.agent_rollout.sandbox_hosts import ArtifactStore, HostFleet
+
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps({"telemetry": {"enabled": kill_switch_on}}))
+    fleet = HostFleet(tmp_path / "hosts", hosts=[{"instance_id": instance_id, "az": "us-east-1a"}],
+                      region=sb.REGION, endpoint_url="http://127.0.0.1:9", flags_file=flags,
+                      store=ArtifactStore(package="TelemetryShunt-Agent-Package", versions=sb.VERSIONS,
+                                          healthy_version=sb.START_VERSION),
+                      watcher_poll_seconds=1, heartbeat_seconds=60, credentials=sb.FAKE_CREDENTIALS)
+    return fleet, fleet.hosts[instance_id]
+
+
+def test_a_refused_config_changes_nothing_on_the_host_and_the_rollback_restores_the_agent(tmp_path: Path) -> None:
+    """The documents' config steps on one host: the install validates and installs the config, an upgrade to a
+    build that refuses it fails before touching it (same file, nothing saved for that version), and the
+    rollback starts the agent again on the config it had."""
+    fleet, host = _one_host(tmp_path, "i-0000000000000000c")
+    docs = sb.sandbox_documents()
+    config = host.path(AGENT_CONFIG_PATH)
+    try:
+        installed = fleet.run_document(host, docs["install"], {"version": ["1.0.0"]}, "c-install")
+        assert [r.code for r in installed] == [0, 0, 0], [r.stderr for r in installed]
+        assert "installed the config for sandbox-agent 1.0.0" in installed[-1].stderr
+        wait_until(lambda: host.unit_state(AGENT_SERVICE) == "active", "the agent started by the watcher")
+        assert config.read_text() == sb.sandbox_agent_config().text
+        inode = config.stat().st_ino
+
+        refused = fleet.run_document(host, docs["upgrade"], {"version": ["1.3.0-badconfig"]}, "c-bad")
+        assert [r.code for r in refused] == [0, 0, 1], [r.stderr for r in refused]
+        assert "sandbox-agent refused the new config, keeping the current one" in refused[-1].stderr
+        assert "this build reads only format=2" in refused[-1].stderr
+        assert config.stat().st_ino == inode and config.read_text() == sb.sandbox_agent_config().text
+        assert not host.path(f"{af.STATE_DIR}/agent-config/1.3.0-badconfig").exists()
+        assert version_on(host) == "1.0.0"  # the step stopped before recording the new version
+        # The package step replaced and stopped the agent before the config step ran (Distributor's "Uninstall
+        # and reinstall"): this host's agent is down until the rollback.
+        assert host.unit_state(AGENT_SERVICE) != "active"
+
+        back = fleet.run_document(host, docs["rollback"], {"version": ["1.0.0"]}, "c-back")
+        assert [r.code for r in back] == [0, 0, 0], [r.stderr for r in back]
+        wait_until(lambda: host.unit_state(AGENT_SERVICE) == "active", "the agent running again at 1.0.0")
+        assert host.path(f"/run/{AGENT_SERVICE}/loaded.conf").read_text() == sb.sandbox_agent_config().text
+        assert config.read_text() == sb.sandbox_agent_config().text
+    finally:
+        fleet.close()
+
+
+def test_an_agent_without_a_valid_config_does_not_start(tmp_path: Path) -> None:
+    """The stand-in reads the installed config: with a config of another format it cannot start (the unit fails),
+    so a sandbox host whose config is wrong shows it as a real one would."""
+    fleet, host = _one_host(tmp_path, "i-0000000000000000d")
+    try:
+        installed = fleet.run_document(host, sb.sandbox_documents()["install"], {"version": ["1.0.0"]}, "c-install")
+        assert [r.code for r in installed] == [0, 0, 0], [r.stderr for r in installed]
+        wait_until(lambda: host.unit_state(AGENT_SERVICE) == "active", "the agent started by the watcher")
+        host.path(AGENT_CONFIG_PATH).write_text("format=2\n")
+        host.systemctl("restart", AGENT_SERVICE)
+        wait_until(lambda: host.unit_state(AGENT_SERVICE) == "failed", "the agent failing on its config")
+        assert "is not format=1" in host.path(f"/var/log/{AGENT_SERVICE}.service.log").read_text()
+    finally:
+        fleet.close()
 
 
 def _install_with(tmp_path: Path, path: str, content: str) -> tuple[list, SimulatedHost]:
