@@ -283,6 +283,36 @@ def test_a_refused_config_changes_nothing_on_the_host_and_the_rollback_restores_
         fleet.close()
 
 
+def test_a_bad_config_in_the_document_is_refused_and_the_installed_one_kept(tmp_path: Path) -> None:
+    """The same, with the build unchanged and the document's config bad (another format): refused by 1.1.0's
+    validate command, nothing saved for 1.1.0, the 1.0.0 config in place, and the rollback restarts on it."""
+    import base64
+
+    fleet, host = _one_host(tmp_path, "i-0000000000000000e")
+    good = sb.sandbox_agent_config().text
+    upgrade = json.dumps(sb.sandbox_documents()["upgrade"])
+    bad_upgrade = json.loads(upgrade.replace(base64.b64encode(good.encode()).decode(),
+                                             base64.b64encode(good.replace("format=1", "format=9").encode()).decode()))
+    assert json.dumps(bad_upgrade) != upgrade
+    config = host.path(AGENT_CONFIG_PATH)
+    try:
+        installed = fleet.run_document(host, sb.sandbox_documents()["install"], {"version": ["1.0.0"]}, "c-install")
+        assert [r.code for r in installed] == [0, 0, 0], [r.stderr for r in installed]
+        inode = config.stat().st_ino
+        refused = fleet.run_document(host, bad_upgrade, {"version": ["1.1.0"]}, "c-bad")
+        assert [r.code for r in refused] == [0, 0, 1], [r.stderr for r in refused]
+        assert "refused the new config, keeping the current one" in refused[-1].stderr
+        assert "format=9" in refused[-1].stderr
+        assert config.stat().st_ino == inode and config.read_text() == good
+        assert not host.path(f"{af.STATE_DIR}/agent-config/1.1.0").exists()
+        back = fleet.run_document(host, sb.sandbox_documents()["rollback"], {"version": ["1.0.0"]}, "c-back")
+        assert [r.code for r in back] == [0, 0, 0], [r.stderr for r in back]
+        wait_until(lambda: host.unit_state(AGENT_SERVICE) == "active", "the agent running again at 1.0.0")
+        assert host.path(f"/run/{AGENT_SERVICE}/loaded.conf").read_text() == good
+    finally:
+        fleet.close()
+
+
 def test_an_agent_without_a_valid_config_does_not_start(tmp_path: Path) -> None:
     """The stand-in reads the installed config: with a config of another format it cannot start (the unit fails),
     so a sandbox host whose config is wrong shows it as a real one would."""
