@@ -37,7 +37,7 @@ DROP_REASONS = (
     "cardinality",  # count/gauge/distribution: a new series when max_series were live this interval
     "disabled",  # the kill switch was off (emitted while off, or buffered when it turned off)
     "config_error",  # sending stopped on a configuration error (403, 404, no credentials, ...)
-    "invalid",  # the value was not a finite number, or the name not a non-empty string
+    "invalid",  # the value was not a finite number (or a series' sum overflowed), or the name not a non-empty string
     "oversized",  # the record's line would reach the collector's 1 MiB line limit (it would discard it)
     "unconfirmed",  # at-most-once: the body was sent but no answer came (may have arrived; not retried)
     "timeout",  # the last attempt of the batch ran out of its deadline
@@ -519,12 +519,13 @@ class TelemetryClient:
                     self._worker_drops["internal_error"] += n
                 continue
             batch = None
-            for body, records, batch_id, oversized in encoded:
-                entry[4] -= records + oversized
-                if oversized:
+            for body, records, batch_id, oversized, invalid in encoded:
+                entry[4] -= records + oversized + invalid
+                if oversized or invalid:
                     with self._lock:
-                        self._held -= oversized
+                        self._held -= oversized + invalid
                         self._worker_drops["oversized"] += oversized
+                        self._worker_drops["invalid"] += invalid
                 if records:
                     batch = _Batch(compress(body) if self._compress else body, records, batch_id)
             if batch is not None:

@@ -90,8 +90,9 @@ def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_
                       attribute_json: dict | None = None) -> list[tuple[bytes, int, str, int]]:
     """Encode one interval's series as aggregate records, at most ``max_records`` lines a batch.
 
-    Returns ``[(body, folded records, batch id, oversized records)]``; a line over ``max_record_bytes``
-    (huge attributes) is left out and the records folded into it are counted in ``oversized``.
+    Returns ``[(body, folded records, batch id, oversized records, invalid records)]``; a line over
+    ``max_record_bytes`` (huge attributes) is left out and the records folded into it are counted in
+    ``oversized``; a series whose sum overflowed to inf is left out and its records counted in ``invalid``.
     ``batch_ids()`` gives each batch its id. ``attribute_json`` (attribute set -> its JSON), kept by the
     caller across intervals, spares re-encoding the attributes of a series seen before.
     """
@@ -99,7 +100,7 @@ def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_
 
     batches = []
     lines: list[str] = []
-    folded = oversized = 0
+    folded = oversized = invalid = 0
     batch_id = batch_ids()
     names: dict[str, str] = {}
     cache = attribute_json if attribute_json is not None else {}
@@ -113,10 +114,11 @@ def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_
                 attributes_json = _dumps({k: v if v.__class__ is str else _text(v) for k, v in sorted(attributes)})
                 cache[attributes] = attributes_json
         n = folded_records(state)
-        if kind is HISTOGRAM:
-            value, detail = state.sum, state.wire_json() + ","
-        else:
-            value, detail = state[0], f'"count":{n},'
+        value = state.sum if kind is HISTOGRAM else state[0]
+        if value - value:  # the sum overflowed to inf (every value folded in was finite): no valid JSON for it
+            invalid += n
+            continue
+        detail = state.wire_json() + "," if kind is HISTOGRAM else f'"count":{n},'
         line = (f'{{"name":{name_json},"kind":"{kind}","value":{value!r},{detail}{common},"attributes":{attributes_json},'
                 f'"{RECORD_BATCH_ID_FIELD}":"{batch_id}","{RECORD_SEQ_FIELD}":{len(lines)}}}')
         if len(line) > _CHECK_LENGTH_ABOVE and len(line.encode("utf-8", "replace")) >= max_record_bytes:
@@ -125,11 +127,12 @@ def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_
         lines.append(line)
         folded += n
         if len(lines) >= max_records:
-            batches.append((("\n".join(lines) + "\n").encode("utf-8", "replace"), folded, batch_id, oversized))
-            lines, folded, oversized, batch_id = [], 0, 0, batch_ids()
-    if lines or oversized:
+            batches.append((("\n".join(lines) + "\n").encode("utf-8", "replace"), folded, batch_id, oversized,
+                            invalid))
+            lines, folded, oversized, invalid, batch_id = [], 0, 0, 0, batch_ids()
+    if lines or oversized or invalid:
         body = ("\n".join(lines) + "\n").encode("utf-8", "replace") if lines else b""
-        batches.append((body, folded, batch_id, oversized))
+        batches.append((body, folded, batch_id, oversized, invalid))
     return batches
 
 

@@ -61,7 +61,7 @@ def client_aggregates(items, max_series=10_000) -> list[dict]:
     fold(items, series, max_series)
     ids = iter(f"{i:032x}" for i in range(1, 1000))
     out = []
-    for body, _folded, _batch_id, _oversized in encode_aggregates(series, START, END, lambda: next(ids), 1000):
+    for body, _folded, _batch_id, _oversized, _invalid in encode_aggregates(series, START, END, lambda: next(ids), 1000):
         out += lines(body)
     return out
 
