@@ -12,3 +12,14 @@ for key, value in {
 }.items():
     os.environ.setdefault(key, value)
 os.environ.pop("AWS_PROFILE", None)
+
+# Hypothesis in `make test` is deterministic and load-independent: the same examples on every run (a fresh
+# clone has no example database, so random draws could fail CI on an example nobody saw before), no per-example
+# deadline and no "too slow" health check (both measure wall time, which a busy machine cannot promise).
+# HYPOTHESIS_PROFILE=explore draws new examples, as a developer hunting for bugs wants.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
