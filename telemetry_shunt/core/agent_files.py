@@ -283,18 +283,7 @@ forwarder_install() {
 }
 
 forwarder_verify() {
-  if healthy "$FORWARDER_HEALTH_URL"; then
-    log "$FORWARDER_SERVICE is healthy"
-    return 0
-  fi
-  if [ -f "$FORWARDER_CONFIG.previous" ]; then
-    log "$FORWARDER_SERVICE not healthy within ${HEALTH_TIMEOUT}s: restoring its previous config"
-    cp -p "$FORWARDER_CONFIG.previous" "$FORWARDER_CONFIG"
-    systemctl restart "$FORWARDER_SERVICE"
-  else
-    log "$FORWARDER_SERVICE not healthy within ${HEALTH_TIMEOUT}s and no previous config to restore"
-  fi
-  exit 1
+  verify_or_restore "$FORWARDER_SERVICE" "$FORWARDER_CONFIG" "$FORWARDER_HEALTH_URL"
 }
 
 healthy() {
@@ -308,22 +297,28 @@ healthy() {
   return 1
 }
 
+# A service healthy at its URL within HEALTH_TIMEOUT, or its previous config put back (restarted) and exit 1.
+verify_or_restore() {
+  local service=$1 config=$2 url=$3
+  if healthy "$url"; then
+    log "$service is healthy"
+    return 0
+  fi
+  if [ -f "$config.previous" ]; then
+    log "$service not healthy within ${HEALTH_TIMEOUT}s: restoring the previous config"
+    cp -p "$config.previous" "$config"
+    systemctl restart "$service"
+  else
+    log "$service not healthy within ${HEALTH_TIMEOUT}s and no previous config to restore"
+  fi
+  exit 1
+}
+
 verify() {
   if [ -z "$HEALTH_URL" ]; then
     return 0
   fi
-  if healthy "$HEALTH_URL"; then
-    log "$AGENT_SERVICE is healthy"
-    return 0
-  fi
-  if [ -f "$CONFIG_PATH.previous" ]; then
-    log "$AGENT_SERVICE not healthy within ${HEALTH_TIMEOUT}s: restoring the previous config"
-    cp -p "$CONFIG_PATH.previous" "$CONFIG_PATH"
-    systemctl restart "$AGENT_SERVICE"
-  else
-    log "$AGENT_SERVICE not healthy within ${HEALTH_TIMEOUT}s and no previous config to restore"
-  fi
-  exit 1
+  verify_or_restore "$AGENT_SERVICE" "$CONFIG_PATH" "$HEALTH_URL"
 }
 
 case "${1:-}" in

@@ -436,7 +436,7 @@ def test_an_unhealthy_forwarder_after_the_restart_gets_its_previous_config_back(
     finally:
         health.close()
     assert result.returncode == 1
-    assert f"{hb.FORWARDER_SERVICE} not healthy within 2s: restoring its previous config" in result.stderr
+    assert f"{hb.FORWARDER_SERVICE} not healthy within 2s: restoring the previous config" in result.stderr
     assert "0aaaaaaaaaaaaaaaa" in installed_forwarder(root)["endpoint"]
     assert root.calls() == [f"systemctl restart {hb.FORWARDER_SERVICE}"]
 

@@ -164,20 +164,26 @@ def log_path(name):
     return os.path.join(LOGS, name + ".log")
 
 
+def run_logged(name, argv, env):
+    """One Exec line, its output in the unit's log; exit 203 when it cannot run at all, as under systemd."""
+    with open(log_path(name), "a") as log:
+        try:
+            return subprocess.call(argv, env=env, stdout=log, stderr=log, cwd=ROOT or None)
+        except OSError as exc:
+            log.write(f"sandbox systemd: cannot run {argv[0]}: {exc}\n")
+            return 203
+
+
 def condition_met(name, unit, env):
     """ExecCondition lines, in order: True if all exit 0. Exit 1-254 (a program that cannot run exits 203, as
     under systemd) skips the start without failing the unit; 255 or a signal fails it (state file 'exit')."""
     for value in unit.get("Service", {}).get("ExecCondition", []):
         argv, _ = command_line(value)
-        with open(log_path(name), "a") as log:
-            try:
-                code = subprocess.call(argv, env=env, stdout=log, stderr=log, cwd=ROOT or None)
-            except OSError as exc:
-                log.write(f"sandbox systemd: cannot run {argv[0]}: {exc}\n")
-                code = 203
-            if 1 <= code <= 254:
+        code = run_logged(name, argv, env)
+        if 1 <= code <= 254:
+            with open(log_path(name), "a") as log:
                 log.write(f"sandbox systemd: {name} skipped due to 'exec-condition' (exit {code})\n")
-                return False
+            return False
         if code != 0:
             write(state_file(name, "exit"), str(code if code > 0 else 255))
             return None
@@ -188,8 +194,7 @@ def run_pre(name, unit, env):
     """ExecStartPre lines, in order; False (and the unit failed) if one fails."""
     for value in unit.get("Service", {}).get("ExecStartPre", []):
         argv, ignore = command_line(value)
-        with open(log_path(name), "a") as log:
-            code = subprocess.call(argv, env=env, stdout=log, stderr=log, cwd=ROOT or None)
+        code = run_logged(name, argv, env)
         if code != 0 and not ignore:
             write(state_file(name, "exit"), str(code))
             return False
@@ -225,12 +230,7 @@ def start(name):
         code = 0
         for value in service["ExecStart"]:
             argv, ignore = command_line(value)
-            with open(log_path(name), "a") as log:
-                try:
-                    code = subprocess.call(argv, env=env, stdout=log, stderr=log, cwd=ROOT or None)
-                except OSError as exc:
-                    log.write(f"sandbox systemd: cannot run {argv[0]}: {exc}\n")
-                    code = 203
+            code = run_logged(name, argv, env)
             if code != 0 and not ignore:
                 break
             code = 0
