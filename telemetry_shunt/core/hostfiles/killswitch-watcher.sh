@@ -164,7 +164,8 @@ check_once() {
     log "decision ${previous:-none} -> $decision (az ${az:-unknown})"
   fi
   # Recorded before it is applied: the agent's ExecCondition (--gate) reads it when the watcher starts the agent.
-  echo "$decision" > "$RUN_DIR/decision"
+  # Renamed into place, so a reader (the gate, on a start the package's script asks for) never sees it empty.
+  echo "$decision" > "$RUN_DIR/decision.tmp" && mv -f "$RUN_DIR/decision.tmp" "$RUN_DIR/decision"
   apply "$decision"
   echo "$decision"
 }
