@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -23,3 +24,13 @@ def template_of(stack: cdk.Stack) -> dict[str, Any]:
 
 def resources(template: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == rtype}
+
+
+def written_files(commands: list[str]) -> dict[str, str]:
+    """The files an agent document's host step writes (``echo '<base64>' | base64 -d > path``), by path."""
+    files = {}
+    for line in commands:
+        if line.startswith("echo '") and "| base64 -d >" in line:
+            encoded, target = line.split("'")[1], line.split("'")[3]
+            files[target.removesuffix(".new")] = base64.b64decode(encoded).decode()
+    return files

@@ -17,6 +17,7 @@ from telemetry_shunt.core import host_budgets as hb
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.routes import default_routes
 from telemetry_shunt.errors import ValidationError
+from tests.cdk_support import written_files
 
 GATEWAY = GatewayRef(
     service_arn="arn:aws:vpc-lattice:eu-west-1:111111111111:service/svc-0123456789abcdef0",
@@ -31,15 +32,6 @@ def support(**kwargs) -> tuple[Stack, AgentRolloutSupport]:
     switch = KillSwitch(stack, "KillSwitch", availability_zones=["eu-west-1a"])
     kwargs.setdefault("agent", AgentSource.adot_collector())
     return stack, AgentRolloutSupport(stack, "AgentRollout", kill_switch=switch, fleet="web", **kwargs)
-
-
-def written_files(commands: list[str]) -> dict[str, str]:
-    files = {}
-    for line in commands:
-        if line.startswith("echo '") and "| base64 -d >" in line:
-            encoded, target = line.split("'")[1], line.split("'")[3]
-            files[target.removesuffix(".new")] = base64.b64decode(encoded).decode()
-    return files
 
 
 def host_step(stack: Stack, action: str) -> list[str]:

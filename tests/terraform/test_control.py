@@ -3,7 +3,6 @@ CDK flavour, so the rollout engine and `shunt kill` work the same against either
 
 from __future__ import annotations
 
-import base64
 import json
 
 import aws_cdk as cdk
@@ -18,7 +17,7 @@ from telemetry_shunt.core.contract import AGENT_ACTIONS, agent_document_name, he
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import AgentRolloutSupport, KillSwitch
 from telemetry_shunt.terraform import _aws as aws
-from tests.cdk_support import new_app, template_of
+from tests.cdk_support import new_app, template_of, written_files
 from tests.terraform.conftest import REF, resources, synth
 
 pytestmark = pytest.mark.xdist_group("terraform")
@@ -149,20 +148,11 @@ def _host_step(document):
     return step["inputs"]["runCommand"]
 
 
-def _written_files(commands):
-    files = {}
-    for line in commands:
-        if line.startswith("echo '") and "| base64 -d >" in line:
-            encoded, target = line.split("'")[1], line.split("'")[3]
-            files[target.removesuffix(".new")] = base64.b64decode(encoded).decode()
-    return files
-
-
 def test_your_agent_with_a_gateway_gets_the_forwarder_too_as_in_cdk(tmp_path):
     config, rollout, tf_docs, cdk_docs = _custom_documents(tmp_path, REF)
     assert tf_docs == cdk_docs
     for action in ("install", "upgrade", "rollback"):
-        files = _written_files(_host_step(tf_docs[agent_document_name(action)]))
+        files = written_files(_host_step(tf_docs[agent_document_name(action)]))
         assert json.loads(files[af.FORWARDER_CANDIDATE_PATH]) == ac.render_forwarder_config(REF), action
         assert "PartOf=otelcol-contrib.service" in files[f"/etc/systemd/system/{af.FORWARDER_UNIT}"]
         assert files[af.CANDIDATE_PATH] == config.text
@@ -174,6 +164,6 @@ def test_your_agent_without_a_gateway_gets_no_forwarder_as_in_cdk(tmp_path):
     config, rollout, tf_docs, cdk_docs = _custom_documents(tmp_path, None)
     assert tf_docs == cdk_docs
     commands = _host_step(tf_docs[agent_document_name("upgrade")])
-    assert _written_files(commands)[af.CANDIDATE_PATH] == config.text
+    assert written_files(commands)[af.CANDIDATE_PATH] == config.text
     assert rollout.data_path.forwarder_config_text is None
     assert not any("forwarder" in line for line in commands)
