@@ -239,9 +239,10 @@ def fold(items: list[tuple[str, Any, Any, dict[str, Any]]], series: dict[tuple, 
     whose order matters (two attribute orders of one series, or more new series than the guard has room
     for, where the first ones in the stream win) is folded by ``fold_each``.
     """
-    if len(items) < 2 * len(series):
-        # Records spread over many live series (about one a series per chunk): grouping would cost more than
-        # it saves, so one at a time (the same result; aliases are found again by later bulk chunks).
+    if len(items) < 8 * len(series):
+        # Records spread over many live series (fewer than eight a series per chunk): grouping costs more than
+        # it saves (measured: about even at ten a group), so one at a time (the same result; aliases are found
+        # again by later bulk chunks).
         return fold_each(items, series, max_series)
     if aliases is None:
         aliases = {}

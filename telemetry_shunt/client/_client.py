@@ -65,11 +65,11 @@ CLOSED = "closed"
 _time = time.time
 _monotonic = time.monotonic
 _DISCARD = collections.deque(maxlen=0).append
-# The worker wakes this often to see whether a full batch is waiting and to fold aggregates ...
+# The worker wakes at most this long apart to see whether a full batch is waiting and to fold aggregates,
+# sooner while aggregate records arrive fast: when the rate since the last wake would bring a fold chunk
+# (a quarter of max_buffered_records) before then, at least _BUSY_POLL_SECONDS apart.
 _POLL_SECONDS = 0.1
-# ... and this often while aggregate records arrive fast (more than _BUSY_FOLD in the last fold).
 _BUSY_POLL_SECONDS = 0.01
-_BUSY_FOLD = 1000
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
 # Closed intervals whose aggregates wait to be sent (the gateway down): at most this many (and at most
@@ -293,7 +293,10 @@ class TelemetryClient:
         # Closed intervals still to send: [series items, next position, start, end, records still held].
         # Encoded a batch at a time when one is due, folding in between.
         self._closed: collections.deque[list] = collections.deque()
-        self._last_fold = 0
+        # Aggregate records are folded a chunk at a time (bulk folding gets cheaper per record with bigger
+        # chunks), at the latest when the interval closes; a quarter of the buffer leaves room for bursts.
+        self._fold_chunk = max(1, self._max_buffered // 4)
+        self._waiting_at_wake = 0  # aggregate records waiting when the worker last went to sleep
         self._taken = 0  # records the worker popped from the buffer
         self._sent = 0
         self._held = 0  # popped but neither sent nor dropped yet (the batch in hand)
@@ -388,7 +391,11 @@ class TelemetryClient:
 
     def _idle_seconds(self, next_flush: float) -> float:
         """How long the worker may sleep (close() and a kill-switch change wake it at once)."""
-        poll = _BUSY_POLL_SECONDS if self._last_fold > _BUSY_FOLD else _POLL_SECONDS
+        poll = _POLL_SECONDS
+        waiting = len(self._agg_buffer)
+        arrived, self._waiting_at_wake = waiting - self._waiting_at_wake, waiting
+        if arrived > 0:  # at this rate (records a poll), wake in time for the next chunk
+            poll = min(poll, max(_BUSY_POLL_SECONDS, poll * (self._fold_chunk - waiting) / arrived))
         if self._state == SENDING:
             wait = min(poll, next_flush - _monotonic())
         elif self._state == STARTING:
@@ -444,19 +451,21 @@ class TelemetryClient:
     def _accepting_sink(self) -> tuple:
         return (self._accepted.__next__, self._buffer.append, self._agg_buffer.append)
 
-    def _fold(self) -> None:
-        """Fold every waiting count/gauge/distribution record into this interval's series."""
+    def _fold(self, at_least: int = 1) -> None:
+        """Fold every waiting count/gauge/distribution record into this interval's series, if ``at_least``
+        are waiting."""
         buffer = self._agg_buffer
+        if len(buffer) < at_least:
+            return
         with self._lock:
             n = len(buffer)
             if not n:
-                self._last_fold = 0
                 return
             # Exactly the n oldest, popped in C (callers keep appending on the right meanwhile).
             items = list(map(operator.call, itertools.repeat(buffer.popleft, n)))
             self._taken += n
             self._held += n
-        self._last_fold = n
+        self._waiting_at_wake = 0
         try:
             invalid, rejected = fold(items, self._series, self._max_series, self._aliases)
         except Exception:
@@ -472,8 +481,7 @@ class TelemetryClient:
             self._worker_drops["cardinality"] += rejected
 
     def _fold_if_waiting(self) -> None:
-        if self._agg_buffer:
-            self._fold()
+        self._fold(self._fold_chunk)
 
     def _close_interval(self) -> None:
         """End this interval: its series wait in ``_closed``, encoded a batch at a time when one is due."""
@@ -533,7 +541,7 @@ class TelemetryClient:
         return None
 
     def _send_ready(self, flush_due: bool) -> None:
-        self._fold()
+        self._fold(1 if flush_due else self._fold_chunk)
         if flush_due:
             self._close_interval()
         for round_ in range(_MAX_BATCHES_PER_ROUND):
@@ -541,7 +549,7 @@ class TelemetryClient:
             if self._closing or self._state != SENDING:
                 return
             if round_:
-                self._fold()  # between requests too, so a run of batches does not let the aggregate buffer fill
+                self._fold(self._fold_chunk)  # between requests too: a run of batches must not let the buffer fill
             ready = self._closed or (self._buffer and (flush_due or len(self._buffer) >= self._max_batch))
             if self._pending is None and not ready:
                 return

@@ -383,9 +383,11 @@ def test_the_worker_folds_while_a_response_is_awaited(gateway, make_client):
     from client_fakes import wait_until
 
     # The gateway holds the first request (far inside the client's deadline): records counted meanwhile are
-    # folded by the worker while it waits, so a slow answer does not leave them filling the buffer.
+    # folded by the worker while it waits, so a slow answer does not leave them filling the buffer. The worker
+    # folds a chunk (a quarter of the buffer) at a time: 1,000 records are one chunk of a 4,000-record buffer.
     gateway.mode = "never"
-    client = make_client(gateway.url, request_timeout_seconds=120.0, flush_interval_seconds=0.05)
+    client = make_client(gateway.url, request_timeout_seconds=120.0, flush_interval_seconds=0.05,
+                         max_buffered_records=4000)
     client.emit("raw", 1.0)
     assert gateway.wait_for_requests(1)
     for _ in range(1000):
