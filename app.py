@@ -27,8 +27,47 @@ import sys
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 
+import threading  # noqa: E402
+
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+
+class _Validator(threading.Thread):
+    """CDK's built-in CloudFormation template validation, its engine built while Python imports the app.
+
+    aws-cdk-lib validates every synthesized template with a WASM rule engine (``CloudFormationValidatePlugin``)
+    whose construction (compiling its rules) is most of a synthesis's cost. Registered on the App explicitly,
+    the same plugin with the same default rules replaces the auto-registered instance (aws-cdk-lib:
+    "Registering a CloudFormationValidatePlugin explicitly replaces the auto-registered default instance"),
+    so the checks are the same; only when its engine is built moves: in Node, while this process imports the
+    app's modules, which make no jsii call (tests/stacks/test_app_imports.py), so no two requests overlap.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="cfn-validate-engine", daemon=True)
+        self.plugin: cdk.CloudFormationValidatePlugin | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.plugin = cdk.CloudFormationValidatePlugin()
+        except BaseException as exc:  # re-raised in the main thread by result()
+            self.error = exc
+
+    def result(self) -> cdk.CloudFormationValidatePlugin:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.plugin is not None
+        return self.plugin
+
+
+# Only when run as the app (`cdk synth`): importing app (tests) starts nothing. Off with CDK_VALIDATION=false,
+# which also turns the built-in validation off.
+_validator = (_Validator() if __name__ == "__main__" and os.environ.get("CDK_VALIDATION") != "false" else None)
+if _validator is not None:
+    _validator.start()
 
 from telemetry_shunt.constructs.agent_rollout_support import AgentSource  # noqa: E402
 from telemetry_shunt.core.routes import Pusher  # noqa: E402
@@ -102,8 +141,10 @@ def build(app: cdk.App) -> dict[str, cdk.Stack]:
     return stacks
 
 
-def main(context: dict | None = None) -> None:
+def main(context: dict | None = None, validator: _Validator | None = None) -> None:
     """Synthesize; ``context`` is for tests (the CDK CLI passes context through the environment)."""
+    # The engine must be built before any other jsii call: the jsii kernel serves one request at a time.
+    plugin = validator.result() if validator is not None else None
     app = cdk.App(context=context) if context is not None else cdk.App()
     try:
         build(app)
@@ -111,9 +152,9 @@ def main(context: dict | None = None) -> None:
         print(f"telemetry-shunt: {exc}", file=sys.stderr)
         sys.exit(1)
     # cdk-nag (AwsSolutions) as a validation plugin: any unacknowledged finding fails synthesis.
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), *([plugin] if plugin is not None else []))
     app.synth()
 
 
 if __name__ == "__main__":
-    main()
+    main(validator=_validator)

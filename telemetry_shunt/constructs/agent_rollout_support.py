@@ -157,13 +157,14 @@ class AgentRolloutSupport(Construct):
         operator_principal: iam.IPrincipal | None = None,
         prefix: str = DEFAULT_RESOURCE_PREFIX,
         table_name: str = DEFAULT_STATE_TABLE_NAME,
-        boot_cache_max_age: Duration = Duration.seconds(0),
+        boot_cache_max_age: Duration | None = None,  # None: Duration.seconds(0) (no jsii call at import)
         heartbeat_missing_minutes: int = 3,
         gateway: GatewayRef | None = None,
         budgets: AgentBudgets | None = None,
         agent_config: AgentConfigFile | None = None,
     ) -> None:
         super().__init__(scope, id)
+        boot_cache_max_age = Duration.seconds(0) if boot_cache_max_age is None else boot_cache_max_age
         if not _PREFIX.match(prefix):
             raise ValidationError(f"prefix must be 1-40 letters, digits, '-' or '_', starting with a letter, got {prefix!r}")
         validation.fleet_name(fleet)

@@ -102,13 +102,14 @@ class BufferFleet(Construct):
         max_tasks: int = 20,
         target_cpu_percent: int = 60,
         target_events_per_task_per_second: int = 5_000,
-        archive_retention: Duration = Duration.days(400),
+        archive_retention: Duration | None = None,  # None: Duration.days(400) (no jsii call at import)
         access_logs_bucket: s3.IBucket | None = None,
         add_s3_gateway_endpoint: bool = True,
         alarms: bool = False,
         fleet_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
+        archive_retention = Duration.days(400) if archive_retention is None else archive_retention
         if gateway is not None:
             if target_groups is not None or paths_by_collector is not None:
                 raise ValidationError("gateway= wires the target groups and paths itself: drop target_groups= and "

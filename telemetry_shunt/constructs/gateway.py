@@ -64,10 +64,11 @@ class TelemetryGateway(LatticeServiceMetrics, Construct):
         routes: Sequence[Route] = (),
         name: str = "telemetry-gateway",
         target_groups: Mapping[str, lattice.CfnTargetGroup] | None = None,
-        idle_timeout: Duration = Duration.seconds(60),
+        idle_timeout: Duration | None = None,  # None: Duration.seconds(60) (no jsii call at import)
         access_logs: AccessLogDestination | None = None,
     ) -> None:
         super().__init__(scope, id)
+        idle_timeout = Duration.seconds(60) if idle_timeout is None else idle_timeout
         self.pushers = _gateway_pushers(pushers, service_network)
         lattice_name("service", name)
         timeout = idle_timeout.to_seconds()

@@ -48,11 +48,12 @@ class KillSwitch(Construct):
         id: str,
         *,
         availability_zones: Sequence[str],
-        poll_interval: Duration = Duration.seconds(45),
+        poll_interval: Duration | None = None,  # None: Duration.seconds(45) (no jsii call at import)
         initial_flags: Mapping[str, bool] | None = None,
         prefix: str = DEFAULT_RESOURCE_PREFIX,
     ) -> None:
         super().__init__(scope, id)
+        poll_interval = Duration.seconds(45) if poll_interval is None else poll_interval
         seconds = poll_interval.to_seconds(integral=False)
         if seconds < APPCONFIG_MIN_POLL_SECONDS or seconds != int(seconds):
             raise ValidationError(

@@ -128,9 +128,10 @@ class TelemetryServiceNetwork(Construct):
         share_with: Sequence[str] = (),
         allow_external_principals: bool = False,
         access_log_bucket: s3.IBucket | None = None,
-        log_retention: Duration = Duration.days(365),
+        log_retention: Duration | None = None,  # None: Duration.days(365) (no jsii call at import)
     ) -> None:
         super().__init__(scope, id)
+        log_retention = Duration.days(365) if log_retention is None else log_retention
         # Grant S3 server-access-log delivery with a bucket policy, not the legacy LogDeliveryWrite ACL.
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
         self.pushers = parse_pushers(pushers)

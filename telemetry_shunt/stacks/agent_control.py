@@ -46,7 +46,7 @@ class AgentControlStack(Stack):
         fleet: str,
         operator_principal: iam.IPrincipal | None = None,
         host_role_arn: str | None = None,
-        poll_interval: Duration = Duration.seconds(45),
+        poll_interval: Duration | None = None,  # None: the KillSwitch default, 45 s
         gateway: GatewayRef | None = None,
         budgets: AgentBudgets | None = None,
         alarm_topic: sns.ITopic | None = None,
