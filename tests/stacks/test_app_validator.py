@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import aws_cdk as cdk
-import pytest
 
 from tests.cdk_support import ROOT
 
