@@ -296,7 +296,8 @@ class TelemetryClient:
         # Aggregate records are folded a chunk at a time (bulk folding gets cheaper per record with bigger
         # chunks), at the latest when the interval closes; a quarter of the buffer leaves room for bursts.
         self._fold_chunk = max(1, self._max_buffered // 4)
-        self._waiting_at_wake = 0  # aggregate records waiting when the worker last went to sleep
+        self._waiting_at_wake = 0  # aggregate records waiting when the worker last went to sleep ...
+        self._looked_at = _monotonic()  # ... and when
         self._taken = 0  # records the worker popped from the buffer
         self._sent = 0
         self._held = 0  # popped but neither sent nor dropped yet (the batch in hand)
@@ -392,10 +393,11 @@ class TelemetryClient:
     def _idle_seconds(self, next_flush: float) -> float:
         """How long the worker may sleep (close() and a kill-switch change wake it at once)."""
         poll = _POLL_SECONDS
-        waiting = len(self._agg_buffer)
-        arrived, self._waiting_at_wake = waiting - self._waiting_at_wake, waiting
-        if arrived > 0:  # at this rate (records a poll), wake in time for the next chunk
-            poll = min(poll, max(_BUSY_POLL_SECONDS, poll * (self._fold_chunk - waiting) / arrived))
+        waiting, now = len(self._agg_buffer), _monotonic()
+        arrived, elapsed = waiting - self._waiting_at_wake, now - self._looked_at
+        self._waiting_at_wake, self._looked_at = waiting, now
+        if arrived > 0 and elapsed > 0:  # at the rate since the last look, wake in time for the next chunk
+            poll = min(poll, max(_BUSY_POLL_SECONDS, elapsed * (self._fold_chunk - waiting) / arrived))
         if self._state == SENDING:
             wait = min(poll, next_flush - _monotonic())
         elif self._state == STARTING:
