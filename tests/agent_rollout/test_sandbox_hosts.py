@@ -329,20 +329,27 @@ def test_an_agent_without_a_valid_config_does_not_start(tmp_path: Path) -> None:
         fleet.close()
 
 
+def _one_host_fleet(tmp_path: Path, instance_id: str, *, enabled: bool):
+    """A fleet of one simulated host in us-east-1a (no moto: the fleet's SSM agent is driven directly) whose
+    kill switch reads the returned flags file, set to ``enabled``."""
+    from telemetry_shunt.agent_rollout.sandbox_hosts import ArtifactStore, HostFleet
+
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps({"telemetry": {"enabled": enabled}}))
+    fleet = HostFleet(tmp_path / "hosts", hosts=[{"instance_id": instance_id, "az": "us-east-1a"}],
+                      region=sb.REGION, endpoint_url="http://127.0.0.1:9", flags_file=flags,
+                      store=ArtifactStore(package="TelemetryShunt-Agent-Package", versions=sb.VERSIONS,
+                                          healthy_version=sb.START_VERSION),
+                      watcher_poll_seconds=1, heartbeat_seconds=60, credentials=sb.FAKE_CREDENTIALS)
+    return fleet, flags
+
+
 def _install_with(tmp_path: Path, path: str, content: str) -> tuple[list, SimulatedHost]:
     """Run the install document on one simulated host (no moto: the fleet's SSM agent directly), with the
     file at ``path`` replaced by ``content`` in the document."""
     import base64
 
-    from telemetry_shunt.agent_rollout.sandbox_hosts import ArtifactStore, HostFleet
-
-    flags = tmp_path / "flags.json"
-    flags.write_text('{"telemetry": {"enabled": true}}')
-    fleet = HostFleet(tmp_path / "hosts", hosts=[{"instance_id": "i-0000000000000000a", "az": "us-east-1a"}],
-                      region=sb.REGION, endpoint_url="http://127.0.0.1:9", flags_file=flags,
-                      store=ArtifactStore(package="TelemetryShunt-Agent-Package", versions=sb.VERSIONS,
-                                          healthy_version=sb.START_VERSION),
-                      watcher_poll_seconds=1, heartbeat_seconds=60, credentials=sb.FAKE_CREDENTIALS)
+    fleet, _ = _one_host_fleet(tmp_path, "i-0000000000000000a", enabled=True)
     document = sb.sandbox_documents()["install"]
     original = next(f.content for f in hostside.host_files(sb.sandbox_host_config()) if f.path == path)
     text = json.dumps(document).replace(base64.b64encode(original.encode()).decode(),
@@ -373,15 +380,7 @@ def test_a_broken_unit_file_or_watcher_fails_the_install_step(tmp_path: Path, pa
 def test_the_agent_starts_only_after_the_kill_switch_decided_on_whoever_starts_it(tmp_path: Path) -> None:
     """The documents' first step gates the agent's unit (ExecCondition=<watcher> --gate): with the kill switch off,
     a start from anyone else (a package's install script) is skipped; once on, the watcher's start goes through."""
-    from telemetry_shunt.agent_rollout.sandbox_hosts import ArtifactStore, HostFleet
-
-    flags = tmp_path / "flags.json"
-    flags.write_text('{"telemetry": {"enabled": false}}')
-    fleet = HostFleet(tmp_path / "hosts", hosts=[{"instance_id": "i-0000000000000000b", "az": "us-east-1a"}],
-                      region=sb.REGION, endpoint_url="http://127.0.0.1:9", flags_file=flags,
-                      store=ArtifactStore(package="TelemetryShunt-Agent-Package", versions=sb.VERSIONS,
-                                          healthy_version=sb.START_VERSION),
-                      watcher_poll_seconds=1, heartbeat_seconds=60, credentials=sb.FAKE_CREDENTIALS)
+    fleet, flags = _one_host_fleet(tmp_path, "i-0000000000000000b", enabled=False)
     host = fleet.hosts["i-0000000000000000b"]
     try:
         results = fleet.run_document(host, sb.sandbox_documents()["install"], {"version": ["1.0.0"]}, "c-gate")
