@@ -41,7 +41,7 @@ class _Validator(threading.Thread):
     the same plugin with the same default rules replaces the auto-registered instance (aws-cdk-lib:
     "Registering a CloudFormationValidatePlugin explicitly replaces the auto-registered default instance"),
     so the checks are the same; only when its engine is built moves: in Node, while this process imports the
-    app's modules, which make no jsii call (tests/stacks/test_app_imports.py), so no two requests overlap.
+    app's modules, which make no jsii call (tests/stacks/test_app_validator.py), so no two requests overlap.
     """
 
     def __init__(self) -> None:
