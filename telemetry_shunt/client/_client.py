@@ -279,7 +279,7 @@ class TelemetryClient:
         self._closing = False
         self._close_deadline = float("inf")
         self._buffer: collections.deque = collections.deque(maxlen=self._max_buffered)
-        # count/gauge/distribution records: the worker folds all of them on every wake.
+        # count/gauge/distribution records: the worker folds them a chunk at a time (see _fold_chunk).
         self._agg_buffer: collections.deque = collections.deque(maxlen=self._max_buffered)
         self._accepted = itertools.count()
         self._rejected = {reason: itertools.count() for reason in _EMIT_REJECT_REASONS}
