@@ -21,6 +21,7 @@ from telemetry_shunt.core.contract import (
     APPCONFIG_ENVIRONMENT,
     APPCONFIG_MIN_POLL_SECONDS,
     APPCONFIG_PROFILE,
+    DEFAULT_POLL_SECONDS,
     DEFAULT_RESOURCE_PREFIX,
     kill_switch_strategy_name,
 )
@@ -48,12 +49,12 @@ class KillSwitch(Construct):
         id: str,
         *,
         availability_zones: Sequence[str],
-        poll_interval: Duration | None = None,  # None: Duration.seconds(45) (no jsii call at import)
+        poll_interval: Duration | None = None,  # None: DEFAULT_POLL_SECONDS (no jsii call at import)
         initial_flags: Mapping[str, bool] | None = None,
         prefix: str = DEFAULT_RESOURCE_PREFIX,
     ) -> None:
         super().__init__(scope, id)
-        poll_interval = Duration.seconds(45) if poll_interval is None else poll_interval
+        poll_interval = Duration.seconds(DEFAULT_POLL_SECONDS) if poll_interval is None else poll_interval
         seconds = poll_interval.to_seconds(integral=False)
         if seconds < APPCONFIG_MIN_POLL_SECONDS or seconds != int(seconds):
             raise ValidationError(

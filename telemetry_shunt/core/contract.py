@@ -20,6 +20,8 @@ AZ_FLAG_PREFIX = GLOBAL_FLAG + "-"
 # AppConfig agent on every host (its default port); polling no faster than every 15 s.
 APPCONFIG_AGENT_URL = "http://localhost:2772"
 APPCONFIG_MIN_POLL_SECONDS = 15
+# How often hosts read the kill switch unless told otherwise: the AppConfig agent's own default.
+DEFAULT_POLL_SECONDS = 45
 
 # --- Agent fleet -------------------------------------------------------------------------------
 # EC2 tag that marks hosts whose agent this project rolls out; the value is the fleet name.

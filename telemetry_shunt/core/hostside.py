@@ -39,6 +39,7 @@ from telemetry_shunt.core.contract import (
     APPCONFIG_MIN_POLL_SECONDS,
     APPCONFIG_PROFILE,
     AZ_FLAG_PREFIX,
+    DEFAULT_POLL_SECONDS,
     GLOBAL_FLAG,
     HEARTBEAT_AZ_DIMENSION,
     HEARTBEAT_INSTANCE_DIMENSION,
@@ -112,7 +113,7 @@ class HostConfig:
     """
 
     agent_service: str
-    poll_seconds: int = 45
+    poll_seconds: int = DEFAULT_POLL_SECONDS
     boot_cache_max_age_seconds: int = 0
     appconfig_agent_url: str = APPCONFIG_AGENT_URL
 

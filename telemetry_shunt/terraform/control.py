@@ -25,6 +25,7 @@ from telemetry_shunt.core.contract import (
     APPCONFIG_ENVIRONMENT,
     APPCONFIG_MIN_POLL_SECONDS,
     APPCONFIG_PROFILE,
+    DEFAULT_POLL_SECONDS,
     DEFAULT_RESOURCE_PREFIX,
     DEFAULT_STATE_TABLE_NAME,
     FLEET_TAG_KEY,
@@ -59,7 +60,7 @@ class KillSwitch(Construct):
     the first flags (every flag on unless ``initial_flags`` says otherwise) are deployed with the stack."""
 
     def __init__(self, scope: Construct, id: str, *, availability_zones: list[str] | tuple[str, ...],
-                 poll_interval_seconds: int = 45, initial_flags: Mapping[str, bool] | None = None,
+                 poll_interval_seconds: int = DEFAULT_POLL_SECONDS, initial_flags: Mapping[str, bool] | None = None,
                  prefix: str = DEFAULT_RESOURCE_PREFIX) -> None:
         super().__init__(scope, id)
         if isinstance(poll_interval_seconds, bool) or not isinstance(poll_interval_seconds, int) \
