@@ -399,7 +399,7 @@ class TelemetryClient:
         if arrived > 0 and elapsed > 0:  # at the rate since the last look, wake in time for the next chunk
             poll = min(poll, max(_BUSY_POLL_SECONDS, elapsed * (self._fold_chunk - waiting) / arrived))
         if self._state == SENDING:
-            wait = min(poll, next_flush - _monotonic())
+            wait = min(poll, next_flush - now)
         elif self._state == STARTING:
             wait = poll
         else:  # disabled or stopped: only the kill switch (or close) can change anything

@@ -87,7 +87,7 @@ def encode_records(items: Iterable[tuple[str, Any, float, dict[str, Any]]], batc
 
 def encode_aggregates(series: dict[tuple, Any], start: float, end: float, batch_ids: Any,
                       max_records: int, max_record_bytes: int = METRICS_MAX_RECORD_BYTES,
-                      attribute_json: dict | None = None) -> list[tuple[bytes, int, str, int]]:
+                      attribute_json: dict | None = None) -> list[tuple[bytes, int, str, int, int]]:
     """Encode one interval's series as aggregate records, at most ``max_records`` lines a batch.
 
     Returns ``[(body, folded records, batch id, oversized records, invalid records)]``; a line over
