@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from itertools import repeat
+from itertools import islice, repeat
 from operator import mul, sub
 from typing import Any
 
@@ -185,9 +185,16 @@ class ExpHistogram:
         sides = []
         for buckets in (fitted.positive, fitted.negative):
             if buckets:
-                first = min(buckets)
-                counts = map(buckets.get, range(first, max(buckets) + 1), repeat(0))
-                sides.append(f'{{"offset":{first},"bucket_counts":[{",".join(map(str, counts))}]}}')
+                # Dense from the first bucket; the runs of empty buckets between two written at once.
+                indexes = sorted(buckets)
+                first = following = indexes[0]
+                parts = []
+                for i in indexes:
+                    if i != following:
+                        parts.append("0," * (i - following))
+                    parts.append(f"{buckets[i]},")
+                    following = i + 1
+                sides.append(f'{{"offset":{first},"bucket_counts":[{"".join(parts)[:-1]}]}}')
             else:
                 sides.append('{"offset":0,"bucket_counts":[]}')
         return (f'"count":{fitted.count},"sum":{total!r},"min":{low!r},"max":{high!r},"scale":{fitted.scale},'
@@ -221,126 +228,228 @@ def series_key(kind: str, name: str, attributes: dict[str, Any]) -> tuple:
         return kind, name, frozenset((k, v if v.__class__ is str else _text(v)) for k, v in attributes.items())
 
 
+# A count/gauge/distribution record is the caller's own keyword-arguments dict (the attributes, all keyed
+# by strings), with the value stored under VALUE and the name under the int key of its kind, which a keyword
+# can never be: appending it allocates nothing, and a dict of strings and numbers is not tracked by the
+# garbage collector, where a tuple holding a dict is (at 200k records/s, records waiting in the buffer
+# were promoted to the oldest generation and set off a full collection every few hundred milliseconds).
+VALUE = 1
+SUM_NAME, GAUGE_NAME, HISTOGRAM_NAME = 0, 2, 3
+_KIND_OF = {SUM_NAME: SUM, GAUGE_NAME: GAUGE, HISTOGRAM_NAME: HISTOGRAM}
+_NAME_KEY = {kind: key for key, kind in _KIND_OF.items()}
+
+
+def record(kind: str, name: Any, value: Any, attributes: dict[str, Any]) -> dict:
+    """The record ``count``/``gauge``/``distribution`` append, as a new dict (for tests and ``fold``)."""
+    out: dict = dict(attributes)
+    out[VALUE] = value
+    out[_NAME_KEY[kind]] = name
+    return out
+
+
+def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]]:
+    """``(kind, name, value, attributes)`` of a record whose value was taken out (``fold_each``'s items)."""
+    attributes = {k: v for k, v in record.items() if k.__class__ is str}
+    for key in _KIND_OF:
+        if key in record:
+            return _KIND_OF[key], record[key], value, attributes
+    raise ValueError(f"not a count/gauge/distribution record: {sorted(map(repr, record))}")
+
+
 # An alias for a series the cardinality guard rejected this interval (series only grow within one).
 REJECTED = object()
-_MULTI = object()  # aliases' entry for the ids of states reached by more than one key
 
 
-def fold(items: list[tuple[str, Any, Any, dict[str, Any]]], series: dict[tuple, Any], max_series: int,
-         aliases: dict[tuple, Any] | None = None) -> tuple[int, int]:
-    """Fold a drained chunk of ``(kind, name, value, attributes)`` items into ``series``; ``(invalid, rejected)``.
+class Aggregator:
+    """One flush interval's aggregation, in the worker: ``add`` takes drained chunks of records (see
+    ``record``), ``take`` ends the interval and returns its series (``series_key`` -> state: ``[sum, n]``,
+    ``[last, n]`` or an ``ExpHistogram``).
 
-    The same result as ``fold_each`` (one record at a time), done in bulk: the records are grouped by a key
-    built once per record, ``(kind, name, *attribute names, *attribute values)`` in the caller's order, then each group is folded
-    into its series at once (``sum``/``min``/``max`` in C; a value that is not a finite number, or a negative
-    count, sends that group through ``fold_each``). ``aliases`` (kept by the caller for one interval, with
-    ``series``) maps those keys to their series' state, so the per-series work (the canonical, order-free key,
-    the name check, the cardinality guard) is done once per series and interval, not per record. A chunk
-    whose order matters (two attribute orders of one series, or more new series than the guard has room
-    for, where the first ones in the stream win) is folded by ``fold_each``.
+    The same result as ``fold_each`` over the interval's stream (its reference meaning), done in bulk. Each
+    record costs taking its value out, one key built from the dict in the caller's attribute order
+    (``(*names, name key, *values, name)``), one dict lookup and one list append: its value joins its group
+    and the record is freed. The groups are folded into the series (``sum``/``min``/``max``/bucketing in C,
+    the per-series work once per series) only when ``max_pending`` records wait, and when the interval ends,
+    so a series seen a few times a chunk still folds in bulk. ``canonical`` maps those keys to their series
+    key and ``aliases`` to their state for the interval, so the order-free key is built once per key and
+    interval, not per record.
+
+    Order matters in two places, and there the pending groups are folded first and the record goes
+    through ``fold_each`` (exact, and rare): a second attribute order of a series already pending (a gauge's
+    last value follows the stream), and a new series while the cardinality guard could fill (the first new
+    series in the stream are admitted). A record whose attributes or name cannot be hashed goes the same way.
     """
-    if len(items) < 8 * len(series):
-        # Records spread over many live series (fewer than eight a series per chunk): grouping costs more than
-        # it saves (measured: about even at ten a group), so one at a time (the same result; aliases are found
-        # again by later bulk chunks).
-        return fold_each(items, series, max_series)
-    if aliases is None:
-        aliases = {}
-    groups: dict[tuple, list] = {}
-    get = groups.get
-    try:
-        for kind, name, value, attributes in items:
-            key = (kind, name, *attributes, *attributes.values())
-            values = get(key)
-            if values is None:
-                groups[key] = [value]
-            else:
-                values.append(value)
-    except (TypeError, AttributeError):  # an unhashable name or attribute value
-        return fold_each(items, series, max_series)
-    alias = aliases.get
-    multi = aliases.get(_MULTI)  # ids of states that more than one key (attribute order) reaches
-    fresh: dict[tuple, tuple] = {}  # canonical key of a new series -> its group's key
-    for key in [key for key in groups if alias(key) is None]:
-        canonical = _canonical(key)
-        state = series.get(canonical)
-        if state is not None:  # another attribute order of a live series (or one fold_each opened)
-            aliases[key] = state
-            multi = aliases.setdefault(_MULTI, set())
-            multi.add(id(state))
-        elif canonical in fresh:  # two attribute orders of one new series: the stream order counts
-            return _fold_in_order(items, groups, series, max_series, aliases)
-        else:
-            fresh[canonical] = key
-    if len(series) + len(fresh) > max_series:  # the guard admits the first new series in stream order
-        return _fold_in_order(items, groups, series, max_series, aliases)
-    if multi:
-        hits = [id(state) for state in map(alias, groups) if id(state) in multi]
-        if len(hits) != len(set(hits)):  # two attribute orders of one series in this chunk
-            return _fold_in_order(items, groups, series, max_series, aliases)
-    invalid = rejected = 0
-    for key, values in groups.items():
-        state = alias(key)
-        if state is None:  # a new series (there is room for every one: checked above)
-            name = key[1]
-            state = _new_state(key[0], values) if name.__class__ is str and name else None
-            if state is not None:
-                series[_canonical(key)] = aliases[key] = state
-                continue
-        elif state is REJECTED:
-            folded_invalid, _ = fold_each([(key[0], key[1], v, None) for v in values], {}, 0)
-            invalid += folded_invalid
-            rejected += len(values) - folded_invalid
-            continue
-        elif key[0] is SUM:  # the common case inline: every value a number >= 0, the total finite
+
+    __slots__ = ("max_series", "max_pending", "series", "aliases", "canonical", "groups", "pending",
+                 "pending_series", "pending_new")
+
+    def __init__(self, max_series: int, max_pending: int = 100_000, series: dict | None = None,
+                 canonical: dict | None = None) -> None:
+        self.max_series = max_series
+        self.max_pending = max_pending
+        self.series: dict[tuple, Any] = {} if series is None else series
+        self.aliases: dict[tuple, Any] = {}  # bulk key -> its series' state (or REJECTED), this interval
+        # Bulk key -> series key: a pure function of the key, so the owner may share it between intervals
+        # (the worker does, bounded: see the client's _new_aggregator).
+        self.canonical: dict[tuple, tuple] = {} if canonical is None else canonical
+        self.groups: dict[tuple, list] = {}  # bulk key -> values waiting to be folded, in stream order
+        self.pending = 0  # records added since the last flush (their values wait in groups)
+        self.pending_series: dict[tuple, tuple] = {}  # series key -> the bulk key of its pending group
+        self.pending_new = 0  # pending groups that may open a series
+
+    def add(self, items: list[dict]) -> tuple[int, int]:
+        """Fold a chunk of records in (their values are taken out of them); ``(invalid, rejected)`` among the
+        records decided now (the rest are decided when their groups are folded: see ``flush``)."""
+        groups = self.groups
+        get = groups.get
+        invalid = rejected = 0
+        for record, value in zip(items, list(map(dict.pop, items, repeat(VALUE))), strict=True):
             try:
-                total = sum(values, state[0])
-                if total - total == 0.0 and min(values) >= 0:
-                    state[0] = total if total.__class__ is float else float(total)
-                    state[1] += len(values)
+                key = (*record, *record.values())
+                values = get(key)
+            except TypeError:  # an unhashable name or attribute value: fold_each keys it by its text
+                key = values = None
+            if values is not None:
+                values.append(value)
+            elif key is not None and self._opens(key):
+                groups[key] = [value]
+            else:  # an edge (see the class): what is pending first, then this record
+                folded_invalid, folded_rejected = self.flush()
+                groups = self.groups
+                get = groups.get
+                if key is not None and self._rejects(key):
+                    groups[key] = [value]
+                else:
+                    each_invalid, each_rejected = fold_each((_as_tuple(record, value),), self.series,
+                                                            self.max_series)
+                    folded_invalid += each_invalid
+                    folded_rejected += each_rejected
+                invalid += folded_invalid
+                rejected += folded_rejected
+        self.pending += len(items)
+        if self.pending >= 2 * self.max_pending:  # the worker flushes a slice at a time past max_pending
+            folded_invalid, folded_rejected = self.flush()
+            invalid += folded_invalid
+            rejected += folded_rejected
+        return invalid, rejected
+
+    def _opens(self, key: tuple) -> bool:
+        """Whether a new group for ``key`` keeps the fold exact (see the class); records its series."""
+        canonical = self.canonical.get(key)
+        if canonical is None:
+            canonical = self.canonical[key] = _canonical(key)
+        if canonical in self.pending_series:  # another attribute order of a series already pending
+            return False
+        if self.aliases.get(key) is None and canonical not in self.series:
+            if len(self.series) + self.pending_new >= self.max_series:  # the guard could fill
+                return False
+            self.pending_new += 1
+        self.pending_series[canonical] = key
+        return True
+
+    def _rejects(self, key: tuple) -> bool:
+        """After a flush: whether ``key`` is a new series the full guard rejects (its records are then only
+        counted, in any order: series only grow within an interval); records it so."""
+        if self.aliases.get(key) is REJECTED:
+            return True
+        canonical = self.canonical[key]
+        name = canonical[1]
+        if len(self.series) < self.max_series or name.__class__ is not str or not name or canonical in self.series:
+            return False
+        self.aliases[key] = REJECTED
+        return True
+
+    def flush(self, limit: int | None = None) -> tuple[int, int]:
+        """Fold the pending groups into the series (at most ``limit`` groups, the oldest: the rest stay
+        pending, and the result is the same); ``(invalid, rejected)`` among their records."""
+        series, aliases, canonicals = self.series, self.aliases, self.canonical
+        if limit is None or len(self.groups) <= limit:
+            groups = self.groups
+            self.groups, self.pending, self.pending_series, self.pending_new = {}, 0, {}, 0
+        else:  # the oldest groups: each is another series, and room for the new ones was kept (_opens)
+            groups = dict(islice(self.groups.items(), limit))
+            pending_series = self.pending_series
+            for key, values in groups.items():
+                del self.groups[key]
+                if pending_series.get(canonicals[key]) is key:  # (a rejected series' group is not there)
+                    del pending_series[canonicals[key]]
+                self.pending -= len(values)
+                if aliases.get(key) is None and canonicals[key] not in series:
+                    self.pending_new -= 1
+        invalid = rejected = 0
+        alias = aliases.get
+        for key, values in groups.items():
+            canonical = canonicals[key]
+            kind = canonical[0]
+            state = alias(key)
+            if state is None:
+                state = series.get(canonical)
+                if state is not None:  # another attribute order of a live series
+                    aliases[key] = state
+            if state is None:  # a new series (there is room for it: see _opens)
+                name = canonical[1]
+                state = _new_state(kind, values) if name.__class__ is str and name else None
+                if state is not None:
+                    series[canonical] = aliases[key] = state
                     continue
-            except (TypeError, ValueError, OverflowError):
-                pass
-        elif _fold_group(key[0], state, values):
-            continue
-        # A value that is not a finite number, a negative count, a bad name: one record at a time.
-        attributes = dict(_pairs(key))
-        folded_invalid, folded_rejected = fold_each([(key[0], key[1], v, attributes) for v in values],
-                                                    series, max_series)
-        invalid += folded_invalid
-        rejected += folded_rejected
-        if key not in aliases:
-            state = series.get(_canonical(key))
+            elif state is REJECTED:
+                folded_invalid, _ = fold_each([(kind, canonical[1], v, None) for v in values], {}, 0)
+                invalid += folded_invalid
+                rejected += len(values) - folded_invalid
+                continue
+            elif kind is SUM:  # the common case inline: every value a number >= 0, the total finite
+                try:
+                    total = sum(values, state[0])
+                    if total - total == 0.0 and min(values) >= 0:
+                        state[0] = total if total.__class__ is float else float(total)
+                        state[1] += len(values)
+                        continue
+                except (TypeError, ValueError, OverflowError):
+                    pass
+            elif _fold_group(kind, state, values):
+                continue
+            # A value that is not a finite number, a negative count, a bad name: one record at a time (the
+            # group's records are in stream order, and no other pending group reaches its series).
+            attributes = dict(canonical[2])
+            folded_invalid, folded_rejected = fold_each([(kind, canonical[1], v, attributes) for v in values],
+                                                        series, self.max_series)
+            invalid += folded_invalid
+            rejected += folded_rejected
+            state = series.get(canonical)
             if state is not None:
                 aliases[key] = state
-    return invalid, rejected
+        return invalid, rejected
+
+    def take(self) -> tuple[dict[tuple, Any], int, int]:
+        """End the interval: ``(series, invalid, rejected)``, and start the next one empty."""
+        invalid, rejected = self.flush()
+        series = self.series
+        self.series, self.aliases = {}, {}
+        return series, invalid, rejected
+
+    def clear(self) -> None:
+        """Forget the interval, pending groups included (the kill switch, a stop)."""
+        self.series, self.aliases = {}, {}
+        self.groups, self.pending, self.pending_series, self.pending_new = {}, 0, {}, 0
 
 
-def _pairs(key: tuple) -> zip:
-    """The attribute pairs of a bulk key ``(kind, name, *names, *values)``."""
-    half = (len(key) - 2) // 2
-    return zip(key[2 : 2 + half], key[2 + half :], strict=True)
+def fold(items: Iterable[tuple[str, Any, Any, dict[str, Any]]], series: dict[tuple, Any],
+         max_series: int) -> tuple[int, int]:
+    """Fold ``(kind, name, value, attributes)`` items into ``series`` as one interval's ``Aggregator`` does;
+    ``(invalid, rejected)``."""
+    aggregator = Aggregator(max_series, series=series)
+    invalid, rejected = aggregator.add([record(*item) for item in items])
+    more_invalid, more_rejected = aggregator.flush()
+    return invalid + more_invalid, rejected + more_rejected
 
 
 def _canonical(key: tuple) -> tuple:
-    """The series key (``series_key``'s form) of a bulk key."""
-    return (key[0], key[1], frozenset(_pairs(key)) if len(key) > 2 else _NO_ATTRIBUTES)
-
-
-def _fold_in_order(items: list, groups: dict, series: dict, max_series: int, aliases: dict) -> tuple[int, int]:
-    """``fold_each`` over the chunk, then the aliases of its groups (a series now live, or rejected)."""
-    result = fold_each(items, series, max_series)
-    full = len(series) >= max_series
-    for key in groups:
-        if key not in aliases:
-            state = series.get(_canonical(key))
-            name = key[1]
-            if state is not None:
-                aliases[key] = state
-                aliases.setdefault(_MULTI, set()).add(id(state))
-            elif full and name.__class__ is str and name:
-                aliases[key] = REJECTED
-    return result
+    """The series key (``series_key``'s form) of a bulk key ``(*names, name key, *values, name)``."""
+    half = len(key) // 2
+    kind, name = _KIND_OF[key[half - 1]], key[-1]
+    if half == 1:
+        return kind, name, _NO_ATTRIBUTES
+    return kind, name, frozenset(zip(key[: half - 1], key[half:-1], strict=True))
 
 
 def _new_state(kind: str, values: list) -> Any:

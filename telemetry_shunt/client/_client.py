@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telemetry_shunt.client import _options as check
-from telemetry_shunt.client._aggregate import GAUGE, HISTOGRAM, SUM, fold, folded_records
+from telemetry_shunt.client._aggregate import GAUGE_NAME, HISTOGRAM_NAME, SUM_NAME, VALUE, Aggregator, folded_records
 from telemetry_shunt.client._breaker import CircuitBreaker
 from telemetry_shunt.client._encoding import compress, encode_aggregates, encode_records
 from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout
@@ -66,17 +66,29 @@ _time = time.time
 _monotonic = time.monotonic
 _DISCARD = collections.deque(maxlen=0).append
 # The worker wakes at most this long apart to see whether a full batch is waiting and to fold aggregates,
-# sooner while aggregate records arrive fast: when the rate since the last wake would bring a fold chunk
-# (a quarter of max_buffered_records) before then, at least _BUSY_POLL_SECONDS apart.
-_POLL_SECONDS = 0.1
+# sooner while aggregate records arrive fast: when the measured arrival rate would bring a fold chunk (a
+# quarter of max_buffered_records) before then, at least _BUSY_POLL_SECONDS apart. 50 ms: a burst from
+# idle fills at most half the default buffer at 200k records/s before the worker has measured it.
+_POLL_SECONDS = 0.05
 _BUSY_POLL_SECONDS = 0.01
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
+def _series_waiting(entry: list) -> int:
+    """Series of a closed interval still to be sent (an Aggregator until its groups are folded)."""
+    if entry[0].__class__ is Aggregator:  # its series, and its pending groups that may open one
+        return len(entry[0].series) + entry[0].pending_new
+    return len(entry[0]) - entry[1]
+
+
 # Closed intervals whose aggregates wait to be sent (the gateway down): at most this many (and at most
 # max_series series in all), the oldest dropped.
 _MAX_CLOSED_INTERVALS = 10
 # At most this many batches in one go, so the worker looks at close() and the kill switch between rounds.
 _MAX_BATCHES_PER_ROUND = 32
+# Values (one float each, the records themselves freed) that may wait in an interval's groups before they
+# are folded into its series, per record of max_buffered_records: folding fewer times, in bigger groups, is
+# what keeps up with many series at high rates (see Aggregator).
+_PENDING_PER_BUFFERED = 10
 
 
 @dataclass(frozen=True)
@@ -215,20 +227,28 @@ class TelemetryClient:
         """
         count, _, append = self._sink
         count()
-        append((SUM, name, value, attributes))
+        # The record is the attributes dict itself (see _aggregate.VALUE): nothing allocated, nothing for
+        # the garbage collector to track.
+        attributes[VALUE] = value
+        attributes[SUM_NAME] = name
+        append(attributes)
 
     def gauge(self, name: str, value: float, /, **attributes: Any) -> None:
         """Set gauge ``name`` to ``value`` for these attributes; the last value of each interval is sent."""
         count, _, append = self._sink
         count()
-        append((GAUGE, name, value, attributes))
+        attributes[VALUE] = value
+        attributes[GAUGE_NAME] = name
+        append(attributes)
 
     def distribution(self, name: str, value: float, /, **attributes: Any) -> None:
         """Record ``value`` in distribution ``name``: sent per interval and series as count, sum, min, max
         and an OTLP exponential histogram."""
         count, _, append = self._sink
         count()
-        append((HISTOGRAM, name, value, attributes))
+        attributes[VALUE] = value
+        attributes[HISTOGRAM_NAME] = name
+        append(attributes)
 
     def stats(self) -> ClientStats:
         """Counters so far; ``emitted == sent + dropped_total + queued`` in every snapshot. While other
@@ -284,20 +304,28 @@ class TelemetryClient:
         self._accepted = itertools.count()
         self._rejected = {reason: itertools.count() for reason in _EMIT_REJECT_REASONS}
         self._sink = self._accepting_sink()
-        self._series: dict[tuple, Any] = {}  # this interval's aggregates (their records are "held")
-        self._aliases: dict[tuple, Any] = {}  # this interval's bulk keys -> series state (see fold)
+        # This interval's aggregates (their records are "held"); values wait in groups, at most
+        # _PENDING_PER_BUFFERED x max_buffered_records of them, before they are folded into the series.
+        self._canonical: dict[tuple, tuple] = {}  # the aggregators' bulk key -> series key, across intervals
+        self._aggregator = self._new_aggregator()
         # Attribute set -> its JSON, across intervals (cleared past 2 x max_series entries).
         self._attribute_json: dict[frozenset, str] = {}
         self._series_held = 0
         self._interval_start = _time()
-        # Closed intervals still to send: [series items, next position, start, end, records still held].
+        # Closed intervals still to send: [series items (the Aggregator until its groups are folded), next
+        # position, start, end, records still held].
         # Encoded a batch at a time when one is due, folding in between.
         self._closed: collections.deque[list] = collections.deque()
         # Aggregate records are folded a chunk at a time (bulk folding gets cheaper per record with bigger
         # chunks), at the latest when the interval closes; a quarter of the buffer leaves room for bursts.
         self._fold_chunk = max(1, self._max_buffered // 4)
-        self._waiting_at_wake = 0  # aggregate records waiting when the worker last went to sleep ...
-        self._looked_at = _monotonic()  # ... and when
+        # The aggregate records' arrival rate, measured over at least _BUSY_POLL_SECONDS between the worker's
+        # looks (kept between two looks closer than that: right after a fold the buffer is empty, and
+        # "nothing arrived yet" must not read as "nothing arrives"), from the count taken + waiting.
+        self._agg_taken = 0
+        self._arrival_rate = 0.0
+        self._seen_at_look = 0
+        self._looked_at = _monotonic()
         self._taken = 0  # records the worker popped from the buffer
         self._sent = 0
         self._held = 0  # popped but neither sent nor dropped yet (the batch in hand)
@@ -394,10 +422,12 @@ class TelemetryClient:
         """How long the worker may sleep (close() and a kill-switch change wake it at once)."""
         poll = _POLL_SECONDS
         waiting, now = len(self._agg_buffer), _monotonic()
-        arrived, elapsed = waiting - self._waiting_at_wake, now - self._looked_at
-        self._waiting_at_wake, self._looked_at = waiting, now
-        if arrived > 0 and elapsed > 0:  # at the rate since the last look, wake in time for the next chunk
-            poll = min(poll, max(_BUSY_POLL_SECONDS, elapsed * (self._fold_chunk - waiting) / arrived))
+        seen, elapsed = self._agg_taken + waiting, now - self._looked_at
+        if elapsed >= _BUSY_POLL_SECONDS:  # long enough to measure: the arrival rate since the last measure
+            self._arrival_rate = (seen - self._seen_at_look) / elapsed
+            self._seen_at_look, self._looked_at = seen, now
+        if self._arrival_rate > 0:  # wake in time for the next chunk (not when the buffer is full)
+            poll = min(poll, max(_BUSY_POLL_SECONDS, (self._fold_chunk - waiting) / self._arrival_rate))
         if self._state == SENDING:
             wait = min(poll, next_flush - now)
         elif self._state == STARTING:
@@ -455,8 +485,10 @@ class TelemetryClient:
 
     def _fold(self, at_least: int = 1) -> None:
         """Fold every waiting count/gauge/distribution record into this interval's series, if ``at_least``
-        are waiting."""
+        are waiting; and one slice of its pending groups once max_pending records wait there."""
         buffer = self._agg_buffer
+        if self._aggregator.pending >= self._aggregator.max_pending:
+            self._series_held -= self._flush_slice(self._aggregator)
         if len(buffer) < at_least:
             return
         with self._lock:
@@ -467,14 +499,17 @@ class TelemetryClient:
             items = list(map(operator.call, itertools.repeat(buffer.popleft, n)))
             self._taken += n
             self._held += n
-        self._waiting_at_wake = 0
+        self._agg_taken += n
         try:
-            invalid, rejected = fold(items, self._series, self._max_series, self._aliases)
+            invalid, rejected = self._aggregator.add(items)
         except Exception:
+            # A bug: the chunk may be half folded, so the interval so far goes with it (counted, never sent twice).
             self._report_bug()
+            self._aggregator.clear()
             with self._lock:
-                self._held -= n
-                self._worker_drops["internal_error"] += n
+                self._held -= n + self._series_held
+                self._worker_drops["internal_error"] += n + self._series_held
+            self._series_held = 0
             return
         with self._lock:
             self._series_held += n - invalid - rejected
@@ -485,19 +520,49 @@ class TelemetryClient:
     def _fold_if_waiting(self) -> None:
         self._fold(self._fold_chunk)
 
+    def _new_aggregator(self) -> Aggregator:
+        """The next interval's aggregator; the bulk key -> series key map is kept (building a series key is
+        most of what a series' first record costs), up to 4 x max_series keys (attribute orders included)."""
+        if len(self._canonical) > 4 * self._max_series:
+            self._canonical = {}
+        return Aggregator(self._max_series, max_pending=_PENDING_PER_BUFFERED * self._max_buffered,
+                          canonical=self._canonical)
+
+    def _flush_slice(self, aggregator: Aggregator) -> int:
+        """Fold one slice (max_batch_records groups) of ``aggregator``'s pending groups into its series; how
+        many of their records were dropped (invalid, rejected, or all it held after a bug)."""
+        try:
+            invalid, rejected = aggregator.flush(self._max_batch)
+        except Exception:
+            self._report_bug()
+            lost = self._series_held if aggregator is self._aggregator else self._closed[0][4]
+            aggregator.clear()
+            with self._lock:
+                self._held -= lost
+                self._worker_drops["internal_error"] += lost
+            return lost
+        if invalid or rejected:
+            with self._lock:
+                self._held -= invalid + rejected
+                self._worker_drops["invalid"] += invalid
+                self._worker_drops["cardinality"] += rejected
+        return invalid + rejected
+
     def _close_interval(self) -> None:
-        """End this interval: its series wait in ``_closed``, encoded a batch at a time when one is due."""
-        series, self._series, self._aliases = self._series, {}, {}
+        """End this interval: its aggregator (series and pending groups) waits in ``_closed``, its groups
+        folded and its series encoded a batch at a time when one is due; the next interval starts empty."""
+        closing = self._aggregator
+        self._aggregator = self._new_aggregator()
         start, end = self._interval_start, _time()
         self._interval_start = end
-        if not series:
+        if not closing.series and not closing.groups:
             return
-        self._closed.append([list(series.items()), 0, start, end, self._series_held])
+        self._closed.append([closing, 0, start, end, self._series_held])
         self._series_held = 0
         # The gateway is down: keep the newest, at most _MAX_CLOSED_INTERVALS intervals and max_series series
         # (so the aggregates in memory are at most twice one full interval's).
         while len(self._closed) > 1 and (len(self._closed) > _MAX_CLOSED_INTERVALS
-                                         or sum(len(e[0]) - e[1] for e in self._closed) > self._max_series):
+                                         or sum(map(_series_waiting, self._closed)) > self._max_series):
             self._drop_interval(self._closed.popleft(), "buffer_full")
 
     def _drop_interval(self, entry: list, reason: str) -> None:
@@ -510,6 +575,16 @@ class TelemetryClient:
         """The next batch of aggregate records (at most ``max_batch_records`` series), or None."""
         while self._closed:
             entry = self._closed[0]
+            if entry[0].__class__ is Aggregator:  # its groups folded first, a slice at a time, with the
+                closing = entry[0]                 # new interval's records folded in between
+                while closing.groups:
+                    entry[4] -= self._flush_slice(closing)
+                    if closing.groups:
+                        self._fold(self._fold_chunk)
+                entry[0] = list(closing.series.items())
+                if not entry[0]:
+                    self._closed.popleft()
+                    continue
             items, position, start, end = entry[0], entry[1], entry[2], entry[3]
             chunk = dict(items[position : position + self._max_batch])
             entry[1] = position + len(chunk)
@@ -730,8 +805,7 @@ class TelemetryClient:
             self._held -= self._series_held
             self._worker_drops[reason] += self._series_held
             self._series_held = 0
-            self._series = {}
-            self._aliases = {}
+            self._aggregator.clear()
 
     def _shutdown(self) -> None:
         # Leave time for the joining thread to see us finish inside its bound.
@@ -740,7 +814,8 @@ class TelemetryClient:
         if self._state == SENDING:
             self._fold()
             self._close_interval()
-            batches = self._max_buffered // self._max_batch + sum(len(e[0]) // self._max_batch + 1 for e in self._closed)
+            batches = (self._max_buffered // self._max_batch
+                       + sum(_series_waiting(e) // self._max_batch + 1 for e in self._closed))
             for _ in range(batches + 2):
                 if _monotonic() >= deadline or self._breaker.seconds_until_allowed() > 0:
                     break

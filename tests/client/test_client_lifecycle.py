@@ -434,4 +434,6 @@ def test_a_disabled_client_does_not_spin(gateway, agent, make_client):
 
 def test_an_idle_sending_client_polls_at_a_bounded_rate(gateway, make_client):
     client = make_client(gateway.url, flush_interval_seconds=1.0)
-    assert _wakeups_in(client, 0.5) <= 8  # every 0.1 s at most
+    from telemetry_shunt.client._client import _POLL_SECONDS
+
+    assert _wakeups_in(client, 0.5) <= 0.5 / _POLL_SECONDS + 3  # every _POLL_SECONDS (50 ms) at most
