@@ -73,6 +73,33 @@ _POLL_SECONDS = 0.05
 _BUSY_POLL_SECONDS = 0.01
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
+class _Pacer:
+    """When the worker should look again for aggregate records: in time for the next fold chunk at the
+    arrival rate, between _BUSY_POLL_SECONDS and _POLL_SECONDS from now.
+
+    The rate is measured from the count that arrived (taken + waiting) over at least _BUSY_POLL_SECONDS, and
+    kept between two looks closer than that: right after a fold the buffer is empty, and "nothing arrived
+    yet" must not read as "nothing arrives" (it did, and a 200k records/s stream filled the buffer while
+    the worker slept its longest poll)."""
+
+    __slots__ = ("chunk", "rate", "seen", "at")
+
+    def __init__(self, chunk: int, now: float) -> None:
+        self.chunk = chunk
+        self.rate = 0.0  # records per second
+        self.seen = 0
+        self.at = now
+
+    def poll(self, now: float, taken: int, waiting: int) -> float:
+        seen = taken + waiting
+        if now - self.at >= _BUSY_POLL_SECONDS:
+            self.rate = (seen - self.seen) / (now - self.at)
+            self.seen, self.at = seen, now
+        if self.rate <= 0:
+            return _POLL_SECONDS
+        return min(_POLL_SECONDS, max(_BUSY_POLL_SECONDS, (self.chunk - waiting) / self.rate))
+
+
 def _series_waiting(entry: list) -> int:
     """Series of a closed interval still to be sent (an Aggregator until its groups are folded)."""
     if entry[0].__class__ is Aggregator:  # its series, and its pending groups that may open one
@@ -319,13 +346,8 @@ class TelemetryClient:
         # Aggregate records are folded a chunk at a time (bulk folding gets cheaper per record with bigger
         # chunks), at the latest when the interval closes; a quarter of the buffer leaves room for bursts.
         self._fold_chunk = max(1, self._max_buffered // 4)
-        # The aggregate records' arrival rate, measured over at least _BUSY_POLL_SECONDS between the worker's
-        # looks (kept between two looks closer than that: right after a fold the buffer is empty, and
-        # "nothing arrived yet" must not read as "nothing arrives"), from the count taken + waiting.
-        self._agg_taken = 0
-        self._arrival_rate = 0.0
-        self._seen_at_look = 0
-        self._looked_at = _monotonic()
+        self._agg_taken = 0  # aggregate records the worker popped (with those waiting: all that arrived)
+        self._pacer = _Pacer(self._fold_chunk, _monotonic())
         self._taken = 0  # records the worker popped from the buffer
         self._sent = 0
         self._held = 0  # popped but neither sent nor dropped yet (the batch in hand)
@@ -420,14 +442,8 @@ class TelemetryClient:
 
     def _idle_seconds(self, next_flush: float) -> float:
         """How long the worker may sleep (close() and a kill-switch change wake it at once)."""
-        poll = _POLL_SECONDS
         waiting, now = len(self._agg_buffer), _monotonic()
-        seen, elapsed = self._agg_taken + waiting, now - self._looked_at
-        if elapsed >= _BUSY_POLL_SECONDS:  # long enough to measure: the arrival rate since the last measure
-            self._arrival_rate = (seen - self._seen_at_look) / elapsed
-            self._seen_at_look, self._looked_at = seen, now
-        if self._arrival_rate > 0:  # wake in time for the next chunk (not when the buffer is full)
-            poll = min(poll, max(_BUSY_POLL_SECONDS, (self._fold_chunk - waiting) / self._arrival_rate))
+        poll = self._pacer.poll(now, self._agg_taken, waiting)
         if self._state == SENDING:
             wait = min(poll, next_flush - now)
         elif self._state == STARTING:

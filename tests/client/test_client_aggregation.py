@@ -137,31 +137,45 @@ bulk_records = st.tuples(st.sampled_from([SUM, GAUGE, HISTOGRAM]), st.sampled_fr
                          st.sampled_from(BULK_ATTRIBUTES))
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(bulk_records, max_size=120), st.lists(st.integers(0, 120), max_size=4),
-       st.sampled_from([1, 2, 3, 5, 10_000]), st.sampled_from([1, 7, 100_000]))
-def test_the_bulk_fold_equals_the_per_record_fold(stream, cuts, max_series, max_pending):
-    # The worker adds whole drained chunks to the interval's Aggregator (values grouped by key across
-    # chunks, folded when max_pending wait and at the interval's end); cut anywhere, it must give what
-    # folding the stream one record at a time gives: the same series and states, the same invalid and
-    # rejected counts (the cardinality guard admitting the first new series, a gauge's last value winning
-    # across attribute orders).
+def aggregate(aggregator, stream, cuts, slice_groups):
+    """The stream through ``aggregator`` as the worker drives it: cut into chunks, a slice of the pending
+    groups flushed after each chunk (``slice_groups``; None: none), then the interval taken;
+    ``(series, invalid, rejected)``."""
     bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
-    aggregator = Aggregator(max_series, max_pending=max_pending)
     counts = [0, 0]
     for lo, hi in zip(bounds, bounds[1:], strict=False):
         invalid, rejected = aggregator.add([record(*item) for item in stream[lo:hi]])
         counts[0] += invalid
         counts[1] += rejected
-    bulk, invalid, rejected = aggregator.take()
-    counts[0] += invalid
-    counts[1] += rejected
-    assert aggregator.take() == ({}, 0, 0)  # the next interval starts empty
+        if slice_groups is not None:
+            invalid, rejected = aggregator.flush(slice_groups)
+            counts[0] += invalid
+            counts[1] += rejected
+    series, invalid, rejected = aggregator.take()
+    return series, counts[0] + invalid, counts[1] + rejected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(bulk_records, max_size=120), st.lists(st.integers(0, 120), max_size=4),
+       st.sampled_from([1, 2, 3, 5, 10_000]), st.sampled_from([1, 7, 100_000]), st.sampled_from([None, 1, 2, 5]))
+def test_the_bulk_fold_equals_the_per_record_fold(stream, cuts, max_series, max_pending, slice_groups):
+    # The worker adds whole drained chunks to the interval's Aggregator (values grouped by key across
+    # chunks, folded a slice of groups at a time, all at once past 2 x max_pending and at the interval's
+    # end); cut and sliced anywhere, it must give what folding the stream one record at a time gives: the
+    # same series and states, the same invalid and rejected counts (the cardinality guard admitting the
+    # first new series, a gauge's last value winning across attribute orders).
+    aggregator = Aggregator(max_series, max_pending=max_pending)
+    bulk, invalid, rejected = aggregate(aggregator, stream, cuts, slice_groups)
     each: dict = {}
-    assert tuple(counts) == fold_each(stream, each, max_series)
+    assert (invalid, rejected) == fold_each(stream, each, max_series)
     # The same series (order aside: a series whose first record is invalid is opened with its group, before
     # series first seen later; the order only decides which batch a series lands in) and the same states.
     assert set(bulk) == set(each) and state_shape(bulk) == state_shape(each)
+    assert aggregator.take() == ({}, 0, 0)  # the next interval starts empty
+    # The next interval, sharing the bulk key -> series key map as the worker does, gives the same again.
+    again = aggregate(Aggregator(max_series, max_pending=max_pending, canonical=aggregator.canonical), stream,
+                      cuts, slice_groups)
+    assert again[1:] == (invalid, rejected) and set(again[0]) == set(each) and state_shape(again[0]) == state_shape(each)
 
 
 @settings(max_examples=200, deadline=None)
@@ -386,6 +400,33 @@ def test_while_the_gateway_is_down_waiting_aggregates_hold_at_most_max_series(ma
     assert wait_until(more, interval=0.005)
     assert all(balanced(s) for s in snapshots)
     assert sum(map(_series_waiting, client._closed)) <= 50
+
+
+def test_a_bug_while_folding_costs_that_interval_counted_never_sent_twice(gateway, make_client, monkeypatch):
+    from client_fakes import wait_until
+
+    real_flush = Aggregator.flush
+    calls = []
+
+    def flush_failing_once(self, limit=None):
+        calls.append(limit)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real_flush(self, limit)
+
+    monkeypatch.setattr(Aggregator, "flush", flush_failing_once)
+    client = make_client(gateway.url, flush_interval_seconds=0.05)
+    for _ in range(10):
+        client.count("lost", 1, route="/pay")
+    # The closing interval's first slice fails: its ten records are dropped as internal_error, once.
+    assert wait_until(lambda: client.stats().dropped["internal_error"] == 10)
+    for _ in range(5):
+        client.count("kept", 1, route="/pay")
+    assert wait_until(lambda: client.stats().sent == 5)
+    client.close(timeout=10.0)
+    stats = client.stats()
+    assert balanced(stats) and stats.sent == 5 and stats.dropped["internal_error"] == 10
+    assert sums_by_series(gateway.records) == {("kept", (("route", "/pay"),)): 5.0}
 
 
 def test_the_worker_folds_while_a_response_is_awaited(gateway, make_client):
