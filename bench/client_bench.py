@@ -518,26 +518,34 @@ def instructions_bench(records: int) -> str:
     return "\n".join(lines)
 
 
-def series_memory(series: int = 10_000) -> dict[str, float]:
-    """MB held by one interval's aggregates at ``series`` live series (3 attributes each; histograms with
-    values spread over 6 decades, so each holds its full 160-bucket span after fitting)."""
+def series_memory(series: int = 10_000) -> dict[str, tuple[float, float]]:
+    """MB held by one interval's aggregation at ``series`` live series (3 attributes each; histograms with
+    values spread over 6 decades, so each holds its full 160-bucket span after fitting), 20 records a series:
+    ``(pending, folded)``: with every value still waiting in its group (the client lets 10 x
+    max_buffered_records = 200,000 wait before it folds), and after the interval's fold (the series, and the
+    key map the worker keeps across intervals)."""
     import tracemalloc
 
-    from telemetry_shunt.client._aggregate import GAUGE, HISTOGRAM, SUM, fold
+    from telemetry_shunt.client._aggregate import GAUGE, HISTOGRAM, SUM, Aggregator
+    from telemetry_shunt.client._client import _PENDING_PER_BUFFERED
+    from telemetry_shunt.client._records import aggregate_record
 
     names, sets = _attribute_sets(series)
     out = {}
     for kind in (SUM, GAUGE, HISTOGRAM):
-        items = [(kind, names[(k // len(sets)) % 20], 10.0 ** (k % 7 - 3) * (1 + k % 13), dict(sets[k % len(sets)]))
-                 for k in range(series * 20)]
         gc.collect()
         tracemalloc.start()
-        table: dict = {}
-        fold(items, table, max_series=series)
-        current, _ = tracemalloc.get_traced_memory()
+        aggregator = Aggregator(series, max_pending=_PENDING_PER_BUFFERED * 20_000)
+        for start in range(0, series * 20, 5_000):
+            aggregator.add([aggregate_record(kind, names[(k // len(sets)) % 20], 10.0 ** (k % 7 - 3) * (1 + k % 13),
+                                   sets[k % len(sets)]) for k in range(start, start + 5_000)])
+        pending, _ = tracemalloc.get_traced_memory()
+        table, _, _ = aggregator.take()
+        folded, _ = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        out[kind] = current / 1e6
-        del table
+        assert len(table) == series
+        out[kind] = (pending / 1e6, folded / 1e6)
+        del table, aggregator
     return out
 
 
@@ -608,10 +616,11 @@ def aggregation_bench(seconds: float) -> str:
             lines.append(f"| {rate:,} | {client} | {row['achieved_rate']:,.0f} | {loss.get('emitted', 0):,} | "
                          f"{loss.get('sent', 0):,} | {loss.get('dropped', 0):,} | {loss.get('by_reason', {})} | "
                          f"{row['cpu'] / row['records'] * 1e6:.2f} |")
-    lines += ["", "Memory of one interval's series at the cardinality guard's default (10,000 live series), tracemalloc:",
-              "", "| kind | MB | bytes per series |", "|---|---:|---:|"]
-    for kind, mb in series_memory().items():
-        lines.append(f"| {kind} | {mb:.1f} | {mb * 1e6 / 10_000:,.0f} |")
+    lines += ["", "Memory of one interval's aggregation at the cardinality guard's default (10,000 live series, 20 records"
+              " each), tracemalloc: every value waiting in its group, then folded:", "",
+              "| kind | MB pending | MB folded | bytes per series, folded |", "|---|---:|---:|---:|"]
+    for kind, (pending, folded) in series_memory().items():
+        lines.append(f"| {kind} | {pending:.1f} | {folded:.1f} | {folded * 1e6 / 10_000:,.0f} |")
     results, _ = _run_child(["--caller-cost-child"], 120)
     caller = results.get("caller", {})
     lines += ["", "Caller's cost per call, same signature (name, value, 3 keyword attributes), best of 5 x 100k:", "",

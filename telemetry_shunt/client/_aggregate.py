@@ -15,6 +15,7 @@ from itertools import islice, repeat
 from operator import mul, sub
 from typing import Any
 
+from telemetry_shunt.client._records import KIND_OF_NAME_KEY, VALUE, aggregate_record
 from telemetry_shunt.core.contract import METRIC_KINDS
 
 # Kinds, as the wire format spells them (compared by identity in the hot loop).
@@ -228,31 +229,12 @@ def series_key(kind: str, name: str, attributes: dict[str, Any]) -> tuple:
         return kind, name, frozenset((k, v if v.__class__ is str else _text(v)) for k, v in attributes.items())
 
 
-# A count/gauge/distribution record is the caller's own keyword-arguments dict (the attributes, all keyed
-# by strings), with the value stored under VALUE and the name under the int key of its kind, which a keyword
-# can never be: appending it allocates nothing, and a dict of strings and numbers is not tracked by the
-# garbage collector, where a tuple holding a dict is (at 200k records/s, records waiting in the buffer
-# were promoted to the oldest generation and set off a full collection every few hundred milliseconds).
-VALUE = 1
-SUM_NAME, GAUGE_NAME, HISTOGRAM_NAME = 0, 2, 3
-_KIND_OF = {SUM_NAME: SUM, GAUGE_NAME: GAUGE, HISTOGRAM_NAME: HISTOGRAM}
-_NAME_KEY = {kind: key for key, kind in _KIND_OF.items()}
-
-
-def record(kind: str, name: Any, value: Any, attributes: dict[str, Any]) -> dict:
-    """The record ``count``/``gauge``/``distribution`` append, as a new dict (for tests and ``fold``)."""
-    out: dict = dict(attributes)
-    out[VALUE] = value
-    out[_NAME_KEY[kind]] = name
-    return out
-
-
 def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]]:
     """``(kind, name, value, attributes)`` of a record whose value was taken out (``fold_each``'s items)."""
     attributes = {k: v for k, v in record.items() if k.__class__ is str}
-    for key in _KIND_OF:
+    for key, kind in KIND_OF_NAME_KEY.items():
         if key in record:
-            return _KIND_OF[key], record[key], value, attributes
+            return kind, record[key], value, attributes
     raise ValueError(f"not a count/gauge/distribution record: {sorted(map(repr, record))}")
 
 
@@ -261,9 +243,9 @@ REJECTED = object()
 
 
 class Aggregator:
-    """One flush interval's aggregation, in the worker: ``add`` takes drained chunks of records (see
-    ``record``), ``take`` ends the interval and returns its series (``series_key`` -> state: ``[sum, n]``,
-    ``[last, n]`` or an ``ExpHistogram``).
+    """One flush interval's aggregation, in the worker: ``add`` takes drained chunks of records (the
+    caller's kwargs dicts: see ``_records``), ``take`` ends the interval and returns its series
+    (``series_key`` -> state: ``[sum, n]``, ``[last, n]`` or an ``ExpHistogram``).
 
     The same result as ``fold_each`` over the interval's stream (its reference meaning), done in bulk. Each
     record costs taking its value out, one key built from the dict in the caller's attribute order
@@ -438,7 +420,7 @@ def fold(items: Iterable[tuple[str, Any, Any, dict[str, Any]]], series: dict[tup
     """Fold ``(kind, name, value, attributes)`` items into ``series`` as one interval's ``Aggregator`` does;
     ``(invalid, rejected)``."""
     aggregator = Aggregator(max_series, series=series)
-    invalid, rejected = aggregator.add([record(*item) for item in items])
+    invalid, rejected = aggregator.add([aggregate_record(*item) for item in items])
     more_invalid, more_rejected = aggregator.flush()
     return invalid + more_invalid, rejected + more_rejected
 
@@ -446,7 +428,7 @@ def fold(items: Iterable[tuple[str, Any, Any, dict[str, Any]]], series: dict[tup
 def _canonical(key: tuple) -> tuple:
     """The series key (``series_key``'s form) of a bulk key ``(*names, name key, *values, name)``."""
     half = len(key) // 2
-    kind, name = _KIND_OF[key[half - 1]], key[-1]
+    kind, name = KIND_OF_NAME_KEY[key[half - 1]], key[-1]
     if half == 1:
         return kind, name, _NO_ATTRIBUTES
     return kind, name, frozenset(zip(key[: half - 1], key[half:-1], strict=True))

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from telemetry_shunt.client import _options as check
-from telemetry_shunt.client._aggregate import GAUGE_NAME, HISTOGRAM_NAME, SUM_NAME, VALUE, Aggregator, folded_records
+from telemetry_shunt.client._aggregate import Aggregator, folded_records
 from telemetry_shunt.client._breaker import CircuitBreaker
 from telemetry_shunt.client._encoding import compress, encode_aggregates, encode_records
 from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout
 from telemetry_shunt.client._killswitch import FlagPoller, KillSwitchSource, ScheduleClock, SystemScheduleClock
+from telemetry_shunt.client._records import GAUGE_NAME, HISTOGRAM_NAME, RAW_NAME, SUM_NAME, TIME, VALUE
 from telemetry_shunt.core.contract import BATCH_ID_HEADER, METRICS_CONTENT_TYPE, METRICS_PATH
 
 if TYPE_CHECKING:
@@ -245,7 +246,12 @@ class TelemetryClient:
         # One attribute read gives a consistent (counter, buffers) triple even while the worker swaps it.
         count, append, _ = self._sink
         count()
-        append((name, value, _time(), attributes))
+        # The record is the attributes dict itself (see _records): nothing allocated, nothing for the
+        # garbage collector to track.
+        attributes[VALUE] = value
+        attributes[RAW_NAME] = name
+        attributes[TIME] = _time()
+        append(attributes)
 
     def count(self, name: str, value: float = 1, /, **attributes: Any) -> None:
         """Add ``value`` (>= 0) to counter ``name`` for these attributes. Never blocks, never raises.
@@ -254,8 +260,6 @@ class TelemetryClient:
         """
         count, _, append = self._sink
         count()
-        # The record is the attributes dict itself (see _aggregate.VALUE): nothing allocated, nothing for
-        # the garbage collector to track.
         attributes[VALUE] = value
         attributes[SUM_NAME] = name
         append(attributes)
@@ -661,12 +665,15 @@ class TelemetryClient:
         buffer = self._buffer
         with self._lock:
             n = min(len(buffer), self._max_batch)
-            items = [buffer.popleft() for _ in range(n)]
+            items = list(map(operator.call, itertools.repeat(buffer.popleft, n)))
             self._taken += n
             self._held += n
         batch_id = _new_batch_id()  # the same on every attempt of this batch
         try:
-            body, records, invalid, oversized = encode_records(items, batch_id)
+            # (name, value, timestamp, attributes), the fields taken out of each record in C.
+            fields = zip(*(list(map(dict.pop, items, itertools.repeat(key))) for key in (RAW_NAME, VALUE, TIME)),
+                         items, strict=True)
+            body, records, invalid, oversized = encode_records(fields, batch_id)
             if records and self._compress:
                 body = compress(body)
         except Exception:

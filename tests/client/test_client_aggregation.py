@@ -22,9 +22,9 @@ from telemetry_shunt.client._aggregate import (
     fold,
     fold_each,
     merge_all,
-    record,
     reference_bucket_bounds,
 )
+from telemetry_shunt.client._records import aggregate_record
 
 NAMES = ["a", "b"]
 ATTRIBUTES = [{}, {"route": "/pay"}, {"route": "/pay", "code": "200"}, {"code": "200", "route": "/pay"}]
@@ -144,7 +144,7 @@ def aggregate(aggregator, stream, cuts, slice_groups):
     bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
     counts = [0, 0]
     for lo, hi in zip(bounds, bounds[1:], strict=False):
-        invalid, rejected = aggregator.add([record(*item) for item in stream[lo:hi]])
+        invalid, rejected = aggregator.add([aggregate_record(*item) for item in stream[lo:hi]])
         counts[0] += invalid
         counts[1] += rejected
         if slice_groups is not None:
