@@ -466,3 +466,24 @@ def test_a_histogram_written_directly_is_what_json_writes(values, scale):
             h.wire_json()
         return
     assert h.wire_json() == expected
+
+
+def test_each_call_appends_the_callers_kwargs_dict_which_the_collector_does_not_track(gateway, make_client):
+    import gc
+    import itertools
+
+    from telemetry_shunt.client._records import TIME, raw_record
+
+    client = make_client(gateway.url)
+    captured: list = []
+    client._sink = (itertools.count().__next__, captured.append, captured.append)  # what the calls append
+    client.emit("latency", 1.5, route="/pay")
+    client.count("requests", 2, route="/pay")
+    client.gauge("depth", 7, queue="orders")
+    client.distribution("size", 0.5)
+    assert captured == [raw_record("latency", 1.5, captured[0][TIME], {"route": "/pay"}),
+                        aggregate_record(SUM, "requests", 2, {"route": "/pay"}),
+                        aggregate_record(GAUGE, "depth", 7, {"queue": "orders"}),
+                        aggregate_record(HISTOGRAM, "size", 0.5, {})]
+    assert not any(gc.is_tracked(record) for record in captured)  # strings and numbers only: untracked
+    client.close(timeout=5.0)
