@@ -34,6 +34,11 @@ from telemetry_shunt.constructs._prefix_lists import lattice_prefix_lists
 from telemetry_shunt.constructs.concentrator_vpc import collector_subnets_of
 from telemetry_shunt.core import collectors as cc
 from telemetry_shunt.core import contract
+from telemetry_shunt.core.contract import (
+    DEFAULT_ARCHIVE_RETENTION_DAYS,
+    DEFAULT_TARGET_CPU_PERCENT,
+    DEFAULT_TARGET_EVENTS_PER_TASK_PER_SECOND,
+)
 from telemetry_shunt.core.images import image_for
 from telemetry_shunt.errors import ValidationError
 
@@ -100,16 +105,16 @@ class BufferFleet(Construct):
         memory_limit_mib: int = 2048,
         min_tasks_per_az: int = 1,
         max_tasks: int = 20,
-        target_cpu_percent: int = 60,
-        target_events_per_task_per_second: int = 5_000,
-        archive_retention: Duration | None = None,  # None: Duration.days(400) (no jsii call at import)
+        target_cpu_percent: int = DEFAULT_TARGET_CPU_PERCENT,
+        target_events_per_task_per_second: int = DEFAULT_TARGET_EVENTS_PER_TASK_PER_SECOND,
+        archive_retention: Duration | None = None,  # None: DEFAULT_ARCHIVE_RETENTION_DAYS (no jsii call at import)
         access_logs_bucket: s3.IBucket | None = None,
         add_s3_gateway_endpoint: bool = True,
         alarms: bool = False,
         fleet_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
-        archive_retention = Duration.days(400) if archive_retention is None else archive_retention
+        archive_retention = Duration.days(DEFAULT_ARCHIVE_RETENTION_DAYS) if archive_retention is None else archive_retention
         if gateway is not None:
             if target_groups is not None or paths_by_collector is not None:
                 raise ValidationError("gateway= wires the target groups and paths itself: drop target_groups= and "

@@ -10,12 +10,11 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from telemetry_shunt.constructs._logs import log_group_key
+from telemetry_shunt.core.contract import DEFAULT_CONCENTRATOR_CIDR
 from telemetry_shunt.core.validation import availability_zones as check_azs
 from telemetry_shunt.core.validation import cidr as check_cidr
 from telemetry_shunt.core.validation import disjoint_cidrs
 from telemetry_shunt.errors import ValidationError
-
-DEFAULT_CIDR = "10.200.0.0/16"
 
 
 def collector_subnets_of(vpc: ec2.IVpc, selection: ec2.SubnetSelection | None = None) -> ec2.SubnetSelection:
@@ -121,7 +120,7 @@ class ConcentratorVpc(Construct):
         if collector_subnets is not None:
             raise ValidationError("collector_subnets= chooses among an existing VPC's subnets (vpc=...); the VPC "
                                   "created here has one private subnet group, Collectors, which is used")
-        cidr = DEFAULT_CIDR if cidr is None else cidr
+        cidr = DEFAULT_CONCENTRATOR_CIDR if cidr is None else cidr
         az_count = 2 if az_count is None else az_count
         self.vendor_egress = bool(vendor_egress)
         vendor_egress = self.vendor_egress

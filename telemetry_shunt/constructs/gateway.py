@@ -19,6 +19,7 @@ from telemetry_shunt.constructs.service_network import (
     parse_pushers,
 )
 from telemetry_shunt.core import contract
+from telemetry_shunt.core.contract import DEFAULT_IDLE_TIMEOUT_SECONDS, LATTICE_IDLE_TIMEOUT_RANGE_SECONDS
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.policy import (
     WORST_CASE_PARTITION,
@@ -30,9 +31,6 @@ from telemetry_shunt.core.policy import (
 from telemetry_shunt.core.routes import COLLECTORS, Pusher, Route, check_rule_priorities, validate_routes
 from telemetry_shunt.core.validation import lattice_name
 from telemetry_shunt.errors import ValidationError
-
-#: Lattice's idle timeout range for a service.
-IDLE_TIMEOUT_RANGE_SECONDS = (60, 600)
 
 
 class TelemetryGateway(LatticeServiceMetrics, Construct):
@@ -64,15 +62,15 @@ class TelemetryGateway(LatticeServiceMetrics, Construct):
         routes: Sequence[Route] = (),
         name: str = "telemetry-gateway",
         target_groups: Mapping[str, lattice.CfnTargetGroup] | None = None,
-        idle_timeout: Duration | None = None,  # None: Duration.seconds(60) (no jsii call at import)
+        idle_timeout: Duration | None = None,  # None: DEFAULT_IDLE_TIMEOUT_SECONDS (no jsii call at import)
         access_logs: AccessLogDestination | None = None,
     ) -> None:
         super().__init__(scope, id)
-        idle_timeout = Duration.seconds(60) if idle_timeout is None else idle_timeout
+        idle_timeout = Duration.seconds(DEFAULT_IDLE_TIMEOUT_SECONDS) if idle_timeout is None else idle_timeout
         self.pushers = _gateway_pushers(pushers, service_network)
         lattice_name("service", name)
         timeout = idle_timeout.to_seconds()
-        lo, hi = IDLE_TIMEOUT_RANGE_SECONDS
+        lo, hi = LATTICE_IDLE_TIMEOUT_RANGE_SECONDS
         if not Token.is_unresolved(timeout) and not (lo <= timeout <= hi):
             raise ValidationError(f"idle_timeout {timeout:g} s is outside VPC Lattice's {lo}-{hi} s range")
         for kind in target_groups or {}:

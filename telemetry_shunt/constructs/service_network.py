@@ -15,6 +15,7 @@ from aws_cdk import aws_vpclattice as lattice
 from constructs import Construct
 
 from telemetry_shunt.constructs._nag import acknowledge, skip_checkov
+from telemetry_shunt.core.contract import DEFAULT_LOG_RETENTION_DAYS
 from telemetry_shunt.core.policy import WORST_CASE_PARTITION, check_policy_size, service_network_auth_policy
 from telemetry_shunt.core.routes import Pusher, validate_pushers
 from telemetry_shunt.core.validation import lattice_name, share_principal
@@ -128,10 +129,10 @@ class TelemetryServiceNetwork(Construct):
         share_with: Sequence[str] = (),
         allow_external_principals: bool = False,
         access_log_bucket: s3.IBucket | None = None,
-        log_retention: Duration | None = None,  # None: Duration.days(365) (no jsii call at import)
+        log_retention: Duration | None = None,  # None: DEFAULT_LOG_RETENTION_DAYS (no jsii call at import)
     ) -> None:
         super().__init__(scope, id)
-        log_retention = Duration.days(365) if log_retention is None else log_retention
+        log_retention = Duration.days(DEFAULT_LOG_RETENTION_DAYS) if log_retention is None else log_retention
         # Grant S3 server-access-log delivery with a bucket policy, not the legacy LogDeliveryWrite ACL.
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
         self.pushers = parse_pushers(pushers)

@@ -23,6 +23,18 @@ APPCONFIG_MIN_POLL_SECONDS = 15
 # How often hosts read the kill switch unless told otherwise: the AppConfig agent's own default.
 DEFAULT_POLL_SECONDS = 45
 
+# --- Defaults the CDK constructs and the Terraform flavour share --------------------------------
+DEFAULT_CONCENTRATOR_CIDR = "10.200.0.0/16"
+# VPC Lattice's idle timeout range for a service, and the gateway's by default.
+LATTICE_IDLE_TIMEOUT_RANGE_SECONDS = (60, 600)
+DEFAULT_IDLE_TIMEOUT_SECONDS = 60
+# Service-network access logs and VPC flow logs (the CDK flow log's logs.RetentionDays.ONE_YEAR).
+DEFAULT_LOG_RETENTION_DAYS = 365
+# The buffer fleet: its archive's object expiry, and its autoscaling targets (CPU, ingest rate per task).
+DEFAULT_ARCHIVE_RETENTION_DAYS = 400
+DEFAULT_TARGET_CPU_PERCENT = 60
+DEFAULT_TARGET_EVENTS_PER_TASK_PER_SECOND = 5_000
+
 # --- Agent fleet -------------------------------------------------------------------------------
 # EC2 tag that marks hosts whose agent this project rolls out; the value is the fleet name.
 FLEET_TAG_KEY = "telemetry-shunt:fleet"

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from telemetry_shunt.core.policy import ACTION_INVOKE
 from telemetry_shunt.core.validation import ACCOUNT_ID, ACCOUNT_ROOT_ARN
 from telemetry_shunt.errors import ValidationError
 
-INVOKE = "vpc-lattice-svcs:Invoke"
 LAYERS = ("identity", "service network", "service")
 
 _ROLE = re.compile(r"arn:([A-Za-z0-9_-]+):iam::([0-9]{12}):role/(?:.*/)?([^/]+)\Z", re.ASCII)
@@ -77,7 +77,7 @@ class Request:
     headers: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
     principal_tags: Mapping[str, str] = field(default_factory=dict)
-    action: str = INVOKE
+    action: str = ACTION_INVOKE
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):

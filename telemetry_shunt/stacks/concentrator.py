@@ -10,11 +10,12 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from telemetry_shunt.constructs.buffer_fleet import BufferFleet
-from telemetry_shunt.constructs.concentrator_vpc import DEFAULT_CIDR, ConcentratorVpc
+from telemetry_shunt.constructs.concentrator_vpc import ConcentratorVpc
 from telemetry_shunt.constructs.gateway import TelemetryGateway
 from telemetry_shunt.constructs.operations import AlarmTopic, telemetry_dashboard
 from telemetry_shunt.constructs.service_network import TelemetryServiceNetwork
 from telemetry_shunt.core.collectors import Sink
+from telemetry_shunt.core.contract import DEFAULT_CONCENTRATOR_CIDR
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.routes import Pusher, Route, default_routes
 
@@ -35,7 +36,7 @@ class ConcentratorStack(Stack):
         routes: Sequence[Route] | None = None,
         share_with: Sequence[str] = (),
         allow_external_principals: bool = False,
-        vpc_cidr: str = DEFAULT_CIDR,
+        vpc_cidr: str = DEFAULT_CONCENTRATOR_CIDR,
         app_vpc_cidrs: Sequence[str] = (),
         vendor_egress: bool = False,
         az_count: int = 2,

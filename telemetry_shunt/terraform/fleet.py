@@ -20,6 +20,11 @@ from constructs import Construct
 
 from telemetry_shunt.core import collectors as cc
 from telemetry_shunt.core import contract
+from telemetry_shunt.core.contract import (
+    DEFAULT_ARCHIVE_RETENTION_DAYS,
+    DEFAULT_TARGET_CPU_PERCENT,
+    DEFAULT_TARGET_EVENTS_PER_TASK_PER_SECOND,
+)
 from telemetry_shunt.core.images import image_for
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import _aws as aws
@@ -70,8 +75,9 @@ class BufferFleet(Construct):
                  sinks: Sequence[cc.Sink] | None = None, secrets: Mapping[str, str] | None = None,
                  buffer: cc.BufferPolicy | None = None, ephemeral_storage_gib: int = 50, cpu: int = 1024,
                  memory_limit_mib: int = 2048, min_tasks_per_az: int = 1, max_tasks: int = 20,
-                 target_cpu_percent: int = 60, target_events_per_task_per_second: int = 5_000,
-                 archive_retention_days: int = 400, access_logs_bucket_id: str | None = None,
+                 target_cpu_percent: int = DEFAULT_TARGET_CPU_PERCENT,
+                 target_events_per_task_per_second: int = DEFAULT_TARGET_EVENTS_PER_TASK_PER_SECOND,
+                 archive_retention_days: int = DEFAULT_ARCHIVE_RETENTION_DAYS, access_logs_bucket_id: str | None = None,
                  add_s3_gateway_endpoint: bool = True, fleet_name: str | None = None, alarms: bool = False,
                  alarm_topic_arn: str | None = None) -> None:
         super().__init__(scope, id)

@@ -17,8 +17,16 @@ from typing import Any
 from constructs import Construct
 
 from telemetry_shunt.core import contract
+from telemetry_shunt.core.contract import (
+    DEFAULT_CONCENTRATOR_CIDR,
+    DEFAULT_IDLE_TIMEOUT_SECONDS,
+    DEFAULT_LOG_RETENTION_DAYS,
+    LATTICE_IDLE_TIMEOUT_RANGE_SECONDS,
+)
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.policy import (
+    ACTION_INVOKE,
+    KEY_METHOD,
     WORST_CASE_PARTITION,
     WORST_CASE_SERVICE_ARN,
     WORST_CASE_SERVICE_NETWORK_ARN,
@@ -34,10 +42,6 @@ from telemetry_shunt.core.validation import disjoint_cidrs, is_token, lattice_na
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import _aws as aws
 
-DEFAULT_CIDR = "10.200.0.0/16"
-IDLE_TIMEOUT_RANGE_SECONDS = (60, 600)
-PUSH_ACTION = "vpc-lattice-svcs:Invoke"
-METHOD_KEY = "vpc-lattice-svcs:RequestMethod"
 # The Lattice data plane's managed prefix lists (per region): what app-side security groups may reach.
 LATTICE_PREFIX_LISTS = ("com.amazonaws.{region}.vpc-lattice", "com.amazonaws.{region}.ipv6.vpc-lattice")
 
@@ -153,13 +157,14 @@ class ConcentratorVpc(Construct):
     """
 
     def __init__(self, scope: Construct, id: str, *, availability_zones: Sequence[str], cidr: str | None = None,
-                 vendor_egress: bool = False, app_vpc_cidrs: Sequence[str] = (), flow_log_retention_days: int = 365) -> None:
+                 vendor_egress: bool = False, app_vpc_cidrs: Sequence[str] = (),
+                 flow_log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS) -> None:
         super().__init__(scope, id)
         azs = check_azs(availability_zones)
         if any(is_token(az) for az in azs):
             raise ValidationError("availability_zones must be named (e.g. ['us-east-1a', 'us-east-1b']) in the Terraform "
                                   "flavour: subnets are laid out at synth time")
-        cidr = DEFAULT_CIDR if cidr is None else cidr
+        cidr = DEFAULT_CONCENTRATOR_CIDR if cidr is None else cidr
         network = check_cidr(cidr, what="concentrator CIDR", max_prefix=20)
         disjoint_cidrs([("concentrator CIDR", cidr), *((f"app VPC CIDR #{i + 1}", c) for i, c in enumerate(app_vpc_cidrs))])
         if isinstance(flow_log_retention_days, bool) or not isinstance(flow_log_retention_days, int) \
@@ -228,7 +233,7 @@ def flow_logs(scope: Construct, vpc_id: str, env: StackEnvironment, *, retention
 
 
 def app_vpc(scope: Construct, id: str, *, cidr: str, availability_zones: Sequence[str],
-            flow_log_retention_days: int = 365) -> tuple[str, list[str]]:
+            flow_log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS) -> tuple[str, list[str]]:
     """A private app VPC (one subnet per AZ, no route out, flow logs) for the default app's app-account stack:
     (vpc id, subnet ids). Real app accounts attach their own VPC instead."""
     network = check_cidr(cidr, what="app VPC CIDR", max_prefix=20)
@@ -266,7 +271,7 @@ class TelemetryServiceNetwork(Construct):
 
     def __init__(self, scope: Construct, id: str, *, pushers: Sequence[Pusher | str], name: str = "telemetry",
                  share_with: Sequence[str] = (), allow_external_principals: bool = False,
-                 access_log_bucket_arn: str | None = None, log_retention_days: int = 365) -> None:
+                 access_log_bucket_arn: str | None = None, log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS) -> None:
         super().__init__(scope, id)
         self.pushers = _parse_pushers(pushers)
         lattice_name("service network", name)
@@ -335,10 +340,10 @@ class TelemetryGateway(Construct):
 
     def __init__(self, scope: Construct, id: str, *, vpc: ConcentratorVpc | str, service_network: TelemetryServiceNetwork,
                  routes: Sequence[Route], pushers: Sequence[Pusher | str] | None = None, name: str = "telemetry-gateway",
-                 idle_timeout_seconds: int = 60, access_log_destination_arn: str | None = None) -> None:
+                 idle_timeout_seconds: int = DEFAULT_IDLE_TIMEOUT_SECONDS, access_log_destination_arn: str | None = None) -> None:
         super().__init__(scope, id)
         lattice_name("service", name)
-        lo, hi = IDLE_TIMEOUT_RANGE_SECONDS
+        lo, hi = LATTICE_IDLE_TIMEOUT_RANGE_SECONDS
         if isinstance(idle_timeout_seconds, bool) or not isinstance(idle_timeout_seconds, int) \
                 or not lo <= idle_timeout_seconds <= hi:
             raise ValidationError(f"idle_timeout_seconds {idle_timeout_seconds!r} is outside VPC Lattice's {lo}-{hi} s range")
@@ -440,8 +445,8 @@ def push_identity_policy(*, gateway_arn: str | None, routes: Sequence[Route], pa
     """The identity-policy half of pushing (what CDK's ``grant_push`` adds): POST to exactly ``routes``."""
     base = gateway_arn or f"arn:{partition}:vpc-lattice:{region}:*:service/*"
     return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": PUSH_ACTION, "Resource": [f"{base}{r.path}" for r in validate_routes(routes)],
-        "Condition": {"StringEquals": {METHOD_KEY: "POST"}}}]}
+        "Effect": "Allow", "Action": ACTION_INVOKE, "Resource": [f"{base}{r.path}" for r in validate_routes(routes)],
+        "Condition": {"StringEquals": {KEY_METHOD: "POST"}}}]}
 
 
 class AppVpcAttachment(Construct):

@@ -53,6 +53,7 @@ from iamprover.engine.context import Context
 from iamprover.engine.encoder import statement_matches
 from iamprover.model import Condition, Statement
 
+from telemetry_shunt.core import policy
 from telemetry_shunt.core.routes import Pusher, Route, default_routes
 from telemetry_shunt.core.validation import ACCOUNT_ID, ACCOUNT_ROOT_ARN
 from telemetry_shunt.errors import ShuntError
@@ -482,7 +483,7 @@ def smt_allows(
     path: str,
     org_id: str | None = None,
     service_network_arn: str | None = None,
-    action: str = "vpc-lattice-svcs:Invoke",
+    action: str = policy.ACTION_INVOKE,
 ) -> bool:
     """Whether the proof's encoding allows one concrete request (the evaluator's context, pinned).
 
