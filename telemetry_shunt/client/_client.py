@@ -116,7 +116,7 @@ _MAX_BATCHES_PER_ROUND = 32
 # Values (one float each, the records themselves freed) that may wait in an interval's groups before they
 # are folded into its series, per record of max_buffered_records: folding fewer times, in bigger groups, is
 # what keeps up with many series at high rates (see Aggregator).
-_PENDING_PER_BUFFERED = 10
+_PENDING_PER_BUFFERED = 4
 
 
 @dataclass(frozen=True)
