@@ -568,9 +568,10 @@ class TelemetryClient:
                 self._worker_drops["cardinality"] += rejected
         return invalid + rejected
 
-    def _close_interval(self) -> None:
+    def _close_interval(self, *, trim: bool = True) -> None:
         """End this interval: its aggregator (series and pending groups) waits in ``_closed``, its groups
-        folded and its series encoded a batch at a time when one is due; the next interval starts empty."""
+        folded and its series encoded a batch at a time when one is due; the next interval starts empty.
+        ``trim``: keep the backlog bound (not at shutdown, where what is left is sent or counted anyway)."""
         closing = self._aggregator
         self._aggregator = self._new_aggregator()
         start, end = self._interval_start, _time()
@@ -579,6 +580,8 @@ class TelemetryClient:
             return
         self._closed.append([closing, 0, start, end, self._series_held])
         self._series_held = 0
+        if not trim:
+            return
         # The gateway is down: keep the newest, at most _MAX_CLOSED_INTERVALS intervals and max_series series
         # (so the aggregates in memory are at most twice one full interval's).
         while len(self._closed) > 1 and (len(self._closed) > _MAX_CLOSED_INTERVALS
@@ -836,7 +839,8 @@ class TelemetryClient:
         deadline = self._close_deadline - min(0.05, 0.1 * max(budget, 0.0))
         if self._state == SENDING:
             self._fold()
-            self._close_interval()
+            # The interval still being sent (a busy worker, not a gateway down) must not be dropped for this one.
+            self._close_interval(trim=False)
             batches = (self._max_buffered // self._max_batch
                        + sum(_series_waiting(e) // self._max_batch + 1 for e in self._closed))
             for _ in range(batches + 2):

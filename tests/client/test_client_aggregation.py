@@ -429,6 +429,33 @@ def test_a_bug_while_folding_costs_that_interval_counted_never_sent_twice(gatewa
     assert sums_by_series(gateway.records) == {("kept", (("route", "/pay"),)): 5.0}
 
 
+def test_close_sends_the_interval_still_being_sent_and_the_last_one(gateway, make_client):
+    from client_fakes import wait_until
+
+    # An interval of three series is being sent a series a batch (the gateway holds the first request) when
+    # close() comes, with two more series counted meanwhile. Closing the last interval must not drop the one
+    # still being sent to keep max_series (3) waiting: that bound is for a gateway that is down, and close()
+    # sends both or counts what it cannot send as "shutdown".
+    gateway.mode = "never"
+    client = make_client(gateway.url, max_series=3, max_batch_records=1, flush_interval_seconds=0.05,
+                         request_timeout_seconds=120.0)
+    for route in ("/a", "/b", "/c"):
+        client.count("requests", 1, route=route)
+    assert gateway.wait_for_requests(1)  # the first of its three batches, held
+    for route in ("/d", "/e"):
+        client.count("requests", 1, route=route)
+    closer = threading.Thread(target=client.close, kwargs={"timeout": 60.0})
+    closer.start()
+    assert wait_until(lambda: client._closing)
+    gateway.mode = "ok"
+    gateway._release.set()
+    closer.join(timeout=120.0)
+    stats = client.stats()
+    assert balanced(stats) and stats.dropped["buffer_full"] == 0
+    assert stats.sent + stats.dropped["unconfirmed"] == 5
+    assert set(sums_by_series(gateway.records)) >= {("requests", (("route", r),)) for r in ("/b", "/c", "/d", "/e")}
+
+
 def test_the_worker_folds_while_a_response_is_awaited(gateway, make_client):
     from client_fakes import wait_until
 
