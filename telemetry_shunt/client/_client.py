@@ -526,16 +526,18 @@ class TelemetryClient:
             # A bug: the chunk may be half folded, so the interval so far goes with it (counted, never sent twice).
             self._report_bug()
             self._aggregator.clear()
-            with self._lock:
-                self._held -= n + self._series_held
-                self._worker_drops["internal_error"] += n + self._series_held
+            self._drop_held(internal_error=n + self._series_held)
             self._series_held = 0
             return
+        self._series_held += n - invalid - rejected
+        self._drop_held(invalid=invalid, cardinality=rejected)
+
+    def _drop_held(self, **by_reason: int) -> None:
+        """Records the worker holds (taken, not yet sent), dropped now under these reasons."""
         with self._lock:
-            self._series_held += n - invalid - rejected
-            self._held -= invalid + rejected
-            self._worker_drops["invalid"] += invalid
-            self._worker_drops["cardinality"] += rejected
+            for reason, n in by_reason.items():
+                self._held -= n
+                self._worker_drops[reason] += n
 
     def _fold_if_waiting(self) -> None:
         self._fold(self._fold_chunk)
@@ -557,15 +559,10 @@ class TelemetryClient:
             self._report_bug()
             lost = self._series_held if aggregator is self._aggregator else self._closed[0][4]
             aggregator.clear()
-            with self._lock:
-                self._held -= lost
-                self._worker_drops["internal_error"] += lost
+            self._drop_held(internal_error=lost)
             return lost
         if invalid or rejected:
-            with self._lock:
-                self._held -= invalid + rejected
-                self._worker_drops["invalid"] += invalid
-                self._worker_drops["cardinality"] += rejected
+            self._drop_held(invalid=invalid, cardinality=rejected)
         return invalid + rejected
 
     def _close_interval(self, *, trim: bool = True) -> None:
@@ -589,9 +586,7 @@ class TelemetryClient:
             self._drop_interval(self._closed.popleft(), "buffer_full")
 
     def _drop_interval(self, entry: list, reason: str) -> None:
-        with self._lock:
-            self._held -= entry[4]
-            self._worker_drops[reason] += entry[4]
+        self._drop_held(**{reason: entry[4]})
         entry[4] = 0
 
     def _next_agg_batch(self) -> _Batch | None:
@@ -622,18 +617,13 @@ class TelemetryClient:
                 self._report_bug()
                 n = sum(folded_records(state) for state in chunk.values())
                 entry[4] -= n
-                with self._lock:
-                    self._held -= n
-                    self._worker_drops["internal_error"] += n
+                self._drop_held(internal_error=n)
                 continue
             batch = None
             for body, records, batch_id, oversized, invalid in encoded:
                 entry[4] -= records + oversized + invalid
                 if oversized or invalid:
-                    with self._lock:
-                        self._held -= oversized + invalid
-                        self._worker_drops["oversized"] += oversized
-                        self._worker_drops["invalid"] += invalid
+                    self._drop_held(oversized=oversized, invalid=invalid)
                 if records:
                     batch = _Batch(compress(body) if self._compress else body, records, batch_id)
             if batch is not None:
@@ -681,15 +671,10 @@ class TelemetryClient:
                 body = compress(body)
         except Exception:
             self._report_bug()
-            with self._lock:
-                self._held -= n
-                self._worker_drops["internal_error"] += n
+            self._drop_held(internal_error=n)
             return None
         if invalid or oversized:
-            with self._lock:
-                self._held -= invalid + oversized
-                self._worker_drops["invalid"] += invalid
-                self._worker_drops["oversized"] += oversized
+            self._drop_held(invalid=invalid, oversized=oversized)
         if not records:
             return None
         return _Batch(body, records, batch_id)
