@@ -13,8 +13,8 @@ from constructs import Construct
 from telemetry_shunt.constructs._prefix_lists import lattice_prefix_lists
 from telemetry_shunt.constructs.service_network import ITelemetryServiceNetwork, TelemetryServiceNetwork
 from telemetry_shunt.core.gateway_ref import GatewayRef
-from telemetry_shunt.core.policy import ACTION_INVOKE, KEY_METHOD, PUSH_METHOD
-from telemetry_shunt.core.routes import Route, validate_routes
+from telemetry_shunt.core.policy import push_grant_statement
+from telemetry_shunt.core.routes import Route
 from telemetry_shunt.core.validation import is_token, private_dns
 from telemetry_shunt.errors import ValidationError
 
@@ -177,20 +177,9 @@ class AppVpcAttachment(Construct):
                 raise ValidationError(f"gateway_arn {gateway_arn!r} is not the gateway's {ref.service_arn!r}: "
                                       "drop gateway_arn= (the gateway reference says which)")
             gateway_arn = ref.service_arn
-            if routes is None:
-                routes = ref.routes
-            else:
-                extra = [r.path for r in routes if r.path not in ref.paths]
-                if extra:
-                    raise ValidationError(f"routes {extra} are not routes of the gateway ({', '.join(ref.paths)}): "
-                                          "its rules would answer 404; drop routes= to grant exactly the gateway's")
         elif routes is None:
             raise ValidationError(NO_ROUTES_ERROR)
-        routes = validate_routes(routes)
-        base = gateway_arn or f"arn:{Aws.PARTITION}:vpc-lattice:{Aws.REGION}:*:service/*"
-        return iam.Grant.add_to_principal(
-            grantee=grantee,
-            actions=[ACTION_INVOKE],
-            resource_arns=[f"{base}{r.path}" for r in routes],
-            conditions={"StringEquals": {KEY_METHOD: PUSH_METHOD}},
-        )
+        statement = push_grant_statement(routes=routes, gateway_routes=ref.routes if ref is not None else None,
+                                         gateway_arn=gateway_arn, partition=Aws.PARTITION, region=Aws.REGION)
+        return iam.Grant.add_to_principal(grantee=grantee, actions=[statement["Action"]],
+                                          resource_arns=statement["Resource"], conditions=statement["Condition"])

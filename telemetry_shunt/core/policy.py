@@ -74,6 +74,28 @@ def route_resources(service_arn: str, routes: Sequence[Route]) -> list[str]:
     return [f"{service_arn}{r.path}" for r in routes]
 
 
+def push_grant_statement(*, routes: Sequence[Route] | None, gateway_routes: Sequence[Route] | None,
+                         gateway_arn: str | None, partition: str, region: str) -> dict[str, Any]:
+    """The identity-policy half of pushing (``grant_push`` in both flavours): allow ``POST`` to exactly
+    ``routes`` (default: the gateway's; they must be among them: another path's rule would answer 404) on
+    ``gateway_arn``, or on any service's routed paths when it is not known (the service network's and the
+    gateway's auth policies still decide). The flavours check that there are routes at all."""
+    if gateway_routes is not None:
+        paths = [r.path for r in gateway_routes]
+        if routes is None:
+            routes = gateway_routes
+        else:
+            extra = [r.path for r in routes if r.path not in paths]
+            if extra:
+                raise ValidationError(f"routes {extra} are not routes of the gateway ({', '.join(paths)}): "
+                                      "its rules would answer 404; drop routes= to grant exactly the gateway's")
+    if routes is None:
+        raise ValidationError("push_grant_statement needs routes= or gateway_routes=")
+    base = gateway_arn or f"arn:{partition}:vpc-lattice:{region}:*:service/*"
+    return {"Effect": "Allow", "Action": ACTION_INVOKE, "Resource": route_resources(base, validate_routes(routes)),
+            "Condition": {"StringEquals": {KEY_METHOD: PUSH_METHOD}}}
+
+
 def service_auth_policy(
     *,
     service_arn: str,

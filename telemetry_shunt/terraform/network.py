@@ -25,13 +25,12 @@ from telemetry_shunt.core.contract import (
 )
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.policy import (
-    ACTION_INVOKE,
-    KEY_METHOD,
     WORST_CASE_PARTITION,
     WORST_CASE_SERVICE_ARN,
     WORST_CASE_SERVICE_NETWORK_ARN,
     check_policy_size,
     minify,
+    push_grant_statement,
     service_auth_policy,
     service_network_auth_policy,
 )
@@ -441,14 +440,6 @@ class TelemetryGateway(Construct):
         return {name: aws.TerraformOutput(stack, f"{prefix}{name}", value=value) for name, value in values.items()}
 
 
-def push_identity_policy(*, gateway_arn: str | None, routes: Sequence[Route], partition: str, region: str) -> dict[str, Any]:
-    """The identity-policy half of pushing (what CDK's ``grant_push`` adds): POST to exactly ``routes``."""
-    base = gateway_arn or f"arn:{partition}:vpc-lattice:{region}:*:service/*"
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": ACTION_INVOKE, "Resource": [f"{base}{r.path}" for r in validate_routes(routes)],
-        "Condition": {"StringEquals": {KEY_METHOD: "POST"}}}]}
-
-
 class AppVpcAttachment(Construct):
     """Puts an app VPC on the telemetry service network: an association (one per VPC) or a service-network VPC
     endpoint (``mode="endpoint"``, needs ``subnet_ids``), behind a security group whose only egress is the
@@ -511,15 +502,11 @@ class AppVpcAttachment(Construct):
         if self.gateway is None and routes is None:
             raise ValidationError("grant_push needs the gateway's routes: build the attachment with gateway=GatewayRef, "
                                   "or pass routes= explicitly (the routes cannot be known from an ARN)")
-        if self.gateway is not None:
-            if routes is None:
-                routes = self.gateway.routes
-            extra = [r.path for r in routes if r.path not in self.gateway.paths]
-            if extra:
-                raise ValidationError(f"routes {extra} are not routes of the gateway ({', '.join(self.gateway.paths)}): "
-                                      "its rules would answer 404; drop routes= to grant exactly the gateway's")
-        policy = push_identity_policy(gateway_arn=self.gateway.service_arn if self.gateway else None, routes=routes,
-                                      partition=self.env.partition, region=self.env.region)
+        statement = push_grant_statement(
+            routes=routes, gateway_routes=self.gateway.routes if self.gateway else None,
+            gateway_arn=self.gateway.service_arn if self.gateway else None, partition=self.env.partition,
+            region=self.env.region)
+        policy = {"Version": "2012-10-17", "Statement": [statement]}
         self._grants += 1
         return aws.IamRolePolicy(self, f"PushPolicy{self._grants}", role=role_name, name="telemetry-shunt-push",
                                  policy=json.dumps(policy, separators=(",", ":")))

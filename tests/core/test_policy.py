@@ -12,6 +12,7 @@ from telemetry_shunt.core.policy import (
     check_policy_size,
     minify,
     policy_size,
+    push_grant_statement,
     route_resources,
     service_auth_policy,
     service_network_auth_policy,
@@ -291,3 +292,25 @@ def test_unknown_otlp_signal_and_collector_are_named():
         Route.otlp_http(["traces", "profiles"])
     with pytest.raises(ValidationError, match=r"route '/x' names collector 'fluentd'"):
         Route("/x", "fluentd")
+
+
+SERVICE = "arn:aws:vpc-lattice:us-east-1:111122223333:service/svc-0123456789abcdef0"
+
+
+def test_the_push_grant_allows_post_to_exactly_the_gateways_routes():
+    # What grant_push adds in both flavours (CDK: iam.Grant; Terraform: an inline role policy), in AWS's terms.
+    routes = default_routes()
+    assert push_grant_statement(routes=None, gateway_routes=routes, gateway_arn=SERVICE, partition="aws",
+                                region="us-east-1") == {
+        "Effect": "Allow", "Action": "vpc-lattice-svcs:Invoke", "Resource": [SERVICE + r.path for r in routes],
+        "Condition": {"StringEquals": {"vpc-lattice-svcs:RequestMethod": "POST"}}}
+    # Fewer routes than the gateway's: only those; without a gateway ARN, any service's routed paths.
+    one = push_grant_statement(routes=routes[:1], gateway_routes=None, gateway_arn=None, partition="aws-cn",
+                               region="cn-north-1")
+    assert one["Resource"] == [f"arn:aws-cn:vpc-lattice:cn-north-1:*:service/*{routes[0].path}"]
+
+
+def test_the_push_grant_refuses_a_route_the_gateway_does_not_have():
+    with pytest.raises(ValidationError, match=re.escape("['/elsewhere'] are not routes of the gateway")):
+        push_grant_statement(routes=[Route("/elsewhere", "otel")], gateway_routes=default_routes(), gateway_arn=SERVICE,
+                             partition="aws", region="us-east-1")
