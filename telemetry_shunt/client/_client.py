@@ -74,6 +74,8 @@ _POLL_SECONDS = 0.05
 _BUSY_POLL_SECONDS = 0.01
 # Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
+
+
 class _Pacer:
     """When the worker should look again for aggregate records: in time for the next fold chunk at the
     arrival rate, between _BUSY_POLL_SECONDS and _POLL_SECONDS from now.
