@@ -251,10 +251,11 @@ class Aggregator:
     record costs taking its value out, one key built from the dict in the caller's attribute order
     (``(*names, name key, *values, name)``), one dict lookup and one list append: its value joins its group
     and the record is freed. The groups are folded into the series (``sum``/``min``/``max``/bucketing in C,
-    the per-series work once per series) only when ``max_pending`` records wait, and when the interval ends,
-    so a series seen a few times a chunk still folds in bulk. ``canonical`` maps those keys to their series
-    key and ``aliases`` to their state for the interval, so the order-free key is built once per key and
-    interval, not per record.
+    the per-series work once per series) by ``flush``, which the owner calls (the worker: a slice of groups
+    at a time once ``max_pending`` records wait, and at the interval's end), and by ``add`` all at once past
+    twice ``max_pending`` (the memory bound), so a series seen a few times a chunk still folds in bulk.
+    ``canonical`` maps those keys to their series key and ``aliases`` to their state for the interval, so the
+    order-free key is built once per key and interval, not per record.
 
     Order matters in two places, and there the pending groups are folded first and the record goes
     through ``fold_each`` (exact, and rare): a second attribute order of a series already pending (a gauge's
