@@ -276,9 +276,11 @@ class Aggregator:
         # (the worker does, bounded: see the client's _new_aggregator).
         self.canonical: dict[tuple, tuple] = {} if canonical is None else canonical
         self.groups: dict[tuple, list] = {}  # bulk key -> values waiting to be folded, in stream order
-        self.pending = 0  # records added since the last flush (their values wait in groups)
+        # Records added since the last flush (their values wait in groups); an upper bound: a flush in the
+        # middle of a chunk (an edge) is followed by the whole chunk's count.
+        self.pending = 0
         self.pending_series: dict[tuple, tuple] = {}  # series key -> the bulk key of its pending group
-        self.pending_new = 0  # pending groups that may open a series
+        self.pending_new = 0  # pending groups that may open a series (see _may_open)
 
     def add(self, items: list[dict]) -> tuple[int, int]:
         """Fold a chunk of records in (their values are taken out of them); ``(invalid, rejected)`` among the
@@ -323,12 +325,21 @@ class Aggregator:
             canonical = self.canonical[key] = _canonical(key)
         if canonical in self.pending_series:  # another attribute order of a series already pending
             return False
-        if self.aliases.get(key) is None and canonical not in self.series:
+        if self._may_open(key, canonical):
             if len(self.series) + self.pending_new >= self.max_series:  # the guard could fill
                 return False
             self.pending_new += 1
         self.pending_series[canonical] = key
         return True
+
+    def _may_open(self, key: tuple, canonical: tuple) -> bool:
+        """Whether ``key``'s group may open a series (neither known for this interval nor live): what
+        ``pending_new`` counts, so opening and folding a group must ask the same question."""
+        return self.aliases.get(key) is None and canonical not in self.series
+
+    def series_bound(self) -> int:
+        """At most how many series this interval holds once its pending groups are folded."""
+        return len(self.series) + self.pending_new
 
     def _rejects(self, key: tuple) -> bool:
         """After a flush: whether ``key`` is a new series the full guard rejects (its records are then only
@@ -357,7 +368,7 @@ class Aggregator:
                 if pending_series.get(canonicals[key]) is key:  # (a rejected series' group is not there)
                     del pending_series[canonicals[key]]
                 self.pending -= len(values)
-                if aliases.get(key) is None and canonicals[key] not in series:
+                if self._may_open(key, canonicals[key]):
                     self.pending_new -= 1
         invalid = rejected = 0
         alias = aliases.get

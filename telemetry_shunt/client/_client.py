@@ -105,8 +105,8 @@ class _Pacer:
 
 def _series_waiting(entry: list) -> int:
     """Series of a closed interval still to be sent (an Aggregator until its groups are folded)."""
-    if entry[0].__class__ is Aggregator:  # its series, and its pending groups that may open one
-        return len(entry[0].series) + entry[0].pending_new
+    if entry[0].__class__ is Aggregator:
+        return entry[0].series_bound()
     return len(entry[0]) - entry[1]
 
 
