@@ -314,3 +314,8 @@ def test_the_push_grant_refuses_a_route_the_gateway_does_not_have():
     with pytest.raises(ValidationError, match=re.escape("['/elsewhere'] are not routes of the gateway")):
         push_grant_statement(routes=[Route("/elsewhere", "otel")], gateway_routes=default_routes(), gateway_arn=SERVICE,
                              partition="aws", region="us-east-1")
+    with pytest.raises(ValidationError, match="needs routes= or gateway_routes="):
+        push_grant_statement(routes=None, gateway_routes=None, gateway_arn=SERVICE, partition="aws", region="us-east-1")
+    with pytest.raises(ValidationError, match="'/metrics'"):  # the routes themselves are checked too (a duplicate)
+        push_grant_statement(routes=[default_routes()[0], default_routes()[0]], gateway_routes=None, gateway_arn=None,
+                             partition="aws", region="us-east-1")
