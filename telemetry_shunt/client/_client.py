@@ -66,41 +66,19 @@ CLOSED = "closed"
 _time = time.time
 _monotonic = time.monotonic
 _DISCARD = collections.deque(maxlen=0).append
-# The worker wakes at most this long apart to see whether a full batch is waiting and to fold aggregates,
-# sooner while aggregate records arrive fast: when the measured arrival rate would bring a fold chunk (a
-# quarter of max_buffered_records) before then, at least _BUSY_POLL_SECONDS apart. 50 ms: a burst from
-# idle fills at most half the default buffer at 200k records/s before the worker has measured it.
-_POLL_SECONDS = 0.05
+# While a response is awaited, the worker looks this often whether a fold chunk waits (see Connection).
 _BUSY_POLL_SECONDS = 0.01
-# Sleep between checks while disabled or stopped (emits racing a switch-off are drained then).
+# Sleep between checks while starting, disabled or stopped (the kill switch's reader and close() wake the
+# worker; emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
 
 
-class _Pacer:
-    """When the worker should look again for aggregate records: in time for the next fold chunk at the
-    arrival rate, between _BUSY_POLL_SECONDS and _POLL_SECONDS from now.
-
-    The rate is measured from the count that arrived (taken + waiting) over at least _BUSY_POLL_SECONDS, and
-    kept between two looks closer than that: right after a fold the buffer is empty, and "nothing arrived
-    yet" must not read as "nothing arrives" (it did, and a 200k records/s stream filled the buffer while
-    the worker slept its longest poll)."""
-
-    __slots__ = ("chunk", "rate", "seen", "at")
-
-    def __init__(self, chunk: int, now: float) -> None:
-        self.chunk = chunk
-        self.rate = 0.0  # records per second
-        self.seen = 0
-        self.at = now
-
-    def poll(self, now: float, taken: int, waiting: int) -> float:
-        seen = taken + waiting
-        if now - self.at >= _BUSY_POLL_SECONDS:
-            self.rate = (seen - self.seen) / (now - self.at)
-            self.seen, self.at = seen, now
-        if self.rate <= 0:
-            return _POLL_SECONDS
-        return min(_POLL_SECONDS, max(_BUSY_POLL_SECONDS, (self.chunk - waiting) / self.rate))
+def _nudge_mask(threshold: int) -> int:
+    """The callers look whether to wake the worker on every record whose accepted count ``n`` has
+    ``n & mask == 0``: every power of two records at most half of ``threshold`` (the smaller of a fold chunk
+    and a batch), so a threshold reached is seen within half a threshold more records, at an int test a call.
+    """
+    return (1 << max(0, (threshold // 2).bit_length() - 1)) - 1
 
 
 def _series_waiting(entry: list) -> int:
@@ -245,9 +223,10 @@ class TelemetryClient:
         Costs a counter increment and a deque append; the worker validates and encodes later (a value
         that is not a finite number is dropped as ``invalid``).
         """
-        # One attribute read gives a consistent (counter, buffers) triple even while the worker swaps it.
-        count, append, _ = self._sink
-        count()
+        # One attribute read gives a consistent (counter, buffers, nudge mask) even while the worker swaps it.
+        count, append, _, mask = self._sink
+        if not count() & mask:  # every few hundred records: wake the worker if a batch waits (_nudge)
+            self._nudge()
         # The record is the attributes dict itself (see _records): nothing allocated, nothing for the
         # garbage collector to track.
         attributes[VALUE] = value
@@ -260,16 +239,18 @@ class TelemetryClient:
 
         Summed in the worker per flush interval and per series; sent as one delta sum a series and interval.
         """
-        count, _, append = self._sink
-        count()
+        count, _, append, mask = self._sink
+        if not count() & mask:
+            self._nudge()
         attributes[VALUE] = value
         attributes[SUM_NAME] = name
         append(attributes)
 
     def gauge(self, name: str, value: float, /, **attributes: Any) -> None:
         """Set gauge ``name`` to ``value`` for these attributes; the last value of each interval is sent."""
-        count, _, append = self._sink
-        count()
+        count, _, append, mask = self._sink
+        if not count() & mask:
+            self._nudge()
         attributes[VALUE] = value
         attributes[GAUGE_NAME] = name
         append(attributes)
@@ -277,8 +258,9 @@ class TelemetryClient:
     def distribution(self, name: str, value: float, /, **attributes: Any) -> None:
         """Record ``value`` in distribution ``name``: sent per interval and series as count, sum, min, max
         and an OTLP exponential histogram."""
-        count, _, append = self._sink
-        count()
+        count, _, append, mask = self._sink
+        if not count() & mask:
+            self._nudge()
         attributes[VALUE] = value
         attributes[HISTOGRAM_NAME] = name
         append(attributes)
@@ -336,6 +318,13 @@ class TelemetryClient:
         self._agg_buffer: collections.deque = collections.deque(maxlen=self._max_buffered)
         self._accepted = itertools.count()
         self._rejected = {reason: itertools.count() for reason in _EMIT_REJECT_REASONS}
+        # Aggregate records are folded a chunk at a time (bulk folding gets cheaper per record with bigger
+        # chunks), at the latest when the interval closes; a quarter of the buffer leaves room for bursts.
+        self._fold_chunk = max(1, self._max_buffered // 4)
+        # The worker sleeps until the flush interval ends; the callers wake it sooner when a fold chunk or a
+        # full batch waits (_nudge), looking every _nudge_mask + 1 records.
+        self._nudge_mask = _nudge_mask(min(self._fold_chunk, self._max_batch))
+        self._raw_nudge = True  # whether a full batch of emitted records may wake the worker (the breaker allows)
         self._sink = self._accepting_sink()
         # This interval's aggregates (their records are "held"); values wait in groups, at most
         # _PENDING_PER_BUFFERED x max_buffered_records of them, before they are folded into the series.
@@ -349,11 +338,6 @@ class TelemetryClient:
         # position, start, end, records still held].
         # Encoded a batch at a time when one is due, folding in between.
         self._closed: collections.deque[list] = collections.deque()
-        # Aggregate records are folded a chunk at a time (bulk folding gets cheaper per record with bigger
-        # chunks), at the latest when the interval closes; a quarter of the buffer leaves room for bursts.
-        self._fold_chunk = max(1, self._max_buffered // 4)
-        self._agg_taken = 0  # aggregate records the worker popped (with those waiting: all that arrived)
-        self._pacer = _Pacer(self._fold_chunk, _monotonic())
         self._taken = 0  # records the worker popped from the buffer
         self._sent = 0
         self._held = 0  # popped but neither sent nor dropped yet (the batch in hand)
@@ -398,7 +382,7 @@ class TelemetryClient:
                 return
             self._closing = True
             self._close_deadline = deadline
-            self._sink = (self._rejected["closed"].__next__, _DISCARD, _DISCARD)
+            self._sink = self._rejecting_sink("closed")
         if self._poller is not None:
             self._poller.stop()
         self._wake.set()
@@ -447,15 +431,18 @@ class TelemetryClient:
             self._wake.clear()
 
     def _idle_seconds(self, next_flush: float) -> float:
-        """How long the worker may sleep (close() and a kill-switch change wake it at once)."""
-        waiting, now = len(self._agg_buffer), _monotonic()
-        poll = self._pacer.poll(now, self._agg_taken, waiting)
-        if self._state == SENDING:
-            wait = min(poll, next_flush - now)
-        elif self._state == STARTING:
-            wait = poll
-        else:  # disabled or stopped: only the kill switch (or close) can change anything
-            wait = _IDLE_SECONDS
+        """How long the worker may sleep: until the flush interval ends, or the breaker allows a request
+        again. Sooner only when woken: close(), a kill-switch change, or a caller's nudge (a fold chunk or a
+        full batch waits)."""
+        now = _monotonic()
+        if self._state != SENDING:  # only the kill switch (or close) can change anything
+            return _IDLE_SECONDS
+        wait = next_flush - now
+        held_back = self._breaker.seconds_until_allowed()
+        # While the breaker holds sending back, a full batch of emitted records must not wake the worker.
+        self._raw_nudge = held_back <= 0
+        if held_back > 0:
+            wait = min(wait, held_back)
         return max(wait, 0.001)
 
     def _on_flags(self, enabled: bool, problem: str | None) -> None:
@@ -476,7 +463,7 @@ class TelemetryClient:
         with self._lock:
             self._flags_enabled = enabled
             if not enabled and not self._closing and self._state in (STARTING, SENDING):
-                self._sink = (self._rejected["disabled"].__next__, _DISCARD, _DISCARD)
+                self._sink = self._rejecting_sink("disabled")
         self._wake.set()
 
     def _follow_flags(self) -> None:
@@ -497,13 +484,26 @@ class TelemetryClient:
                 logger.warning("telemetry-shunt client: kill switch off, dropping telemetry")
             with self._lock:
                 if not self._closing:
-                    self._sink = (self._rejected["disabled"].__next__, _DISCARD, _DISCARD)
+                    self._sink = self._rejecting_sink("disabled")
             self._state = DISABLED
             self._drain("disabled")
             self._connection.close()
 
     def _accepting_sink(self) -> tuple:
-        return (self._accepted.__next__, self._buffer.append, self._agg_buffer.append)
+        return (self._accepted.__next__, self._buffer.append, self._agg_buffer.append, self._nudge_mask)
+
+    def _rejecting_sink(self, reason: str) -> tuple:
+        return (self._rejected[reason].__next__, _DISCARD, _DISCARD, -1)  # (-1: a nudge only on the first)
+
+    def _nudge(self) -> None:
+        """A caller's thread, every few hundred records (see _nudge_mask): wake the worker when a fold chunk
+        of aggregate records waits, or a full batch of emitted ones it can send (not while the breaker holds
+        sending back: those wait for it to allow, and would only wake the worker for nothing). The worker
+        otherwise sleeps until the flush interval ends. Never blocks for long: an Event's lock is held by
+        the worker only to start or end a wait."""
+        if self._state == SENDING and (len(self._agg_buffer) >= self._fold_chunk
+                                       or (self._raw_nudge and len(self._buffer) >= self._max_batch)):
+            self._wake.set()
 
     def _fold(self, at_least: int = 1) -> None:
         """Fold every waiting count/gauge/distribution record into this interval's series, if ``at_least``
@@ -521,7 +521,6 @@ class TelemetryClient:
             items = list(map(operator.call, itertools.repeat(buffer.popleft, n)))
             self._taken += n
             self._held += n
-        self._agg_taken += n
         try:
             invalid, rejected = self._aggregator.add(items)
         except Exception:
@@ -794,7 +793,7 @@ class TelemetryClient:
         logger.error(message)
         self._error = message
         self._state = STOPPED
-        self._sink = (self._rejected["config_error"].__next__, _DISCARD, _DISCARD)
+        self._sink = self._rejecting_sink("config_error")
         self._drain("config_error")
         self._connection.close()
 

@@ -503,7 +503,7 @@ def test_each_call_appends_the_callers_kwargs_dict_which_the_collector_does_not_
 
     client = make_client(gateway.url)
     captured: list = []
-    client._sink = (itertools.count().__next__, captured.append, captured.append)  # what the calls append
+    client._sink = (itertools.count(1).__next__, captured.append, captured.append, -1)  # what the calls append
     client.emit("latency", 1.5, route="/pay")
     client.count("requests", 2, route="/pay")
     client.gauge("depth", 7, queue="orders")

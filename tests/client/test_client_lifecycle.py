@@ -24,6 +24,7 @@ from client_fakes import (
     SimulatedClock,
     balanced,
     fake_credentials,
+    refused_url,
     wait_until,
 )
 
@@ -403,11 +404,15 @@ def test_interpreter_exit_flushes_to_a_healthy_gateway(gateway):
 class CountingEvent(threading.Event):
     def __init__(self) -> None:
         super().__init__()
-        self.waits = 0
+        self.waits = self.sets = 0
 
     def wait(self, timeout=None):
         self.waits += 1
         return super().wait(timeout)
+
+    def set(self):
+        self.sets += 1
+        super().set()
 
 
 def _wakeups_in(client: TelemetryClient, seconds: float) -> int:
@@ -432,8 +437,34 @@ def test_a_disabled_client_does_not_spin(gateway, agent, make_client):
     assert _wakeups_in(client, 0.5) <= 2  # once a second at most: the poller has its own thread
 
 
-def test_an_idle_sending_client_polls_at_a_bounded_rate(gateway, make_client):
+def test_an_idle_sending_client_wakes_once_a_flush_interval(gateway, make_client):
     client = make_client(gateway.url, flush_interval_seconds=1.0)
-    from telemetry_shunt.client._client import _POLL_SECONDS
+    assert _wakeups_in(client, 0.5) <= 2  # (a wake per waking event is at most 2 in any 0.5 s)
 
-    assert _wakeups_in(client, 0.5) <= 0.5 / _POLL_SECONDS + 3  # every _POLL_SECONDS (50 ms) at most
+
+def test_a_full_batch_wakes_the_worker_long_before_the_flush_interval(gateway, make_client):
+    # An hour's flush interval: only a caller's nudge can have the worker send these, and fold those.
+    client = make_client(gateway.url, flush_interval_seconds=3600, max_batch_records=100,
+                         max_buffered_records=400)
+    for i in range(300):  # three full batches of emitted records
+        client.emit("latency", float(i), route="/pay")
+    assert wait_until(lambda: client.stats().sent >= 200, timeout=30)
+    for i in range(300):  # past a fold chunk (a quarter of the buffer) of aggregate records
+        client.count("requests", 1, route="/pay")
+    assert wait_until(lambda: client._agg_buffer.__len__() < 100, timeout=30)  # folded, not waiting
+    stats = client.stats()
+    assert stats.emitted == stats.sent + stats.dropped_total + stats.queued and not stats.dropped_total
+
+
+def test_a_full_batch_does_not_wake_the_worker_while_the_breaker_holds_sending_back(make_client):
+    client = make_client(refused_url(), flush_interval_seconds=3600, max_batch_records=10, failure_threshold=1,
+                         max_attempts=1, base_backoff_seconds=60.0, max_backoff_seconds=60.0)
+    for i in range(20):
+        client.emit("latency", float(i))
+    # The worker sees the breaker open before its next sleep, and stops the callers' nudges for emitted records.
+    assert wait_until(lambda: client.stats().breaker == "open" and client._raw_nudge is False, timeout=30)
+    event = CountingEvent()
+    client._wake = event
+    for i in range(2_000):  # a full batch is waiting the whole time: the breaker holds it back for 60 s
+        client.emit("latency", float(i))
+    assert event.sets == 0 and client._raw_nudge is False

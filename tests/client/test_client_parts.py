@@ -201,17 +201,13 @@ def test_chunked_responses_and_a_stale_kept_alive_connection():
         server.close()
 
 
-def test_the_worker_paces_its_looks_by_the_arrival_rate_it_measured():
-    from telemetry_shunt.client._client import _BUSY_POLL_SECONDS, _POLL_SECONDS, _Pacer
+@pytest.mark.parametrize("threshold", [1, 2, 3, 4, 7, 8, 100, 1000, 1024, 5000, 2_500_000])
+def test_callers_look_every_power_of_two_records_at_most_half_a_threshold(threshold):
+    from telemetry_shunt.client._client import _nudge_mask
 
-    pacer = _Pacer(chunk=5000, now=0.0)
-    assert pacer.poll(0.0, taken=0, waiting=0) == _POLL_SECONDS  # nothing measured yet
-    # 2,000 in 20 ms: 100k/s, so the next 3,000 (to a chunk) come in 30 ms.
-    assert pacer.poll(0.02, taken=0, waiting=2000) == pytest.approx(0.03)
-    # Folded 1 ms later: the buffer is empty, but the rate stays (too short a time to measure): the next chunk
-    # at 100k/s is 50 ms away, not "nothing arrives" (the longest poll).
-    assert pacer.poll(0.021, taken=2000, waiting=0) == pytest.approx(min(_POLL_SECONDS, 0.05))
-    # A faster stream: 10,000 more in 41 ms is about 244k/s; a chunk is already waiting, so the shortest poll.
-    assert pacer.poll(0.062, taken=2000, waiting=10_000) == _BUSY_POLL_SECONDS
-    # The stream stops: measured over the next look's time, the rate is 0 and the worker looks rarely.
-    assert pacer.poll(1.0, taken=12_000, waiting=0) == _POLL_SECONDS
+    mask = _nudge_mask(threshold)
+    every = mask + 1
+    assert every & mask == 0  # a power of two: the test a call makes is count & mask == 0
+    assert every <= max(1, threshold // 2) < 2 * every  # the largest such power: as rare as it may be
+    # Of any run of `every` consecutive counts, exactly one looks.
+    assert sum(1 for n in range(12_345, 12_345 + every) if not n & mask) == 1
