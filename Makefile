@@ -23,8 +23,9 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --all-extras --python $(PYTHON) --quiet
+# The editable install compiles the client's C accelerator in place (hatch_build.py); here it must build.
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock hatch_build.py telemetry_shunt/client/_speedups.c
+	TELEMETRY_SHUNT_REQUIRE_SPEEDUPS=1 $(UV) sync --frozen --all-extras --python $(PYTHON) --quiet
 	@touch $@
 
 # checkov in its own locked environment (tools/checkov/uv.lock), so its dependencies never constrain ours.
@@ -50,7 +51,7 @@ test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 lint: install
-	$(VENV)/bin/ruff check telemetry_shunt tests bench tools app.py
+	$(VENV)/bin/ruff check telemetry_shunt tests bench tools app.py hatch_build.py
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

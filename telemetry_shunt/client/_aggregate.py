@@ -242,6 +242,34 @@ def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]]:
 REJECTED = object()
 
 
+def _group_records_py(items: list[dict], values: list, groups: dict[tuple, list], start: int) -> tuple[int, Any]:
+    """From ``items[start]`` on, append ``values[i]`` to the group of ``items[i]`` (its key
+    ``(*record, *record.values())``) while that group exists; ``(len(items), None)`` when every record joined
+    its group, else the index of the first that did not and its key (None: it cannot be hashed).
+
+    The reference of ``_speedups.group_records`` (the same loop in C, used when it was built: see
+    hatch_build.py), and the fallback where it was not."""
+    get = groups.get
+    for i, record in enumerate(islice(items, start, None), start):
+        try:
+            key = (*record, *record.values())
+            group = get(key)
+        except TypeError:  # an unhashable attribute value
+            return i, None
+        if group is None:
+            return i, key
+        group.append(values[i])
+    return len(items), None
+
+
+try:
+    from telemetry_shunt.client._speedups import group_records as _group_records
+except ImportError:  # not built (no C compiler where the wheel was built): the same loop in Python
+    _group_records = _group_records_py
+# Whether the worker's per-record loop runs in C (the client's stats and the bench report it).
+ACCELERATED = _group_records is not _group_records_py
+
+
 class Aggregator:
     """One flush interval's aggregation, in the worker: ``add`` takes drained chunks of records (the
     caller's kwargs dicts: see ``_records``), ``take`` ends the interval and returns its series
@@ -264,11 +292,13 @@ class Aggregator:
     """
 
     __slots__ = ("max_series", "max_pending", "series", "aliases", "canonical", "groups", "pending",
-                 "pending_series", "pending_new")
+                 "pending_series", "pending_new", "group_records")
 
     def __init__(self, max_series: int, max_pending: int = 100_000, series: dict | None = None,
-                 canonical: dict | None = None) -> None:
+                 canonical: dict | None = None, group_records: Any = None) -> None:
         self.max_series = max_series
+        # The per-record loop: the C accelerator when built (tests give either, to hold them to each other).
+        self.group_records = _group_records if group_records is None else group_records
         self.max_pending = max_pending
         self.series: dict[tuple, Any] = {} if series is None else series
         self.aliases: dict[tuple, Any] = {}  # bulk key -> its series' state (or REJECTED), this interval
@@ -285,25 +315,22 @@ class Aggregator:
     def add(self, items: list[dict]) -> tuple[int, int]:
         """Fold a chunk of records in (their values are taken out of them); ``(invalid, rejected)`` among the
         records decided now (the rest are decided when their groups are folded: see ``flush``)."""
-        groups = self.groups
-        get = groups.get
         invalid = rejected = 0
-        for record, value in zip(items, list(map(dict.pop, items, repeat(VALUE))), strict=True):
-            try:
-                key = (*record, *record.values())
-                values = get(key)
-            except TypeError:  # an unhashable name or attribute value: fold_each keys it by its text
-                key = values = None
-            if values is not None:
-                values.append(value)
-            elif key is not None and self._opens(key):
-                groups[key] = [value]
+        values = list(map(dict.pop, items, repeat(VALUE)))
+        n, i = len(items), 0
+        while True:
+            # Each record whose group exists joins it (in C when built); the loop stops at one whose does not.
+            i, key = self.group_records(items, values, self.groups, i)
+            if i >= n:
+                break
+            record, value = items[i], values[i]
+            i += 1
+            if key is not None and self._opens(key):  # (key None: an unhashable name or attribute value,
+                self.groups[key] = [value]              # which fold_each keys by its text)
             else:  # an edge (see the class): what is pending first, then this record
                 folded_invalid, folded_rejected = self.flush()
-                groups = self.groups
-                get = groups.get
                 if key is not None and self._rejects(key):
-                    groups[key] = [value]
+                    self.groups[key] = [value]
                 else:
                     each_invalid, each_rejected = fold_each((_as_tuple(record, value),), self.series,
                                                             self.max_series)

@@ -12,6 +12,7 @@ from client_fakes import balanced
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telemetry_shunt.client import _aggregate
 from telemetry_shunt.client._aggregate import (
     GAUGE,
     HISTOGRAM,
@@ -137,6 +138,11 @@ bulk_records = st.tuples(st.sampled_from([SUM, GAUGE, HISTOGRAM]), st.sampled_fr
                          st.sampled_from(BULK_ATTRIBUTES))
 
 
+# The worker's per-record loop both ways: the C accelerator (built by `make install`) and its Python reference.
+GROUP_RECORDS = [_aggregate._group_records, _aggregate._group_records_py]
+GROUP_RECORDS_IDS = ["c" if _aggregate.ACCELERATED else "c-not-built", "python"]
+
+
 def aggregate(aggregator, stream, cuts, slice_groups):
     """The stream through ``aggregator`` as the worker drives it: cut into chunks, a slice of the pending
     groups flushed after each chunk (``slice_groups``; None: none), then the interval taken;
@@ -155,16 +161,17 @@ def aggregate(aggregator, stream, cuts, slice_groups):
     return series, counts[0] + invalid, counts[1] + rejected
 
 
+@pytest.mark.parametrize("group_records", GROUP_RECORDS, ids=GROUP_RECORDS_IDS)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(bulk_records, max_size=120), st.lists(st.integers(0, 120), max_size=4),
        st.sampled_from([1, 2, 3, 5, 10_000]), st.sampled_from([1, 7, 100_000]), st.sampled_from([None, 1, 2, 5]))
-def test_the_bulk_fold_equals_the_per_record_fold(stream, cuts, max_series, max_pending, slice_groups):
+def test_the_bulk_fold_equals_the_per_record_fold(group_records, stream, cuts, max_series, max_pending, slice_groups):
     # The worker adds whole drained chunks to the interval's Aggregator (values grouped by key across
     # chunks, folded a slice of groups at a time, all at once past 2 x max_pending and at the interval's
     # end); cut and sliced anywhere, it must give what folding the stream one record at a time gives: the
     # same series and states, the same invalid and rejected counts (the cardinality guard admitting the
     # first new series, a gauge's last value winning across attribute orders).
-    aggregator = Aggregator(max_series, max_pending=max_pending)
+    aggregator = Aggregator(max_series, max_pending=max_pending, group_records=group_records)
     bulk, invalid, rejected = aggregate(aggregator, stream, cuts, slice_groups)
     each: dict = {}
     assert (invalid, rejected) == fold_each(stream, each, max_series)
@@ -173,8 +180,8 @@ def test_the_bulk_fold_equals_the_per_record_fold(stream, cuts, max_series, max_
     assert set(bulk) == set(each) and state_shape(bulk) == state_shape(each)
     assert aggregator.take() == ({}, 0, 0)  # the next interval starts empty
     # The next interval, sharing the bulk key -> series key map as the worker does, gives the same again.
-    again = aggregate(Aggregator(max_series, max_pending=max_pending, canonical=aggregator.canonical), stream,
-                      cuts, slice_groups)
+    again = aggregate(Aggregator(max_series, max_pending=max_pending, canonical=aggregator.canonical,
+                                 group_records=group_records), stream, cuts, slice_groups)
     assert again[1:] == (invalid, rejected) and set(again[0]) == set(each) and state_shape(again[0]) == state_shape(each)
 
 

@@ -449,9 +449,9 @@ def test_a_full_batch_wakes_the_worker_long_before_the_flush_interval(gateway, m
     for i in range(300):  # three full batches of emitted records
         client.emit("latency", float(i), route="/pay")
     assert wait_until(lambda: client.stats().sent >= 200, timeout=30)
-    for i in range(300):  # past a fold chunk (a quarter of the buffer) of aggregate records
+    for _ in range(300):  # past a fold chunk (a quarter of the buffer) of aggregate records
         client.count("requests", 1, route="/pay")
-    assert wait_until(lambda: client._agg_buffer.__len__() < 100, timeout=30)  # folded, not waiting
+    assert wait_until(lambda: len(client._agg_buffer) < 100, timeout=30)  # folded, not waiting
     stats = client.stats()
     assert stats.emitted == stats.sent + stats.dropped_total + stats.queued and not stats.dropped_total
 

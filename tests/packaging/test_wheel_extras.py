@@ -105,7 +105,9 @@ def wheel(tmp_path_factory) -> Path:
     if not UV.exists():
         pytest.fail(f"{UV} is missing: run 'make install' (make test does) to install the pinned uv")
     out = tmp_path_factory.mktemp("dist")
-    proc = _run([UV, "build", "--wheel", "--offline", "--quiet", "--python", "python3.11", "-o", out, ROOT])
+    # The client's C accelerator must build here (hatch_build.py falls back to pure Python only where it cannot).
+    proc = _run([UV, "build", "--wheel", "--offline", "--quiet", "--python", "python3.11", "-o", out, ROOT],
+                env={**_uv_env(), "TELEMETRY_SHUNT_REQUIRE_SPEEDUPS": "1"})
     assert proc.returncode == 0, f"uv build --wheel --offline failed:\n{proc.stdout}{proc.stderr}"
     (built,) = out.glob("telemetry_shunt-*.whl")
     return built
@@ -141,6 +143,10 @@ def test_the_wheel_carries_the_package_and_the_command(wheel):
     assert sources <= set(names), f"missing from the wheel: {sorted(sources - set(names))}"
     assert not [n for n in names if n.startswith(("tests/", "tools/", "bench/"))]
     assert "shunt = telemetry_shunt.cli:main" in entry_points
+    # The client's C accelerator, compiled for this Python: so the wheel is tagged for it, not py3-none-any.
+    (speedups,) = [n for n in names if n.startswith("telemetry_shunt/client/_speedups.") and n.endswith(".so")]
+    assert "Root-Is-Purelib: false" in zf_text(wheel, ".dist-info/WHEEL") and "-cp311-cp311-" in wheel.name
+    assert "telemetry_shunt/client/_speedups.c" in names  # its source too (the sdist builds from it)
     declared = {line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Provides-Extra:")}
     assert {*EXTRAS, "all"} <= declared
     # The build flattens self-references (all = telemetry-shunt[...]) into each extra's own requirements.
@@ -152,6 +158,13 @@ def test_the_wheel_carries_the_package_and_the_command(wheel):
     # `all` means all; the sandbox drives the rollout engine, so it brings the rollout extra.
     assert [extra for extra in declared if not requires[extra] <= requires["all"]] == []
     assert requires["rollout"] <= requires["sandbox"]
+
+
+def zf_text(wheel: Path, suffix: str) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        return zf.read(next(n for n in zf.namelist() if n.endswith(suffix))).decode()
 
 
 def test_the_base_install_checks_policies_and_names_the_extras_it_lacks(venvs, tmp_path):
@@ -174,17 +187,19 @@ def test_client_sends_a_batch_without_cdk_or_boto3(venvs, tmp_path):
             from botocore.credentials import Credentials
             from telemetry_shunt.client import TelemetryClient
 
+            from telemetry_shunt.client._aggregate import ACCELERATED
+
             absent = [m for m in ("aws_cdk", "boto3", "constructs", "moto", "z3") if importlib.util.find_spec(m)]
             client = TelemetryClient(sys.argv[1], region={REGION!r}, kill_switch=None,
                                      credentials=Credentials({ACCESS_KEY!r}, {SECRET_KEY!r}, {SESSION_TOKEN!r}),
                                      flush_interval_seconds=0.05, request_timeout_seconds=10.0)
             client.emit("wheel.smoke", 1.5, extra="client")
             client.close(timeout=20.0)
-            print(json.dumps({{"importable": absent, "sent": client.stats().sent}}))
+            print(json.dumps({{"importable": absent, "sent": client.stats().sent, "accelerated": ACCELERATED}}))
         """, gateway.url, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert result == {"importable": [], "sent": 1}
+        assert result == {"importable": [], "sent": 1, "accelerated": True}  # the wheel's compiled loop
         (request,) = gateway.wait_for_requests(1)
         assert request["problem"] is None  # SigV4 verified by the fake, independently of botocore
         (record,) = gateway.records
