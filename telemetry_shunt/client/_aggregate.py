@@ -242,24 +242,28 @@ def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]]:
 REJECTED = object()
 
 
-def _group_records_py(items: list[dict], values: list, groups: dict[tuple, list], start: int) -> tuple[int, Any]:
-    """From ``items[start]`` on, append ``values[i]`` to the group of ``items[i]`` (its key
-    ``(*record, *record.values())``) while that group exists; ``(len(items), None)`` when every record joined
-    its group, else the index of the first that did not and its key (None: it cannot be hashed).
+def _group_records_py(items: list, groups: dict[tuple, list], start: int, value_key: Any) -> tuple[int, Any, Any]:
+    """From ``items[start]`` on, append each record's value (``record[value_key]``) to its group (the key: its
+    other names, then their values, in the caller's order) and set ``items[i]`` to None, while that group
+    exists; ``(len(items), None, None)`` when every record joined its group, else the index of the first
+    that did not, its key (None: it cannot be hashed) and its value (the record may have lost it).
 
     The reference of ``_speedups.group_records`` (the same loop in C, used when it was built: see
     hatch_build.py), and the fallback where it was not."""
     get = groups.get
-    for i, record in enumerate(islice(items, start, None), start):
+    for i in range(start, len(items)):
+        record = items[i]
+        value = record.pop(value_key)
         try:
             key = (*record, *record.values())
             group = get(key)
         except TypeError:  # an unhashable attribute value
-            return i, None
+            return i, None, value
         if group is None:
-            return i, key
-        group.append(values[i])
-    return len(items), None
+            return i, key, value
+        group.append(value)
+        items[i] = None
+    return len(items), None, None
 
 
 try:
@@ -313,17 +317,18 @@ class Aggregator:
         self.pending_new = 0  # pending groups that may open a series (see _may_open)
 
     def add(self, items: list[dict]) -> tuple[int, int]:
-        """Fold a chunk of records in (their values are taken out of them); ``(invalid, rejected)`` among the
-        records decided now (the rest are decided when their groups are folded: see ``flush``)."""
+        """Fold a chunk of records in (``items`` is consumed: a record that joined a group is replaced by None);
+        ``(invalid, rejected)`` among the records decided now (the rest when their groups are folded: see
+        ``flush``)."""
         invalid = rejected = 0
-        values = list(map(dict.pop, items, repeat(VALUE)))
         n, i = len(items), 0
         while True:
-            # Each record whose group exists joins it (in C when built); the loop stops at one whose does not.
-            i, key = self.group_records(items, values, self.groups, i)
+            # Each record whose group exists joins it and is freed (in C when built); the loop stops at one
+            # whose group does not exist.
+            i, key, value = self.group_records(items, self.groups, i, VALUE)
             if i >= n:
                 break
-            record, value = items[i], values[i]
+            record = items[i]
             i += 1
             if key is not None and self._opens(key):  # (key None: an unhashable name or attribute value,
                 self.groups[key] = [value]              # which fold_each keys by its text)

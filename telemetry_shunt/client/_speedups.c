@@ -2,27 +2,58 @@
  * ``telemetry_shunt.client._aggregate._group_records_py`` (the pure-Python fallback, and the reference the
  * tests hold it to). Built by hatch_build.py when a C compiler is there; the client works without it.
  *
- * Records are the callers' kwargs dicts with their value already taken out (see _records.py). Each one's
- * group key is ``(*record, *record.values())``; a record whose group exists has its value appended to it.
- * The loop stops at the first record whose group does not exist (the caller decides whether it may open
- * one: the cardinality guard, attribute orders) or whose key cannot be hashed.
+ * Records are the callers' kwargs dicts, their value under ``value_key`` (see _records.py). Each one's group
+ * key is ``(*names, *values)`` of its other entries, in the caller's order; a record whose group exists has its
+ * value appended to it and is freed at once (its slot in ``items`` set to None), while it is still in the
+ * cache: one pass over each record, which the worker reads long after a caller on another core wrote it. The
+ * loop stops at the first record whose group does not exist (the caller decides whether it may open one: the
+ * cardinality guard, attribute orders) or whose key cannot be hashed.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)0)
+#endif
+/* How far ahead to ask for the next records' memory: the dict itself, then (once that has arrived) the
+ * table of its entries. */
+#define AHEAD_DICT 8
+#define AHEAD_TABLE 4
+
 static PyObject *
-stopped_at(Py_ssize_t index, PyObject *key)  /* steals key (may be Py_None, borrowed then) */
+stopped_at(Py_ssize_t index, PyObject *key, PyObject *value)  /* steals key (unless it is Py_None) */
 {
     if (key == Py_None)
         Py_INCREF(key);
-    return Py_BuildValue("(nN)", index, key);
+    return Py_BuildValue("(nNO)", index, key, value);
+}
+
+static void
+prefetch_ahead(PyObject *items, Py_ssize_t i)
+{
+    Py_ssize_t size = PyList_GET_SIZE(items);
+    if (i + AHEAD_DICT < size)
+        PREFETCH(PyList_GET_ITEM(items, i + AHEAD_DICT));
+    if (i + AHEAD_TABLE < size) {
+        PyObject *ahead = PyList_GET_ITEM(items, i + AHEAD_TABLE);
+        if (PyDict_CheckExact(ahead)) {  /* (a hint only: a prefetch never faults) */
+            const char *table = (const char *)((PyDictObject *)ahead)->ma_keys;
+            PREFETCH(table);
+            PREFETCH(table + 64);
+            PREFETCH(table + 128);
+            PREFETCH(table + 192);
+        }
+    }
 }
 
 PyDoc_STRVAR(group_records_doc,
-"group_records(items, values, groups, start) -> (stop, key)\n\n"
-"From items[start] on, append values[i] to groups[(*items[i], *items[i].values())] while that group\n"
-"exists. Returns (len(items), None) when every record joined its group; otherwise the index of the first\n"
-"that did not and its key, or None for its key if that cannot be hashed. Every record must be a dict.");
+"group_records(items, groups, start, value_key) -> (stop, key, value)\n\n"
+"From items[start] on, append each record's value (record[value_key]) to groups[key], key being the\n"
+"record's other names then their values, and set items[i] to None, while that group exists. Returns\n"
+"(len(items), None, None) when every record joined its group; otherwise the index of the first that did\n"
+"not, its key (None if that cannot be hashed) and its value. Every record must be a dict with a value.");
 
 static PyObject *
 group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
@@ -31,71 +62,91 @@ group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         PyErr_Format(PyExc_TypeError, "group_records() takes 4 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *items = args[0], *values = args[1], *groups = args[2];
-    if (!PyList_CheckExact(items) || !PyList_CheckExact(values) || !PyDict_CheckExact(groups)) {
-        PyErr_SetString(PyExc_TypeError, "group_records(): items and values must be lists, groups a dict");
+    PyObject *items = args[0], *groups = args[1], *value_key = args[3];
+    if (!PyList_CheckExact(items) || !PyDict_CheckExact(groups)) {
+        PyErr_SetString(PyExc_TypeError, "group_records(): items must be a list, groups a dict");
         return NULL;
     }
-    Py_ssize_t i = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t i = PyLong_AsSsize_t(args[2]);
     if (i == -1 && PyErr_Occurred())
         return NULL;
     if (i < 0) {
         PyErr_SetString(PyExc_ValueError, "group_records(): start must be >= 0");
         return NULL;
     }
-    /* The sizes are read again on every record: a key's __hash__ or __eq__ (an attribute value's) runs
-     * Python code, and nothing here may trust what it read before. */
+    /* The list's size is read again on every record: a key's __hash__ or __eq__ (an attribute value's), or
+     * a freed record's values, run Python code, and nothing here may trust what it read before. */
     for (; i < PyList_GET_SIZE(items); i++) {
-        if (i >= PyList_GET_SIZE(values)) {
-            PyErr_SetString(PyExc_ValueError, "group_records(): fewer values than items");
-            return NULL;
-        }
+        prefetch_ahead(items, i);
         PyObject *record = PyList_GET_ITEM(items, i);
         if (!PyDict_CheckExact(record)) {
             PyErr_Format(PyExc_TypeError, "group_records(): a record must be a dict, not %.100s",
                          Py_TYPE(record)->tp_name);
             return NULL;
         }
-        Py_ssize_t size = PyDict_GET_SIZE(record), position = 0, j = 0;
-        PyObject *key = PyTuple_New(2 * size), *name, *value;
+        Py_ssize_t fields = PyDict_GET_SIZE(record) - 1, position = 0, j = 0;
+        if (fields < 0) {
+            PyErr_SetString(PyExc_KeyError, "group_records(): a record without its value");
+            return NULL;
+        }
+        PyObject *key = PyTuple_New(2 * fields), *name, *field, *value = NULL;
         if (key == NULL)
             return NULL;
-        /* Nothing between PyTuple_New and the end of this loop runs Python code. */
-        while (j < size && PyDict_Next(record, &position, &name, &value)) {
+        /* Nothing from here to the lookup runs Python code. The value's key is the client's own int object
+         * (_records.VALUE), so it is found by identity. */
+        while (PyDict_Next(record, &position, &name, &field)) {
+            if (name == value_key && value == NULL) {
+                value = field;
+                continue;
+            }
+            if (j == fields)  /* no value among the entries: reported below */
+                break;
             Py_INCREF(name);
             PyTuple_SET_ITEM(key, j, name);
-            Py_INCREF(value);
-            PyTuple_SET_ITEM(key, size + j, value);
+            Py_INCREF(field);
+            PyTuple_SET_ITEM(key, fields + j, field);
             j++;
         }
-        if (j != size) {  /* cannot happen for an exact dict; never hand out a half-filled tuple */
+        if (value == NULL || j != fields) {  /* never hand out a half-filled tuple */
             Py_DECREF(key);
-            PyErr_SetString(PyExc_RuntimeError, "group_records(): a record changed size while read");
+            PyErr_SetString(PyExc_KeyError, "group_records(): a record without its value");
             return NULL;
         }
+        Py_INCREF(value);  /* (the record may be freed below) */
         PyObject *group = PyDict_GetItemWithError(groups, key);  /* borrowed */
         if (group == NULL) {
-            if (!PyErr_Occurred())
-                return stopped_at(i, key);
-            Py_DECREF(key);
-            if (!PyErr_ExceptionMatches(PyExc_TypeError))
-                return NULL;
-            PyErr_Clear();  /* an unhashable attribute value: the caller keys it by its text */
-            return stopped_at(i, Py_None);
+            PyObject *out;
+            if (!PyErr_Occurred()) {
+                out = stopped_at(i, key, value);
+            } else {
+                Py_DECREF(key);
+                if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+                    Py_DECREF(value);
+                    return NULL;
+                }
+                PyErr_Clear();  /* an unhashable attribute value: the caller keys it by its text */
+                out = stopped_at(i, Py_None, value);
+            }
+            Py_DECREF(value);
+            return out;
         }
         Py_DECREF(key);
         if (!PyList_CheckExact(group)) {
+            Py_DECREF(value);
             PyErr_SetString(PyExc_TypeError, "group_records(): a group must be a list");
             return NULL;
         }
-        if (i >= PyList_GET_SIZE(values)) {
-            PyErr_SetString(PyExc_ValueError, "group_records(): fewer values than items");
+        int appended = PyList_Append(group, value);
+        Py_DECREF(value);
+        if (appended < 0)
             return NULL;
+        /* Free the record now, while it is in the cache (the list's slot keeps it alive until here). */
+        if (i < PyList_GET_SIZE(items)) {
+            Py_INCREF(Py_None);
+            PyList_SetItem(items, i, Py_None);
         }
-        if (PyList_Append(group, PyList_GET_ITEM(values, i)) < 0)
-            return NULL;
     }
-    return stopped_at(PyList_GET_SIZE(items), Py_None);  /* (start may be past the end: nothing to do) */
+    return stopped_at(PyList_GET_SIZE(items), Py_None, Py_None);  /* (start may be past the end) */
 }
 
 static PyMethodDef methods[] = {

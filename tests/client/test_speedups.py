@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemetry_shunt.client import _aggregate
+from telemetry_shunt.client import _aggregate, _records
 
 reference = _aggregate._group_records_py
 
@@ -27,40 +27,60 @@ def accelerated():
     return group_records
 
 
-# Attribute names (and the int keys the client's fields use), attribute values hashable or not.
+VALUE = _records.VALUE
+# Attribute names (and the int keys of the client's other fields), attribute values hashable or not.
 keys = st.sampled_from(["route", "code", "region", "", 0, 2, 3, 4, 5])
 hashable = st.one_of(st.sampled_from(["/pay", "200", "eu-west-1", "", None, True, 0, 1, 1.0, -0.0]),
                      st.floats(allow_nan=False), st.tuples(st.integers(0, 2)))
 attribute_values = st.one_of(hashable, hashable, st.just(["a"]), st.tuples(st.just(["a"])), st.just({"k": 1}))
-records = st.dictionaries(keys, attribute_values, max_size=5)
+fields = st.dictionaries(keys, attribute_values, max_size=5)
+
+
+def record_of(fields: dict, value: float, at: int) -> dict:
+    """A record as a call makes it: the fields, then the value under VALUE (anywhere among them: ``at``)."""
+    entries = list(fields.items())
+    entries.insert(min(at, len(entries)), (VALUE, value))
+    return dict(entries)
+
+
+def key_of(record: dict) -> tuple:
+    rest = {k: v for k, v in record.items() if k is not VALUE}
+    return (*rest, *rest.values())
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(records, max_size=30), st.data())
-def test_the_c_loop_groups_as_the_python_reference_does(items, data):
-    values = [float(i) for i in range(len(items))]
-    # Groups that exist already: some of the records' keys (the hashable ones), each with values waiting.
+@given(st.lists(st.tuples(fields, st.integers(0, 5)), max_size=30), st.data())
+def test_the_c_loop_groups_as_the_python_reference_does(drawn, data):
+    items = [record_of(f, float(i), at) for i, (f, at) in enumerate(drawn)]
+    # Groups that exist already: some of the records' keys (the hashable ones), each with a value waiting.
     known = []
     for record in items:
-        key = (*record, *record.values())
         try:
-            hash(key)
+            hash(key_of(record))
         except TypeError:
             continue
-        known.append(key)
+        known.append(key_of(record))
     chosen = data.draw(st.lists(st.sampled_from(known), unique=True) if known else st.just([]))
     groups = {key: [-1.0] for key in chosen}
     start = data.draw(st.integers(0, len(items) + 1))
-    reference_groups = copy.deepcopy(groups)
-    by_reference = reference(items, values, reference_groups, start)
-    c_groups = copy.deepcopy(groups)
-    by_c = accelerated()(items, values, c_groups, start)
+    expected_keys = [key_of(record) for record in items]
+    reference_items, reference_groups = copy.deepcopy(items), copy.deepcopy(groups)
+    by_reference = reference(reference_items, reference_groups, start, VALUE)
+    c_items, c_groups = copy.deepcopy(items), copy.deepcopy(groups)
+    by_c = accelerated()(c_items, c_groups, start, VALUE)
     assert by_c == by_reference and c_groups == reference_groups
-    stop, key = by_c
+    stop, key, value = by_c
     assert stop == len(items) if start >= len(items) else start <= stop <= len(items)
-    if stop < len(items):  # stopped at a record with no group: its key, or None for an unhashable one
-        record = items[stop]
-        assert key is None or (key == (*record, *record.values()) and key not in groups)
+    # Each record that joined its group was freed, both ways; the one stopped at was not.
+    freed = [i for i, record in enumerate(c_items) if record is None]
+    assert freed == [i for i, record in enumerate(reference_items) if record is None] == list(range(start, stop))
+    for i in freed:
+        assert groups.get(expected_keys[i]) is not None  # only records whose group existed
+    if stop < len(items):  # stopped at a record with no group: its key (None: unhashable) and value
+        assert value == items[stop][VALUE]
+        assert key is None or (key == expected_keys[stop] and key not in groups)
+    else:
+        assert (key, value) == (None, None)
 
 
 class Unhashable:
@@ -76,39 +96,46 @@ class HashFails:
 def test_errors_are_the_same_both_ways(group_records):
     group_records = accelerated() if group_records == "c" else group_records
     groups = {("route", 0, "/pay", "a"): []}
-    hit = {"route": "/pay", 0: "a"}
+
+    def hit(value):
+        return {"route": "/pay", VALUE: value, 0: "a"}
+
     # An unhashable value stops the loop there with no key (the caller keys that record by its text).
-    assert group_records([hit, {"route": Unhashable()}, hit], [1.0, 2.0, 3.0], groups, 0) == (1, None)
+    assert group_records([hit(1.0), {"route": Unhashable(), VALUE: 2.0}, hit(3.0)], groups, 0, VALUE) == (1, None, 2.0)
     assert groups[("route", 0, "/pay", "a")] == [1.0]
     # Any other error from a value's hash is a bug's: it propagates, the records before it grouped.
     with pytest.raises(ValueError, match="hash fails"):
-        group_records([hit, {"route": HashFails()}], [4.0, 5.0], groups, 0)
+        group_records([hit(4.0), {"route": HashFails(), VALUE: 5.0}], groups, 0, VALUE)
     assert groups[("route", 0, "/pay", "a")] == [1.0, 4.0]
+    with pytest.raises(KeyError):  # a record always has its value
+        group_records([{"route": "/pay", 0: "a"}], groups, 0, VALUE)
     with pytest.raises((TypeError, AttributeError)):  # a record is always a dict
-        group_records([["route", "/pay"]], [1.0], groups, 0)
+        group_records([["route", "/pay"]], groups, 0, VALUE)
 
 
 def test_the_c_loop_refuses_what_it_was_not_made_for():
     group_records = accelerated()
     with pytest.raises(TypeError, match="takes 4 arguments"):
-        group_records([], [], {})
-    with pytest.raises(TypeError, match="must be lists"):
-        group_records((), [], {}, 0)
-    with pytest.raises(ValueError, match="start must be >= 0"):
-        group_records([], [], {}, -1)
-    with pytest.raises(ValueError, match="fewer values than items"):
-        group_records([{"a": 1}], [], {("a", 1): []}, 0)
+        group_records([], {}, 0)
     with pytest.raises(TypeError, match="must be a list"):
-        group_records([{"a": 1}], [1.0], {("a", 1): ()}, 0)
+        group_records((), {}, 0, VALUE)
+    with pytest.raises(ValueError, match="start must be >= 0"):
+        group_records([], {}, -1, VALUE)
+    with pytest.raises(KeyError, match="without its value"):
+        group_records([{}], {}, 0, VALUE)
+    with pytest.raises(TypeError, match="a group must be a list"):
+        group_records([{"a": 1, VALUE: 1.0}], {("a", 1): ()}, 0, VALUE)
 
 
 def test_the_c_loop_leaks_no_reference():
     group_records = accelerated()
     value, attribute = object(), object()
-    hit, miss = {"route": attribute, 0: "a"}, {"route": attribute, 0: "b"}
     groups = {("route", 0, attribute, "a"): []}
     before = sys.getrefcount(value), sys.getrefcount(attribute)
     for _ in range(1000):
-        assert group_records([hit, miss], [value, value], groups, 0)[0] == 1  # a hit, then a miss with its key
+        items = [{"route": attribute, VALUE: value, 0: "a"}, {"route": attribute, VALUE: value, 0: "b"}]
+        stop, key, got = group_records(items, groups, 0, VALUE)  # a hit, then a miss with its key and value
+        assert (stop, got, items[0]) == (1, value, None) and key == ("route", 0, attribute, "b")
+        del items, key, got
         groups[("route", 0, attribute, "a")].clear()
     assert (sys.getrefcount(value), sys.getrefcount(attribute)) == before
