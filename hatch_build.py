@@ -29,7 +29,7 @@ def compile_command(source: Path, target: Path) -> list[str]:
     ldshared = sysconfig.get_config_var("LDSHARED") or f"{sysconfig.get_config_var('CC') or 'cc'} -shared"
     include = sysconfig.get_paths()["include"]
     return [*shlex.split(ldshared), *shlex.split(sysconfig.get_config_var("CCSHARED") or "-fPIC"), "-O2",
-            "-Wall", "-Wextra", "-Werror", "-std=c99", f"-I{include}", str(source), "-o", str(target)]
+            "-Wall", "-Wextra", "-Werror", "-std=c99", f"-I{include}", str(source), "-lm", "-o", str(target)]
 
 
 class SpeedupsBuildHook(BuildHookInterface):

@@ -43,6 +43,12 @@ except ImportError:  # pragma: no cover - another Python: the same loop in Pytho
             mapping[x] = get(x, 0) + 1
 
 
+try:  # the bulk bucketing below in C, when the client's accelerator was built (see hatch_build.py)
+    from telemetry_shunt.client._speedups import bucket_counts as _bucket_counts
+except ImportError:
+    _bucket_counts = None
+
+
 def bucket_index(value: float, scale: int) -> int:
     """The OTLP exponential-histogram bucket of ``value`` > 0 at ``scale``: bucket ``i`` holds the values in
     ``(base**i, base**(i+1)]``, ``base = 2**(2**-scale)`` (upper-inclusive, as the OTLP data model says)."""
@@ -120,6 +126,9 @@ class ExpHistogram:
         if not magnitudes:
             return
         if scale > 0 and _LOG2_EXACT:
+            if _bucket_counts is not None and scale <= 20:  # the same formula in C (_speedups.c)
+                _bucket_counts(magnitudes, scale, buckets)
+                return
             _count_into(buckets, map(sub, map(math.ceil, map(mul, map(math.log2, magnitudes), repeat(1 << scale))),
                                      repeat(1)))
         else:

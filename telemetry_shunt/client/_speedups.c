@@ -1,6 +1,7 @@
 /* The client's worker, its per-record loop in C: ``group_records``, the same contract as
  * ``telemetry_shunt.client._aggregate._group_records_py`` (the pure-Python fallback, and the reference the
- * tests hold it to). Built by hatch_build.py when a C compiler is there; the client works without it.
+ * tests hold it to); and ``bucket_counts``, ``ExpHistogram._bucket_all``'s bulk path in C. Built by
+ * hatch_build.py when a C compiler is there; the client works without it.
  *
  * Records are the callers' kwargs dicts, their value under ``value_key`` (see _records.py). Each one's group
  * key is ``(*names, *values)`` of its other entries, in the caller's order; a record whose group exists has its
@@ -11,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PREFETCH(address) __builtin_prefetch(address)
@@ -149,8 +151,120 @@ group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     return stopped_at(PyList_GET_SIZE(items), Py_None, Py_None);  /* (start may be past the end) */
 }
 
+PyDoc_STRVAR(bucket_counts_doc,
+"bucket_counts(magnitudes, scale, buckets)\n\n"
+"Count each float of magnitudes (each > 0) into buckets (index -> count), its index at scale (> 0) being\n"
+"ceil(log2(v) * 2**scale) - 1: the OTLP exponential histogram's upper-inclusive bucket, as\n"
+"ExpHistogram._bucket_all's bulk path computes it in Python (the same libm log2 and ceil).");
+
+/* Indices are counted in a local array when they span at most this many; otherwise one by one in the dict. */
+#define MAX_SPAN 65536
+
+static int
+add_count(PyObject *buckets, long index, Py_ssize_t n)
+{
+    PyObject *key = PyLong_FromLong(index);
+    if (key == NULL)
+        return -1;
+    PyObject *old = PyDict_GetItemWithError(buckets, key);  /* borrowed */
+    if (old == NULL && PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    }
+    Py_ssize_t before = 0;
+    if (old != NULL) {
+        before = PyLong_AsSsize_t(old);
+        if (before == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -1;
+        }
+    }
+    PyObject *count = PyLong_FromSsize_t(before + n);
+    if (count == NULL) {
+        Py_DECREF(key);
+        return -1;
+    }
+    int result = PyDict_SetItem(buckets, key, count);
+    Py_DECREF(key);
+    Py_DECREF(count);
+    return result;
+}
+
+static PyObject *
+bucket_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "bucket_counts() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *magnitudes = args[0], *buckets = args[2];
+    if (!PyList_CheckExact(magnitudes) || !PyDict_CheckExact(buckets)) {
+        PyErr_SetString(PyExc_TypeError, "bucket_counts(): magnitudes must be a list, buckets a dict");
+        return NULL;
+    }
+    long scale = PyLong_AsLong(args[1]);
+    if (scale == -1 && PyErr_Occurred())
+        return NULL;
+    if (scale < 1 || scale > 20) {
+        PyErr_SetString(PyExc_ValueError, "bucket_counts(): scale must be from 1 to 20");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(magnitudes);
+    if (n == 0)
+        Py_RETURN_NONE;
+    long *indexes = PyMem_Malloc(sizeof(long) * (size_t)n);
+    if (indexes == NULL)
+        return PyErr_NoMemory();
+    const double factor = (double)(1L << scale);
+    long low = 0, high = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(magnitudes, i);
+        if (!PyFloat_CheckExact(item)) {
+            PyMem_Free(indexes);
+            PyErr_Format(PyExc_TypeError, "bucket_counts(): a magnitude must be a float, not %.100s",
+                         Py_TYPE(item)->tp_name);
+            return NULL;
+        }
+        double v = PyFloat_AS_DOUBLE(item);
+        if (!(v > 0.0) || !isfinite(v)) {
+            PyMem_Free(indexes);
+            PyErr_SetString(PyExc_ValueError, "bucket_counts(): a magnitude must be finite and > 0");
+            return NULL;
+        }
+        /* |log2(v)| <= 1075 and scale <= 20: the product fits a long exactly, as Python's int does. */
+        long index = (long)ceil(log2(v) * factor) - 1;
+        indexes[i] = index;
+        if (i == 0 || index < low)
+            low = index;
+        if (i == 0 || index > high)
+            high = index;
+    }
+    int failed = 0;
+    if (high - low < MAX_SPAN) {
+        Py_ssize_t *counts = PyMem_Calloc((size_t)(high - low + 1), sizeof(Py_ssize_t));
+        if (counts == NULL) {
+            PyMem_Free(indexes);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            counts[indexes[i] - low]++;
+        for (long index = low; index <= high && !failed; index++)
+            if (counts[index - low])
+                failed = add_count(buckets, index, counts[index - low]) < 0;
+        PyMem_Free(counts);
+    } else {
+        for (Py_ssize_t i = 0; i < n && !failed; i++)
+            failed = add_count(buckets, indexes[i], 1) < 0;
+    }
+    PyMem_Free(indexes);
+    if (failed)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"group_records", (PyCFunction)(void (*)(void))group_records, METH_FASTCALL, group_records_doc},
+    {"bucket_counts", (PyCFunction)(void (*)(void))bucket_counts, METH_FASTCALL, bucket_counts_doc},
     {NULL, NULL, 0, NULL},
 };
 

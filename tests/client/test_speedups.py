@@ -5,6 +5,7 @@ and no reference leaked."""
 from __future__ import annotations
 
 import copy
+import math
 import sys
 
 import pytest
@@ -139,3 +140,44 @@ def test_the_c_loop_leaks_no_reference():
         del items, key, got
         groups[("route", 0, attribute, "a")].clear()
     assert (sys.getrefcount(value), sys.getrefcount(attribute)) == before
+
+
+def python_bucket_counts(magnitudes: list[float], scale: int, buckets: dict[int, int]) -> None:
+    """ExpHistogram._bucket_all's bulk formula in Python (its path where the accelerator is not built)."""
+    for v in magnitudes:
+        index = math.ceil(math.log2(v) * (1 << scale)) - 1
+        buckets[index] = buckets.get(index, 0) + 1
+
+
+magnitudes = st.lists(st.one_of(st.floats(min_value=5e-324, max_value=1.7e308, allow_infinity=False),
+                                st.sampled_from([2.0**e for e in range(-1074, 1024, 13)]),
+                                st.floats(min_value=0.001, max_value=1000.0)), max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(magnitudes, st.integers(1, 20), st.dictionaries(st.integers(-40_000, 40_000), st.integers(1, 5), max_size=4))
+def test_the_c_bucketing_counts_as_the_python_formula_does(values, scale, before):
+    from telemetry_shunt.client._speedups import bucket_counts
+
+    expected, got = dict(before), dict(before)
+    python_bucket_counts(values, scale, expected)
+    bucket_counts(values, scale, got)
+    assert got == expected
+    # And each value lands where the OTLP definition puts it (upper-inclusive), as bucket_index says.
+    for v in values[:10]:
+        assert _aggregate.bucket_index(v, scale) in got
+
+
+def test_the_c_bucketing_refuses_what_a_histogram_never_holds():
+    from telemetry_shunt.client._speedups import bucket_counts
+
+    for bad, error in (([1], TypeError), ([0.0], ValueError), ([-1.0], ValueError), ([math.inf], ValueError),
+                       ([math.nan], ValueError)):
+        buckets: dict = {}
+        with pytest.raises(error):
+            bucket_counts(bad, 5, buckets)
+        assert buckets == {}  # nothing counted when a value is refused
+    with pytest.raises(ValueError, match="scale must be from 1 to 20"):
+        bucket_counts([1.0], 0, {})
+    with pytest.raises(TypeError, match="must be a list"):
+        bucket_counts((1.0,), 5, {})
