@@ -9,6 +9,7 @@ import itertools
 import logging
 import operator
 import os
+import queue
 import threading
 import time
 import weakref
@@ -71,6 +72,39 @@ _BUSY_POLL_SECONDS = 0.01
 # Sleep between checks while starting, disabled or stopped (the kill switch's reader and close() wake the
 # worker; emits racing a switch-off are drained then).
 _IDLE_SECONDS = 1.0
+
+
+class _Waker:
+    """The worker's wake-up call, with threading.Event's set/wait/clear. ``set`` is safe from any thread and
+    from a signal handler that interrupted one inside ``set``: ``SimpleQueue.put`` takes no lock and never
+    blocks (Python documents it as reentrant), where ``Event.set`` takes the lock the waiter holds and would
+    deadlock there. A caller's nudge (see TelemetryClient._nudge) must never wait, so the calls stay
+    lock-free."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[None] = queue.SimpleQueue()
+
+    def set(self) -> None:
+        self._queue.put(None)
+
+    def wait(self, timeout: float) -> bool:
+        """Until set, or ``timeout`` seconds; whether it was set (the wake stays pending until ``clear``)."""
+        try:
+            self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self._queue.put(None)
+        return True
+
+    def clear(self) -> None:
+        get = self._queue.get_nowait
+        try:
+            while True:
+                get()
+        except queue.Empty:
+            pass
 
 
 def _nudge_mask(threshold: int) -> int:
@@ -310,7 +344,7 @@ class TelemetryClient:
     def _start(self) -> None:
         """(Re)initialise every piece of state and start the worker: at construction and in a forked child."""
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = _Waker()
         self._closing = False
         self._close_deadline = float("inf")
         self._buffer: collections.deque = collections.deque(maxlen=self._max_buffered)
@@ -499,8 +533,7 @@ class TelemetryClient:
         """A caller's thread, every few hundred records (see _nudge_mask): wake the worker when a fold chunk
         of aggregate records waits, or a full batch of emitted ones it can send (not while the breaker holds
         sending back: those wait for it to allow, and would only wake the worker for nothing). The worker
-        otherwise sleeps until the flush interval ends. Never blocks for long: an Event's lock is held by
-        the worker only to start or end a wait."""
+        otherwise sleeps until the flush interval ends. Takes no lock (see _Waker)."""
         if self._state == SENDING and (len(self._agg_buffer) >= self._fold_chunk
                                        or (self._raw_nudge and len(self._buffer) >= self._max_batch)):
             self._wake.set()

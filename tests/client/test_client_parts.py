@@ -5,9 +5,14 @@ from __future__ import annotations
 import email.utils
 import gzip
 import json
+import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +21,8 @@ from telemetry_shunt.client._client import _retry_after_seconds
 from telemetry_shunt.client._encoding import compress, encode_records
 from telemetry_shunt.client._http import Connection, RequestTimeout, parse_endpoint
 from telemetry_shunt.core.contract import METRICS_MAX_RECORD_BYTES
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:
@@ -211,3 +218,49 @@ def test_callers_look_every_power_of_two_records_at_most_half_a_threshold(thresh
     assert every <= max(1, threshold // 2) < 2 * every  # the largest such power: as rare as it may be
     # Of any run of `every` consecutive counts, exactly one looks.
     assert sum(1 for n in range(12_345, 12_345 + every) if not n & mask) == 1
+
+
+def test_waker_keeps_event_semantics():
+    from telemetry_shunt.client._client import _Waker
+
+    waker = _Waker()
+    assert waker.wait(0.001) is False  # nothing pending: times out
+    waker.set()
+    waker.set()
+    assert waker.wait(5.0) is True and waker.wait(5.0) is True  # pending until cleared, as an Event's flag
+    waker.clear()
+    assert waker.wait(0.001) is False
+
+
+def test_a_signal_handler_may_call_the_client_while_a_call_of_its_thread_wakes_the_worker(tmp_path):
+    # A call's nudge wakes the worker; a signal handler that interrupts it and calls the client again must not
+    # wait for anything the interrupted call holds (threading.Event.set holds its lock there: a deadlock).
+    code = textwrap.dedent("""
+        import signal
+        from botocore.credentials import Credentials
+        from telemetry_shunt.client import TelemetryClient
+
+        # A fold chunk of one record and batches of one: every call looks, and nearly every one wakes the worker.
+        client = TelemetryClient("http://127.0.0.1:9", region="us-east-1", kill_switch=None,
+                                 credentials=Credentials("AKIDEXAMPLE", "secret"), max_buffered_records=4,
+                                 max_batch_records=1)
+        fired = 0
+
+        def handler(signum, frame):
+            global fired
+            fired += 1
+            client.count("from.handler", 1)
+
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+        for _ in range(200_000):
+            client.count("from.loop", 1, route="/pay")
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        client.close(timeout=0)
+        stats = client.stats()
+        assert stats.emitted == 200_000 + fired and fired > 0, (stats, fired)
+        print("ok", fired)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and proc.stdout.startswith("ok"), proc.stdout + proc.stderr
