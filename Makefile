@@ -23,9 +23,11 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The editable install compiles the client's C accelerator in place (hatch_build.py); here it must build.
+# The editable install compiles the client's C accelerator in place (hatch_build.py); here it must build
+# (`make install REQUIRE_SPEEDUPS=0` builds without it, and the suite then says it is missing).
+REQUIRE_SPEEDUPS ?= 1
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock hatch_build.py telemetry_shunt/client/_speedups.c
-	TELEMETRY_SHUNT_REQUIRE_SPEEDUPS=1 $(UV) sync --frozen --all-extras --python $(PYTHON) --quiet
+	TELEMETRY_SHUNT_REQUIRE_SPEEDUPS=$(REQUIRE_SPEEDUPS) $(UV) sync --frozen --all-extras --python $(PYTHON) --quiet
 	@touch $@
 
 # checkov in its own locked environment (tools/checkov/uv.lock), so its dependencies never constrain ours.

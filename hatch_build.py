@@ -50,7 +50,10 @@ class SpeedupsBuildHook(BuildHookInterface):
             failure = f"{shlex.join(command)} could not run: {exc}"
         if failure is not None:
             if os.environ.get(REQUIRE) == "1":
-                raise RuntimeError(f"the client's C accelerator did not build ({REQUIRE}=1): {failure}")
+                raise RuntimeError(
+                    f"the client's C accelerator ({SOURCE}) did not build, and {REQUIRE}=1 asks for it: install "
+                    f"a C compiler and this Python's headers (Debian: apt install gcc python3-dev), or build "
+                    f"without it ({REQUIRE}=0: the client then runs the same loop in Python). {failure}")
             message = (f"telemetry-shunt: the client's C accelerator did not build, so the wheel is pure Python "
                        f"(the client works, its worker uses more CPU per record): {failure}")
             if hasattr(self.app, "display_warning"):

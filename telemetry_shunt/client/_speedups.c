@@ -262,9 +262,136 @@ bucket_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(fold_values_doc,
+"fold_values(values, scale, total, positive, negative) -> (count, total, low, high, zeros) or None\n\n"
+"ExpHistogram.record_all's work on a group's values in one C pass: each value as float() makes it, their\n"
+"sum from total in order, min, max, the zeros, and each other value counted into positive or negative\n"
+"(index -> count) at scale (1-20) as bucket_counts does. None, with nothing changed, when a value is not\n"
+"a number float() takes (TypeError, ValueError, OverflowError), is not finite, or the sum overflows.");
+
+static PyObject *
+fold_values(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "fold_values() takes 5 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *values = args[0], *positive = args[3], *negative = args[4];
+    if (!PyList_CheckExact(values) || !PyDict_CheckExact(positive) || !PyDict_CheckExact(negative)) {
+        PyErr_SetString(PyExc_TypeError, "fold_values(): values must be a list, positive and negative dicts");
+        return NULL;
+    }
+    long scale = PyLong_AsLong(args[1]);
+    if (scale == -1 && PyErr_Occurred())
+        return NULL;
+    if (scale < 1 || scale > 20) {
+        PyErr_SetString(PyExc_ValueError, "fold_values(): scale must be from 1 to 20");
+        return NULL;
+    }
+    double total = PyFloat_AsDouble(args[2]);
+    if (total == -1.0 && PyErr_Occurred())
+        return NULL;
+    /* float() of each value can run Python code (a __float__), so the list is copied first. */
+    PyObject *items = PyList_GetSlice(values, 0, PyList_GET_SIZE(values));
+    if (items == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    if (n == 0) {
+        Py_DECREF(items);
+        Py_RETURN_NONE;
+    }
+    double *floats = PyMem_Malloc(sizeof(double) * (size_t)n);
+    if (floats == NULL) {
+        Py_DECREF(items);
+        return PyErr_NoMemory();
+    }
+    double low = 0.0, high = 0.0;
+    Py_ssize_t zeros = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        double v;
+        if (PyFloat_CheckExact(item)) {
+            v = PyFloat_AS_DOUBLE(item);
+        } else {  /* exactly float(item): its conversions and its errors */
+            PyObject *converted = PyObject_CallOneArg((PyObject *)&PyFloat_Type, item);
+            if (converted == NULL) {
+                PyMem_Free(floats);
+                Py_DECREF(items);
+                if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError)
+                        || PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                    PyErr_Clear();
+                    Py_RETURN_NONE;
+                }
+                return NULL;
+            }
+            v = PyFloat_AS_DOUBLE(converted);
+            Py_DECREF(converted);
+        }
+        floats[i] = v;
+        total += v;  /* in order, from total: as sum(floats, total) */
+        if (i == 0 || v < low)
+            low = v;
+        if (i == 0 || v > high)
+            high = v;
+        if (v == 0.0)
+            zeros++;
+    }
+    Py_DECREF(items);
+    if (!isfinite(total)) {  /* a value is inf or nan, or the sum overflowed */
+        PyMem_Free(floats);
+        Py_RETURN_NONE;
+    }
+    const double factor = (double)(1L << scale);
+    int failed = 0;
+    for (int side = 0; side < 2 && !failed; side++) {
+        PyObject *buckets = side ? negative : positive;
+        long first = 0, last = 0;
+        Py_ssize_t m = 0;
+        long *indexes = PyMem_Malloc(sizeof(long) * (size_t)n);
+        if (indexes == NULL) {
+            PyMem_Free(floats);
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double v = side ? -floats[i] : floats[i];
+            if (!(v > 0.0))
+                continue;
+            long index = (long)ceil(log2(v) * factor) - 1;
+            indexes[m++] = index;
+            if (m == 1 || index < first)
+                first = index;
+            if (m == 1 || index > last)
+                last = index;
+        }
+        if (m && last - first < MAX_SPAN) {
+            Py_ssize_t *counts = PyMem_Calloc((size_t)(last - first + 1), sizeof(Py_ssize_t));
+            if (counts == NULL) {
+                PyMem_Free(indexes);
+                PyMem_Free(floats);
+                return PyErr_NoMemory();
+            }
+            for (Py_ssize_t i = 0; i < m; i++)
+                counts[indexes[i] - first]++;
+            for (long index = first; index <= last && !failed; index++)
+                if (counts[index - first])
+                    failed = add_count(buckets, index, counts[index - first]) < 0;
+            PyMem_Free(counts);
+        } else {
+            for (Py_ssize_t i = 0; i < m && !failed; i++)
+                failed = add_count(buckets, indexes[i], 1) < 0;
+        }
+        PyMem_Free(indexes);
+    }
+    PyMem_Free(floats);
+    if (failed)
+        return NULL;
+    return Py_BuildValue("(ndddn)", n, total, low, high, zeros);
+}
+
 static PyMethodDef methods[] = {
     {"group_records", (PyCFunction)(void (*)(void))group_records, METH_FASTCALL, group_records_doc},
     {"bucket_counts", (PyCFunction)(void (*)(void))bucket_counts, METH_FASTCALL, bucket_counts_doc},
+    {"fold_values", (PyCFunction)(void (*)(void))fold_values, METH_FASTCALL, fold_values_doc},
     {NULL, NULL, 0, NULL},
 };
 

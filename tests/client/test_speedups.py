@@ -181,3 +181,36 @@ def test_the_c_bucketing_refuses_what_a_histogram_never_holds():
         bucket_counts([1.0], 0, {})
     with pytest.raises(TypeError, match="must be a list"):
         bucket_counts((1.0,), 5, {})
+
+
+def histogram_fields(h: _aggregate.ExpHistogram) -> tuple:
+    return h.count, h.sum, h.min, h.max, h.zero_count, h.scale, h.positive, h.negative
+
+
+group_values = st.lists(st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), st.floats(min_value=-1e6, max_value=1e6),
+    st.sampled_from([0.0, -0.0, 1.0, 2.0, 0.5, 2.0**-1074, 1.7e308, -1.7e308, 2.0**1023]),
+    st.integers(-10, 10), st.booleans(), st.sampled_from(["2", " 3.5 ", "x", "nan", "inf", 10**400, None])),
+    max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(group_values, max_size=3))
+def test_the_c_fold_of_a_histogram_group_is_the_python_one(groups):
+    # Groups folded one after another into one histogram, both ways: the same answers and the same fields
+    # (the sum bit for bit: added in the same order), including the groups refused (nothing changed).
+    by_c, by_python = _aggregate.ExpHistogram(), _aggregate.ExpHistogram()
+    for values in groups:
+        assert by_c.record_all(list(values)) == by_python._record_all_py(list(values))
+        assert histogram_fields(by_c) == histogram_fields(by_python)
+
+
+class FloatFails:
+    def __float__(self):
+        raise RuntimeError("a bug in a value's __float__")
+
+
+def test_a_histogram_group_whose_value_fails_otherwise_raises_both_ways():
+    for record_all in (_aggregate.ExpHistogram().record_all, _aggregate.ExpHistogram()._record_all_py):
+        with pytest.raises(RuntimeError, match="__float__"):
+            record_all([1.0, FloatFails()])
