@@ -15,7 +15,7 @@ from itertools import islice, repeat
 from operator import mul, sub
 from typing import Any
 
-from telemetry_shunt.client._records import KIND_OF_NAME_KEY, VALUE, aggregate_record
+from telemetry_shunt.client._records import KIND_OF_NAME_KEY, VALUE, aggregate_record, is_field, kind_of
 from telemetry_shunt.core.contract import METRIC_KINDS
 
 # Kinds, as the wire format spells them (compared by identity in the hot loop).
@@ -255,33 +255,47 @@ def series_key(kind: str, name: str, attributes: dict[str, Any]) -> tuple:
         return kind, name, frozenset((k, v if v.__class__ is str else _text(v)) for k, v in attributes.items())
 
 
-def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]]:
-    """``(kind, name, value, attributes)`` of a record whose value was taken out (``fold_each``'s items)."""
-    attributes = {k: v for k, v in record.items() if k.__class__ is str}
-    for key, kind in KIND_OF_NAME_KEY.items():
-        if key in record:
+def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]] | None:
+    """``(kind, name, value, attributes)`` of a record whose value was read (``fold_each``'s items); None if
+    its name key is not the client's own (a caller passed an attribute of that name: see ``_records``)."""
+    attributes = {k: v for k, v in record.items() if k.__class__ is str and not is_field(k)}
+    for key in reversed(record):  # the name key is the last the call stored
+        kind = kind_of(key)
+        if kind is not None:
             return kind, record[key], value, attributes
-    raise ValueError(f"not a count/gauge/distribution record: {sorted(map(repr, record))}")
+        break
+    return None
 
+
+# The client's own name keys (group_records checks each record's by identity: see _records).
+_NAME_KEYS = tuple(KIND_OF_NAME_KEY)
 
 # An alias for a series the cardinality guard rejected this interval (series only grow within one).
 REJECTED = object()
 
 
-def _group_records_py(items: list, groups: dict[tuple, list], start: int, value_key: Any) -> tuple[int, Any, Any]:
+def _group_records_py(items: list, groups: dict[tuple, list], start: int, value_key: Any,
+                      name_keys: tuple) -> tuple[int, Any, Any]:
     """From ``items[start]`` on, append each record's value (``record[value_key]``) to its group (the key: its
     other names, then their values, in the caller's order) and set ``items[i]`` to None, while that group
     exists; ``(len(items), None, None)`` when every record joined its group, else the index of the first
-    that did not, its key (None: it cannot be hashed) and its value (the record may have lost it).
+    that did not, its key (None: it cannot be hashed) and its value (the record may have lost it); or
+    False and None where the ``value_key`` object itself is not in the record, or the last other entry's key
+    is not one of the ``name_keys`` objects (an attribute of that name passed with ``**`` kept its own key
+    object, an equal string: the caller drops the record).
 
     The reference of ``_speedups.group_records`` (the same loop in C, used when it was built: see
     hatch_build.py), and the fallback where it was not."""
     get = groups.get
     for i in range(start, len(items)):
         record = items[i]
+        if not any(k is value_key for k in record.keys()):  # (the client's own key objects: see _records)
+            return i, False, None
         value = record.pop(value_key)
+        key = (*record, *record.values())
+        if not key or not any(key[len(key) // 2 - 1] is k for k in name_keys):
+            return i, False, None
         try:
-            key = (*record, *record.values())
             group = get(key)
         except TypeError:  # an unhashable attribute value
             return i, None, value
@@ -351,24 +365,31 @@ class Aggregator:
         while True:
             # Each record whose group exists joins it and is freed (in C when built); the loop stops at one
             # whose group does not exist.
-            i, key, value = self.group_records(items, self.groups, i, VALUE)
+            i, key, value = self.group_records(items, self.groups, i, VALUE, _NAME_KEYS)
             if i >= n:
                 break
             record = items[i]
             i += 1
+            if key is False:  # a field's name taken by an attribute (passed with **: see _records): dropped
+                invalid += 1
+                continue
             if key is not None and self._opens(key):  # (key None: an unhashable name or attribute value,
                 self.groups[key] = [value]              # which fold_each keys by its text)
-            else:  # an edge (see the class): what is pending first, then this record
-                folded_invalid, folded_rejected = self.flush()
-                if key is not None and self._rejects(key):
-                    self.groups[key] = [value]
+                continue
+            # An edge (see the class): what is pending first, then this record.
+            folded_invalid, folded_rejected = self.flush()
+            if key is not None and self._rejects(key):
+                self.groups[key] = [value]
+            else:
+                item = _as_tuple(record, value)
+                if item is None:
+                    folded_invalid += 1
                 else:
-                    each_invalid, each_rejected = fold_each((_as_tuple(record, value),), self.series,
-                                                            self.max_series)
+                    each_invalid, each_rejected = fold_each((item,), self.series, self.max_series)
                     folded_invalid += each_invalid
                     folded_rejected += each_rejected
-                invalid += folded_invalid
-                rejected += folded_rejected
+            invalid += folded_invalid
+            rejected += folded_rejected
         self.pending += len(items)
         if self.pending >= 2 * self.max_pending:  # the worker flushes a slice at a time past max_pending
             folded_invalid, folded_rejected = self.flush()

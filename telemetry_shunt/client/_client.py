@@ -23,7 +23,7 @@ from telemetry_shunt.client._breaker import CircuitBreaker
 from telemetry_shunt.client._encoding import compress, encode_aggregates, encode_records
 from telemetry_shunt.client._http import Connection, ProtocolError, RequestTimeout
 from telemetry_shunt.client._killswitch import FlagPoller, KillSwitchSource, ScheduleClock, SystemScheduleClock
-from telemetry_shunt.client._records import GAUGE_NAME, HISTOGRAM_NAME, RAW_NAME, SUM_NAME, TIME, VALUE
+from telemetry_shunt.client._records import GAUGE_NAME, HISTOGRAM_NAME, RAW_NAME, RAW_VALUE, SUM_NAME, TIME, VALUE
 from telemetry_shunt.core.contract import BATCH_ID_HEADER, METRICS_CONTENT_TYPE, METRICS_PATH
 
 if TYPE_CHECKING:
@@ -254,8 +254,9 @@ class TelemetryClient:
     def emit(self, name: str, value: float, /, **attributes: Any) -> None:
         """Record ``value`` for metric ``name`` with string ``attributes``. Never blocks, never raises.
 
-        Costs a counter increment and a deque append; the worker validates and encodes later (a value
-        that is not a finite number is dropped as ``invalid``).
+        Costs a counter increment, an int test (every few hundred calls a look at the buffers: _nudge) and a
+        deque append; the worker validates and encodes later (a value that is not a finite number is dropped
+        as ``invalid``).
         """
         # One attribute read gives a consistent (counter, buffers, nudge mask) even while the worker swaps it.
         count, append, _, mask = self._sink
@@ -263,7 +264,7 @@ class TelemetryClient:
             self._nudge()
         # The record is the attributes dict itself (see _records): nothing allocated, nothing for the
         # garbage collector to track.
-        attributes[VALUE] = value
+        attributes[RAW_VALUE] = value
         attributes[RAW_NAME] = name
         attributes[TIME] = _time()
         append(attributes)
@@ -698,7 +699,7 @@ class TelemetryClient:
         batch_id = _new_batch_id()  # the same on every attempt of this batch
         try:
             # (name, value, timestamp, attributes), the fields taken out of each record in C.
-            fields = zip(*(list(map(dict.pop, items, itertools.repeat(key))) for key in (RAW_NAME, VALUE, TIME)),
+            fields = zip(*(list(map(dict.pop, items, itertools.repeat(key))) for key in (RAW_NAME, RAW_VALUE, TIME)),
                          items, strict=True)
             body, records, invalid, oversized = encode_records(fields, batch_id)
             if records and self._compress:

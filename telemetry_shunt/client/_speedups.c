@@ -25,9 +25,9 @@
 #define AHEAD_TABLE 4
 
 static PyObject *
-stopped_at(Py_ssize_t index, PyObject *key, PyObject *value)  /* steals key (unless it is Py_None) */
+stopped_at(Py_ssize_t index, PyObject *key, PyObject *value)  /* steals key (unless None or False) */
 {
-    if (key == Py_None)
+    if (key == Py_None || key == Py_False)
         Py_INCREF(key);
     return Py_BuildValue("(nNO)", index, key, value);
 }
@@ -51,22 +51,24 @@ prefetch_ahead(PyObject *items, Py_ssize_t i)
 }
 
 PyDoc_STRVAR(group_records_doc,
-"group_records(items, groups, start, value_key) -> (stop, key, value)\n\n"
+"group_records(items, groups, start, value_key, name_keys) -> (stop, key, value)\n\n"
 "From items[start] on, append each record's value (record[value_key]) to groups[key], key being the\n"
 "record's other names then their values, and set items[i] to None, while that group exists. Returns\n"
 "(len(items), None, None) when every record joined its group; otherwise the index of the first that did\n"
-"not, its key (None if that cannot be hashed) and its value. Every record must be a dict with a value.");
+"not, its key (None if that cannot be hashed) and its value; or False and None for a record in which the\n"
+"value_key object itself (by identity) is not found, or whose last other entry's key is not one of the\n"
+"name_keys objects. Every record must be a dict.");
 
 static PyObject *
 group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "group_records() takes 4 arguments (%zd given)", nargs);
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "group_records() takes 5 arguments (%zd given)", nargs);
         return NULL;
     }
-    PyObject *items = args[0], *groups = args[1], *value_key = args[3];
-    if (!PyList_CheckExact(items) || !PyDict_CheckExact(groups)) {
-        PyErr_SetString(PyExc_TypeError, "group_records(): items must be a list, groups a dict");
+    PyObject *items = args[0], *groups = args[1], *value_key = args[3], *name_keys = args[4];
+    if (!PyList_CheckExact(items) || !PyDict_CheckExact(groups) || !PyTuple_CheckExact(name_keys)) {
+        PyErr_SetString(PyExc_TypeError, "group_records(): items must be a list, groups a dict, name_keys a tuple");
         return NULL;
     }
     Py_ssize_t i = PyLong_AsSsize_t(args[2]);
@@ -87,10 +89,8 @@ group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
             return NULL;
         }
         Py_ssize_t fields = PyDict_GET_SIZE(record) - 1, position = 0, j = 0;
-        if (fields < 0) {
-            PyErr_SetString(PyExc_KeyError, "group_records(): a record without its value");
-            return NULL;
-        }
+        if (fields < 0)  /* no value: see below */
+            return stopped_at(i, Py_False, Py_None);
         PyObject *key = PyTuple_New(2 * fields), *name, *field, *value = NULL;
         if (key == NULL)
             return NULL;
@@ -109,10 +109,16 @@ group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
             PyTuple_SET_ITEM(key, fields + j, field);
             j++;
         }
-        if (value == NULL || j != fields) {  /* never hand out a half-filled tuple */
-            Py_DECREF(key);
-            PyErr_SetString(PyExc_KeyError, "group_records(): a record without its value");
-            return NULL;
+        int own_name = 0;  /* the last entry's key (the name, stored last) is one of the client's, by identity */
+        for (Py_ssize_t k = 0; j == fields && fields > 0 && k < PyTuple_GET_SIZE(name_keys); k++)
+            own_name |= PyTuple_GET_ITEM(key, fields - 1) == PyTuple_GET_ITEM(name_keys, k);
+        if (value == NULL || j != fields || !own_name) {
+            /* The client's own value key is not there, or the last entry's key is not its name key (by
+             * identity): a caller passed an attribute of that name with **, which kept its own key object
+             * (an equal string, so its key would be equal to an honest record's). The caller drops the
+             * record (key False). */
+            Py_DECREF(key);  /* (never hand out a half-filled tuple) */
+            return stopped_at(i, Py_False, Py_None);
         }
         Py_INCREF(value);  /* (the record may be freed below) */
         PyObject *group = PyDict_GetItemWithError(groups, key);  /* borrowed */

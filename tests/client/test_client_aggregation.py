@@ -521,3 +521,41 @@ def test_each_call_appends_the_callers_kwargs_dict_which_the_collector_does_not_
                         aggregate_record(HISTOGRAM, "size", 0.5, {})]
     assert not any(gc.is_tracked(record) for record in captured)  # strings and numbers only: untracked
     client.close(timeout=5.0)
+
+
+@pytest.mark.parametrize("group_records", GROUP_RECORDS, ids=GROUP_RECORDS_IDS)
+def test_an_attribute_named_like_a_field_drops_its_record_as_invalid(group_records):
+    from telemetry_shunt.client._records import SUM_NAME, VALUE
+
+    # Passed with ** under the very names count() stores its fields under (equal strings, other objects):
+    # the call overwrites the caller's value, so the record must be dropped, never folded.
+    field_names = ["".join(name) for name in (VALUE, SUM_NAME)]
+    assert all(a == b and a is not b for a, b in zip(field_names, (VALUE, SUM_NAME), strict=True))
+    calls = []
+
+    def count(name, value=1, /, **attributes):  # what TelemetryClient.count appends
+        attributes[VALUE] = value
+        attributes[SUM_NAME] = name
+        calls.append(attributes)
+
+    count("requests", 1, route="/pay")
+    for field in field_names:
+        count("requests", 2, **{field: "mine"})
+        count("requests", 3, **{"route": "/pay", field: ["unhashable"]})
+    count("requests", 4, route="/pay")
+    aggregator = Aggregator(10, group_records=group_records)
+    invalid, rejected = aggregator.add(calls)
+    series, more_invalid, more_rejected = aggregator.take()
+    assert (invalid + more_invalid, rejected + more_rejected) == (4, 0)
+    assert {key: state for key, state in series.items()} == {(SUM, "requests", frozenset({("route", "/pay")})): [5.0, 2]}
+
+
+def test_the_client_drops_a_call_whose_attribute_takes_a_field_name(gateway, make_client):
+    from telemetry_shunt.client._records import VALUE
+
+    client = make_client(gateway.url)
+    client.count("requests", 1, route="/pay")
+    client.count("requests", 1, **{"".join(VALUE): "mine"})
+    client.close(timeout=10.0)
+    stats = client.stats()
+    assert (stats.sent, stats.dropped.get("invalid")) == (1, 1) and balanced(stats)

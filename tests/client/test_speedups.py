@@ -29,7 +29,9 @@ def accelerated():
 
 
 VALUE = _records.VALUE
-# Attribute names (and the int keys of the client's other fields), attribute values hashable or not.
+# The name keys these tests use (ints: small ints are single objects, as the client's own name keys are).
+NAME_KEYS = (0, 2, 3)
+# Attribute names (and other keys), attribute values hashable or not.
 keys = st.sampled_from(["route", "code", "region", "", 0, 2, 3, 4, 5])
 hashable = st.one_of(st.sampled_from(["/pay", "200", "eu-west-1", "", None, True, 0, 1, 1.0, -0.0]),
                      st.floats(allow_nan=False), st.tuples(st.integers(0, 2)))
@@ -37,11 +39,16 @@ attribute_values = st.one_of(hashable, hashable, st.just(["a"]), st.tuples(st.ju
 fields = st.dictionaries(keys, attribute_values, max_size=5)
 
 
-def record_of(fields: dict, value: float, at: int) -> dict:
-    """A record as a call makes it: the fields, then the value under VALUE (anywhere among them: ``at``)."""
+def record_of(fields: dict, value: float, at: int, name_key: object) -> dict:
+    """A record as a call makes it: the attributes, the value under VALUE (anywhere among them: ``at``), and
+    most often a name under one of NAME_KEYS, last."""
     entries = list(fields.items())
     entries.insert(min(at, len(entries)), (VALUE, value))
-    return dict(entries)
+    record = dict(entries)
+    if name_key is not None:
+        record.pop(name_key, None)
+        record[name_key] = "name"
+    return record
 
 
 def key_of(record: dict) -> tuple:
@@ -50,9 +57,10 @@ def key_of(record: dict) -> tuple:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(fields, st.integers(0, 5)), max_size=30), st.data())
+@given(st.lists(st.tuples(fields, st.integers(0, 5), st.sampled_from([*NAME_KEYS, *NAME_KEYS, None])), max_size=30),
+       st.data())
 def test_the_c_loop_groups_as_the_python_reference_does(drawn, data):
-    items = [record_of(f, float(i), at) for i, (f, at) in enumerate(drawn)]
+    items = [record_of(f, float(i), at, name_key) for i, (f, at, name_key) in enumerate(drawn)]
     # Groups that exist already: some of the records' keys (the hashable ones), each with a value waiting.
     known = []
     for record in items:
@@ -66,9 +74,9 @@ def test_the_c_loop_groups_as_the_python_reference_does(drawn, data):
     start = data.draw(st.integers(0, len(items) + 1))
     expected_keys = [key_of(record) for record in items]
     reference_items, reference_groups = copy.deepcopy(items), copy.deepcopy(groups)
-    by_reference = reference(reference_items, reference_groups, start, VALUE)
+    by_reference = reference(reference_items, reference_groups, start, VALUE, NAME_KEYS)
     c_items, c_groups = copy.deepcopy(items), copy.deepcopy(groups)
-    by_c = accelerated()(c_items, c_groups, start, VALUE)
+    by_c = accelerated()(c_items, c_groups, start, VALUE, NAME_KEYS)
     assert by_c == by_reference and c_groups == reference_groups
     stop, key, value = by_c
     assert stop == len(items) if start >= len(items) else start <= stop <= len(items)
@@ -77,7 +85,10 @@ def test_the_c_loop_groups_as_the_python_reference_does(drawn, data):
     assert freed == [i for i, record in enumerate(reference_items) if record is None] == list(range(start, stop))
     for i in freed:
         assert groups.get(expected_keys[i]) is not None  # only records whose group existed
-    if stop < len(items):  # stopped at a record with no group: its key (None: unhashable) and value
+    if stop < len(items) and key is False:  # its last entry but the value is not a name: the caller drops it
+        last_key = expected_keys[stop][len(expected_keys[stop]) // 2 - 1] if expected_keys[stop] else None
+        assert value is None and last_key not in NAME_KEYS
+    elif stop < len(items):  # stopped at a record with no group: its key (None: unhashable) and value
         assert value == items[stop][VALUE]
         assert key is None or (key == expected_keys[stop] and key not in groups)
     else:
@@ -102,30 +113,44 @@ def test_errors_are_the_same_both_ways(group_records):
         return {"route": "/pay", VALUE: value, 0: "a"}
 
     # An unhashable value stops the loop there with no key (the caller keys that record by its text).
-    assert group_records([hit(1.0), {"route": Unhashable(), VALUE: 2.0}, hit(3.0)], groups, 0, VALUE) == (1, None, 2.0)
+    assert group_records([hit(1.0), {"route": Unhashable(), VALUE: 2.0, 0: "a"}, hit(3.0)], groups, 0, VALUE,
+                         NAME_KEYS) == (1, None, 2.0)
     assert groups[("route", 0, "/pay", "a")] == [1.0]
     # Any other error from a value's hash is a bug's: it propagates, the records before it grouped.
     with pytest.raises(ValueError, match="hash fails"):
-        group_records([hit(4.0), {"route": HashFails(), VALUE: 5.0}], groups, 0, VALUE)
+        group_records([hit(4.0), {"route": HashFails(), VALUE: 5.0, 0: "a"}], groups, 0, VALUE, NAME_KEYS)
     assert groups[("route", 0, "/pay", "a")] == [1.0, 4.0]
-    with pytest.raises(KeyError):  # a record always has its value
-        group_records([{"route": "/pay", 0: "a"}], groups, 0, VALUE)
+    # A record without the client's own value key object (an attribute of that name passed with **, an
+    # equal string but another object): stopped at with key False, for the caller to drop.
+    collided = {"route": "/pay", "\x00valu" + "e": 6.0, 0: "a"}
+    assert group_records([hit(7.0), collided, hit(8.0)], groups, 0, VALUE, NAME_KEYS) == (1, False, None)
+    assert group_records([{"route": "/pay", 0: "a"}], groups, 0, VALUE, NAME_KEYS) == (0, False, None)
+    # A record whose name key is an equal string but not the client's object (passed with **): dropped too,
+    # though its key equals an honest record's and that group exists.
+    own, other = "".join(["\x00", "name"]), "".join(["\x00", "name"])
+    assert own == other and own is not other
+    named = {("route", own, "/pay", "a"): []}
+    assert group_records([{"route": "/pay", own: "a", VALUE: 1.0}], named, 0, VALUE, (own,)) == (1, None, None)
+    assert group_records([{"route": "/pay", other: "a", VALUE: 2.0}], named, 0, VALUE, (own,)) == (0, False, None)
+    assert named == {("route", own, "/pay", "a"): [1.0]}
+    assert groups[("route", 0, "/pay", "a")] == [1.0, 4.0, 7.0]
     with pytest.raises((TypeError, AttributeError)):  # a record is always a dict
-        group_records([["route", "/pay"]], groups, 0, VALUE)
+        group_records([["route", "/pay"]], groups, 0, VALUE, NAME_KEYS)
 
 
 def test_the_c_loop_refuses_what_it_was_not_made_for():
     group_records = accelerated()
-    with pytest.raises(TypeError, match="takes 4 arguments"):
-        group_records([], {}, 0)
+    with pytest.raises(TypeError, match="takes 5 arguments"):
+        group_records([], {}, 0, VALUE)
     with pytest.raises(TypeError, match="must be a list"):
-        group_records((), {}, 0, VALUE)
+        group_records((), {}, 0, VALUE, NAME_KEYS)
+    with pytest.raises(TypeError, match="name_keys a tuple"):
+        group_records([], {}, 0, VALUE, list(NAME_KEYS))
     with pytest.raises(ValueError, match="start must be >= 0"):
-        group_records([], {}, -1, VALUE)
-    with pytest.raises(KeyError, match="without its value"):
-        group_records([{}], {}, 0, VALUE)
+        group_records([], {}, -1, VALUE, NAME_KEYS)
+    assert group_records([{}], {}, 0, VALUE, NAME_KEYS) == (0, False, None)  # no value at all: the same as a collided one
     with pytest.raises(TypeError, match="a group must be a list"):
-        group_records([{"a": 1, VALUE: 1.0}], {("a", 1): ()}, 0, VALUE)
+        group_records([{0: 1, VALUE: 1.0}], {(0, 1): ()}, 0, VALUE, NAME_KEYS)
 
 
 def test_the_c_loop_leaks_no_reference():
@@ -135,7 +160,7 @@ def test_the_c_loop_leaks_no_reference():
     before = sys.getrefcount(value), sys.getrefcount(attribute)
     for _ in range(1000):
         items = [{"route": attribute, VALUE: value, 0: "a"}, {"route": attribute, VALUE: value, 0: "b"}]
-        stop, key, got = group_records(items, groups, 0, VALUE)  # a hit, then a miss with its key and value
+        stop, key, got = group_records(items, groups, 0, VALUE, NAME_KEYS)  # a hit, then a miss with its key and value
         assert (stop, got, items[0]) == (1, value, None) and key == ("route", 0, attribute, "b")
         del items, key, got
         groups[("route", 0, attribute, "a")].clear()
