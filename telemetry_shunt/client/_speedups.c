@@ -196,6 +196,51 @@ add_count(PyObject *buckets, long index, Py_ssize_t n)
     return result;
 }
 
+/* Count each of magnitudes[0, m) (finite, > 0) into buckets (index -> count), the index being
+ * ceil(log2(v) * factor) - 1 with factor = 2**scale: in a local array when the indexes span at most MAX_SPAN,
+ * otherwise one by one in the dict. 0, or -1 with an exception set. */
+static int
+count_magnitudes(PyObject *buckets, const double *magnitudes, Py_ssize_t m, double factor)
+{
+    if (m == 0)
+        return 0;
+    long *indexes = PyMem_Malloc(sizeof(long) * (size_t)m);
+    if (indexes == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    long low = 0, high = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        /* |log2(v)| <= 1075 and scale <= 20: the product fits a long exactly, as Python's int does. */
+        long index = (long)ceil(log2(magnitudes[i]) * factor) - 1;
+        indexes[i] = index;
+        if (i == 0 || index < low)
+            low = index;
+        if (i == 0 || index > high)
+            high = index;
+    }
+    int failed = 0;
+    if (high - low < MAX_SPAN) {
+        Py_ssize_t *counts = PyMem_Calloc((size_t)(high - low + 1), sizeof(Py_ssize_t));
+        if (counts == NULL) {
+            PyMem_Free(indexes);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < m; i++)
+            counts[indexes[i] - low]++;
+        for (long index = low; index <= high && !failed; index++)
+            if (counts[index - low])
+                failed = add_count(buckets, index, counts[index - low]) < 0;
+        PyMem_Free(counts);
+    } else {
+        for (Py_ssize_t i = 0; i < m && !failed; i++)
+            failed = add_count(buckets, indexes[i], 1) < 0;
+    }
+    PyMem_Free(indexes);
+    return failed ? -1 : 0;
+}
+
 static PyObject *
 bucket_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -218,51 +263,27 @@ bucket_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
     Py_ssize_t n = PyList_GET_SIZE(magnitudes);
     if (n == 0)
         Py_RETURN_NONE;
-    long *indexes = PyMem_Malloc(sizeof(long) * (size_t)n);
-    if (indexes == NULL)
+    double *magnitudes_read = PyMem_Malloc(sizeof(double) * (size_t)n);
+    if (magnitudes_read == NULL)
         return PyErr_NoMemory();
-    const double factor = (double)(1L << scale);
-    long low = 0, high = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyList_GET_ITEM(magnitudes, i);
         if (!PyFloat_CheckExact(item)) {
-            PyMem_Free(indexes);
+            PyMem_Free(magnitudes_read);
             PyErr_Format(PyExc_TypeError, "bucket_counts(): a magnitude must be a float, not %.100s",
                          Py_TYPE(item)->tp_name);
             return NULL;
         }
         double v = PyFloat_AS_DOUBLE(item);
         if (!(v > 0.0) || !isfinite(v)) {
-            PyMem_Free(indexes);
+            PyMem_Free(magnitudes_read);
             PyErr_SetString(PyExc_ValueError, "bucket_counts(): a magnitude must be finite and > 0");
             return NULL;
         }
-        /* |log2(v)| <= 1075 and scale <= 20: the product fits a long exactly, as Python's int does. */
-        long index = (long)ceil(log2(v) * factor) - 1;
-        indexes[i] = index;
-        if (i == 0 || index < low)
-            low = index;
-        if (i == 0 || index > high)
-            high = index;
+        magnitudes_read[i] = v;
     }
-    int failed = 0;
-    if (high - low < MAX_SPAN) {
-        Py_ssize_t *counts = PyMem_Calloc((size_t)(high - low + 1), sizeof(Py_ssize_t));
-        if (counts == NULL) {
-            PyMem_Free(indexes);
-            return PyErr_NoMemory();
-        }
-        for (Py_ssize_t i = 0; i < n; i++)
-            counts[indexes[i] - low]++;
-        for (long index = low; index <= high && !failed; index++)
-            if (counts[index - low])
-                failed = add_count(buckets, index, counts[index - low]) < 0;
-        PyMem_Free(counts);
-    } else {
-        for (Py_ssize_t i = 0; i < n && !failed; i++)
-            failed = add_count(buckets, indexes[i], 1) < 0;
-    }
-    PyMem_Free(indexes);
+    int failed = count_magnitudes(buckets, magnitudes_read, n, (double)(1L << scale));
+    PyMem_Free(magnitudes_read);
     if (failed)
         return NULL;
     Py_RETURN_NONE;
@@ -347,47 +368,23 @@ fold_values(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs
         PyMem_Free(floats);
         Py_RETURN_NONE;
     }
-    const double factor = (double)(1L << scale);
+    /* Each side's magnitudes (the values > 0, then minus those < 0), counted into its buckets. */
+    double *side_magnitudes = PyMem_Malloc(sizeof(double) * (size_t)n);
+    if (side_magnitudes == NULL) {
+        PyMem_Free(floats);
+        return PyErr_NoMemory();
+    }
     int failed = 0;
     for (int side = 0; side < 2 && !failed; side++) {
-        PyObject *buckets = side ? negative : positive;
-        long first = 0, last = 0;
         Py_ssize_t m = 0;
-        long *indexes = PyMem_Malloc(sizeof(long) * (size_t)n);
-        if (indexes == NULL) {
-            PyMem_Free(floats);
-            return PyErr_NoMemory();
-        }
         for (Py_ssize_t i = 0; i < n; i++) {
             double v = side ? -floats[i] : floats[i];
-            if (!(v > 0.0))
-                continue;
-            long index = (long)ceil(log2(v) * factor) - 1;
-            indexes[m++] = index;
-            if (m == 1 || index < first)
-                first = index;
-            if (m == 1 || index > last)
-                last = index;
+            if (v > 0.0)
+                side_magnitudes[m++] = v;
         }
-        if (m && last - first < MAX_SPAN) {
-            Py_ssize_t *counts = PyMem_Calloc((size_t)(last - first + 1), sizeof(Py_ssize_t));
-            if (counts == NULL) {
-                PyMem_Free(indexes);
-                PyMem_Free(floats);
-                return PyErr_NoMemory();
-            }
-            for (Py_ssize_t i = 0; i < m; i++)
-                counts[indexes[i] - first]++;
-            for (long index = first; index <= last && !failed; index++)
-                if (counts[index - first])
-                    failed = add_count(buckets, index, counts[index - first]) < 0;
-            PyMem_Free(counts);
-        } else {
-            for (Py_ssize_t i = 0; i < m && !failed; i++)
-                failed = add_count(buckets, indexes[i], 1) < 0;
-        }
-        PyMem_Free(indexes);
+        failed = count_magnitudes(side ? negative : positive, side_magnitudes, m, (double)(1L << scale));
     }
+    PyMem_Free(side_magnitudes);
     PyMem_Free(floats);
     if (failed)
         return NULL;
