@@ -648,7 +648,11 @@ def aggregation_bench(seconds: float) -> str:
     for label, value in caller.items():
         lines.append(f"| {label} | {value:.3f} | {value / caller['bare']:.2f}x |")
     load.append(os.getloadavg()[0])
-    return f"Load average {load[0]:.1f} at start, {load[1]:.1f} at end, {os.cpu_count()} CPUs.\n\n" + "\n".join(lines)
+    from telemetry_shunt.client._aggregate import ACCELERATED
+
+    built = "the C accelerator" if ACCELERATED else "pure Python (the C accelerator is not built: run make install)"
+    return (f"Load average {load[0]:.1f} at start, {load[1]:.1f} at end, {os.cpu_count()} CPUs. Client worker: "
+            f"{built}.\n\n" + "\n".join(lines))
 
 
 def _wait_for(predicate, timeout: float) -> None:

@@ -310,7 +310,7 @@ try:
     from telemetry_shunt.client._speedups import group_records as _group_records
 except ImportError:  # not built (no C compiler where the wheel was built): the same loop in Python
     _group_records = _group_records_py
-# Whether the worker's per-record loop runs in C (the client's stats and the bench report it).
+# Whether the worker's per-record loop runs in C (the aggregation bench prints it; the suite checks it here).
 ACCELERATED = _group_records is not _group_records_py
 
 
