@@ -15,7 +15,7 @@ from itertools import islice, repeat
 from operator import mul, sub
 from typing import Any
 
-from telemetry_shunt.client._records import KIND_OF_NAME_KEY, VALUE, aggregate_record, is_field, kind_of
+from telemetry_shunt.client._records import KIND_OF_NAME_KEY, VALUE, aggregate_record
 from telemetry_shunt.core.contract import METRIC_KINDS
 
 # Kinds, as the wire format spells them (compared by identity in the hot loop).
@@ -255,16 +255,13 @@ def series_key(kind: str, name: str, attributes: dict[str, Any]) -> tuple:
         return kind, name, frozenset((k, v if v.__class__ is str else _text(v)) for k, v in attributes.items())
 
 
-def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]] | None:
-    """``(kind, name, value, attributes)`` of a record whose value was read (``fold_each``'s items); None if
-    its name key is not the client's own (a caller passed an attribute of that name: see ``_records``)."""
-    attributes = {k: v for k, v in record.items() if k.__class__ is str and not is_field(k)}
-    for key in reversed(record):  # the name key is the last the call stored
-        kind = kind_of(key)
-        if kind is not None:
-            return kind, record[key], value, attributes
-        break
-    return None
+def _as_tuple(record: dict, value: Any) -> tuple[str, Any, Any, dict[str, Any]]:
+    """``(kind, name, value, attributes)`` (``fold_each``'s items) of a record ``group_records`` stopped at
+    with its key or None: its last entry besides the value is its name, under the client's name key (which
+    ``group_records`` checked by identity), and the entries before it are its attributes."""
+    entries = [(k, v) for k, v in record.items() if k is not VALUE]
+    (name_key, name), attributes = entries[-1], dict(entries[:-1])
+    return KIND_OF_NAME_KEY[name_key], name, value, attributes
 
 
 # The client's own name keys (group_records checks each record's by identity: see _records).
@@ -381,13 +378,9 @@ class Aggregator:
             if key is not None and self._rejects(key):
                 self.groups[key] = [value]
             else:
-                item = _as_tuple(record, value)
-                if item is None:
-                    folded_invalid += 1
-                else:
-                    each_invalid, each_rejected = fold_each((item,), self.series, self.max_series)
-                    folded_invalid += each_invalid
-                    folded_rejected += each_rejected
+                each_invalid, each_rejected = fold_each((_as_tuple(record, value),), self.series, self.max_series)
+                folded_invalid += each_invalid
+                folded_rejected += each_rejected
             invalid += folded_invalid
             rejected += folded_rejected
         self.pending += len(items)

@@ -32,18 +32,6 @@ KIND_OF_NAME_KEY = dict(zip((SUM_NAME, GAUGE_NAME, HISTOGRAM_NAME), METRIC_KINDS
 _NAME_KEY_OF_KIND = {kind: key for key, kind in KIND_OF_NAME_KEY.items()}
 
 
-def kind_of(name_key: Any) -> str | None:
-    """The kind whose name key ``name_key`` is, by identity (an equal string a caller passed is not)."""
-    if name_key is SUM_NAME or name_key is GAUGE_NAME or name_key is HISTOGRAM_NAME:
-        return KIND_OF_NAME_KEY[name_key]
-    return None
-
-
-def is_field(key: Any) -> bool:
-    """Whether ``key`` is one of the client's own field keys (by identity), not an attribute's name."""
-    return key is VALUE or kind_of(key) is not None
-
-
 def aggregate_record(kind: str, name: Any, value: Any, attributes: dict[str, Any]) -> dict:
     """The record ``count``/``gauge``/``distribution`` append for ``kind``, as a new dict (tests, ``fold``)."""
     out: dict = dict(attributes)
