@@ -23,6 +23,8 @@ from typing import Any
 from telemetry_shunt.core.routes import Pusher, Route, validate_pushers, validate_routes
 from telemetry_shunt.errors import ValidationError
 
+# The policy language version every document here declares.
+POLICY_VERSION = "2012-10-17"
 ACTION_INVOKE = "vpc-lattice-svcs:Invoke"
 ACTION_ALL = "vpc-lattice-svcs:*"
 KEY_METHOD = "vpc-lattice-svcs:RequestMethod"
@@ -148,7 +150,7 @@ def service_auth_policy(
         "Condition": {"StringNotEquals": {KEY_METHOD: PUSH_METHOD}},
     })
     statements.append(_deny_anonymous())
-    return {"Version": "2012-10-17", "Statement": statements}
+    return {"Version": POLICY_VERSION, "Statement": statements}
 
 
 def service_network_auth_policy(*, pushers: Sequence[Pusher], partition: str = "aws") -> dict[str, Any]:
@@ -184,7 +186,7 @@ def service_network_auth_policy(*, pushers: Sequence[Pusher], partition: str = "
             "Condition": {"StringEquals": {KEY_ORG: _one_or_list(orgs)}, **copy.deepcopy(NOT_ANONYMOUS)},
         })
     statements.append(_deny_anonymous())
-    return {"Version": "2012-10-17", "Statement": statements}
+    return {"Version": POLICY_VERSION, "Statement": statements}
 
 
 def _deny_anonymous() -> dict[str, Any]:
@@ -201,6 +203,12 @@ def _deny_anonymous() -> dict[str, Any]:
 def minify(document: dict[str, Any]) -> str:
     """The policy as Lattice stores it: JSON without whitespace or newlines."""
     return json.dumps(document, separators=(",", ":"))
+
+
+def policy_json(statements: list[dict[str, Any]]) -> str:
+    """A policy document of ``statements``, minified: what the Terraform flavour writes into every policy
+    attribute it builds from statements (identity, key, bucket and auth policies alike)."""
+    return minify({"Version": POLICY_VERSION, "Statement": statements})
 
 
 def policy_size(document: dict[str, Any]) -> int:

@@ -43,16 +43,13 @@ from telemetry_shunt.core.contract import (
 from telemetry_shunt.core.gateway_ref import GatewayRef
 from telemetry_shunt.core.host_budgets import AgentBudgets
 from telemetry_shunt.core.killswitch import FEATURE_FLAGS_TYPE, feature_flags_content, validate_availability_zones
+from telemetry_shunt.core.policy import policy_json
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import _aws as aws
 from telemetry_shunt.terraform.network import StackEnvironment
 
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,39}", re.ASCII)
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}", re.ASCII)
-
-
-def _policy(statements: list[dict[str, Any]]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
 
 
 class KillSwitch(Construct):
@@ -174,7 +171,7 @@ class AgentRolloutSupport(Construct):
         # as the CDK flavour's key policy does.
         self.table_key = aws.KmsKey(
             self, "StateTableKey", description="telemetry-shunt: encrypts the agent rollout state table",
-            enable_key_rotation=True, deletion_window_in_days=30, policy=_policy([
+            enable_key_rotation=True, deletion_window_in_days=30, policy=policy_json([
                 {"Sid": "AccountAdmin", "Effect": "Allow", "Action": "kms:*", "Resource": "*",
                  "Principal": {"AWS": f"arn:{self.env.partition}:iam::{self.env.account}:root"}}]))
         self.table = aws.DynamodbTable(
@@ -202,7 +199,7 @@ class AgentRolloutSupport(Construct):
         self.operator_role = aws.IamRole(
             self, "OperatorRole", name_prefix=f"{prefix}-operator-"[:38], max_session_duration=3600,
             description="telemetry-shunt rollout engine: SSM documents on the fleet, alarms, state table, kill switch",
-            assume_role_policy=_policy([{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": principal}}]))
+            assume_role_policy=policy_json([{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": principal}}]))
         self.grant_operate(self.operator_role.name)
 
     def _data_path(self, gateway: GatewayRef | None, agent_config: AgentConfigFile | None) -> AgentDataPath:
@@ -269,4 +266,4 @@ class AgentRolloutSupport(Construct):
     def _grant(self, kind: str, role_name: str, statements: list[dict[str, Any]]) -> aws.IamRolePolicy:
         self._grants[kind] = self._grants.get(kind, 0) + 1
         return aws.IamRolePolicy(self, f"{kind}Policy{self._grants[kind]}", role=role_name,
-                                 name=f"telemetry-shunt-{kind.lower()}", policy=_policy(statements))
+                                 name=f"telemetry-shunt-{kind.lower()}", policy=policy_json(statements))

@@ -26,6 +26,7 @@ from telemetry_shunt.core.contract import (
     DEFAULT_TARGET_EVENTS_PER_TASK_PER_SECOND,
 )
 from telemetry_shunt.core.images import image_for
+from telemetry_shunt.core.policy import policy_json
 from telemetry_shunt.errors import ValidationError
 from telemetry_shunt.terraform import _aws as aws
 from telemetry_shunt.terraform.network import (
@@ -53,12 +54,8 @@ def terraform_literal(text: str) -> str:
     return text.replace("${", "$${").replace("%{", "%%{")
 
 
-def _policy(statements: list[dict[str, Any]]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
-
-
 def _assume(service: str) -> str:
-    return _policy([{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}])
+    return policy_json([{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}])
 
 
 def _whole(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -212,7 +209,7 @@ class BufferFleet(Construct):
                 expiration=[aws.S3BucketLifecycleConfigurationRuleExpiration(days=retention_days)],
                 noncurrent_version_expiration=[aws.S3BucketLifecycleConfigurationRuleNoncurrentVersionExpiration(
                     noncurrent_days=30)])])
-        aws.S3BucketPolicy(self, "ArchivePolicy", bucket=bucket.id, policy=_policy([{
+        aws.S3BucketPolicy(self, "ArchivePolicy", bucket=bucket.id, policy=policy_json([{
             "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
             "Resource": [bucket.arn, f"{bucket.arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]))
         if access_logs_bucket_id is not None:
@@ -254,11 +251,11 @@ class BufferFleet(Construct):
                                     policy_arn=f"arn:{env.partition}:iam::aws:policy/{TASK_EXECUTION_POLICY}")
         needed = cc.required_secrets(self._sinks)
         if needed:
-            aws.IamRolePolicy(scope, "ReadSecrets", role=execution_role.id, policy=_policy([{
+            aws.IamRolePolicy(scope, "ReadSecrets", role=execution_role.id, policy=policy_json([{
                 "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
                 "Resource": [self._secrets[n] for n in needed]}]))
         task_role = aws.IamRole(scope, "TaskRole", assume_role_policy=_assume("ecs-tasks.amazonaws.com"))
-        aws.IamRolePolicy(scope, "TaskPolicy", role=task_role.id, policy=_policy(self._task_statements(kind)))
+        aws.IamRolePolicy(scope, "TaskPolicy", role=task_role.id, policy=policy_json(self._task_statements(kind)))
         environment = {cc.CONFIG_ENV[kind]: terraform_literal(cc.encode_config(kind, self.configs[kind])),
                        cc.ENV_REGION: env.region,
                        cc.ENV_ARCHIVE_BUCKET: self.archive_bucket.bucket}

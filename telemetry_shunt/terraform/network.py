@@ -30,6 +30,7 @@ from telemetry_shunt.core.policy import (
     WORST_CASE_SERVICE_NETWORK_ARN,
     check_policy_size,
     minify,
+    policy_json,
     push_grant_statement,
     service_auth_policy,
     service_network_auth_policy,
@@ -108,7 +109,7 @@ def _tls_only_and_log_delivery(bucket: aws.S3Bucket, env: StackEnvironment, *, d
             {"Sid": "AWSLogDeliveryAclCheck", "Effect": "Allow", "Principal": {"Service": "delivery.logs.amazonaws.com"},
              "Action": "s3:GetBucketAcl", "Resource": bucket.arn, "Condition": source},
         ]
-    return json.dumps({"Version": "2012-10-17", "Statement": statements}, separators=(",", ":"))
+    return policy_json(statements)
 
 
 def secure_bucket(scope: Construct, id: str, *, retention_days: int, versioned: bool,
@@ -506,7 +507,6 @@ class AppVpcAttachment(Construct):
             routes=routes, gateway_routes=self.gateway.routes if self.gateway else None,
             gateway_arn=self.gateway.service_arn if self.gateway else None, partition=self.env.partition,
             region=self.env.region)
-        policy = {"Version": "2012-10-17", "Statement": [statement]}
         self._grants += 1
         return aws.IamRolePolicy(self, f"PushPolicy{self._grants}", role=role_name, name="telemetry-shunt-push",
-                                 policy=json.dumps(policy, separators=(",", ":")))
+                                 policy=policy_json([statement]))
