@@ -269,6 +269,9 @@ class TelemetryClient:
         attributes[TIME] = _time()
         append(attributes)
 
+    # emit, count, gauge and distribution repeat the same few lines on purpose: a shared helper would add a
+    # Python call to every call, about a tenth of what a call costs (the issue's bound: 1.5x a bare append).
+
     def count(self, name: str, value: float = 1, /, **attributes: Any) -> None:
         """Add ``value`` (>= 0) to counter ``name`` for these attributes. Never blocks, never raises.
 

@@ -109,9 +109,13 @@ group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
             PyTuple_SET_ITEM(key, fields + j, field);
             j++;
         }
-        int own_name = 0;  /* the last entry's key (the name, stored last) is one of the client's, by identity */
-        for (Py_ssize_t k = 0; j == fields && fields > 0 && k < PyTuple_GET_SIZE(name_keys); k++)
-            own_name |= PyTuple_GET_ITEM(key, fields - 1) == PyTuple_GET_ITEM(name_keys, k);
+        /* The last entry's key (the name, stored last) is one of the client's, by identity. */
+        int own_name = 0;
+        if (j == fields && fields > 0) {
+            PyObject *name_key = PyTuple_GET_ITEM(key, fields - 1);
+            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(name_keys) && !own_name; k++)
+                own_name = name_key == PyTuple_GET_ITEM(name_keys, k);
+        }
         if (value == NULL || j != fields || !own_name) {
             /* The client's own value key is not there, or the last entry's key is not its name key (by
              * identity): a caller passed an attribute of that name with **, which kept its own key object
