@@ -590,9 +590,8 @@ def extra_cpu_per_record(row: dict, bare: dict, *, net_of_pacing: bool = True) -
     thread's CPU in its 1 ms sleeps: the harness's cost, about 80 µs a sleep on a VM, and the noisiest part
     of a 10k rec/s cell; it also holds the main thread's share of a GIL hand-over that a sleep's wake-up
     meets, which the client causes: a small bias in the client's favour, hence the raw figure beside it)."""
-    paced = net_of_pacing
-    own = row["cpu"] - (row.get("pacing", 0.0) if paced else 0.0)
-    baseline = bare["cpu"] - (bare.get("pacing", 0.0) if paced else 0.0)
+    own = row["cpu"] - (row.get("pacing", 0.0) if net_of_pacing else 0.0)
+    baseline = bare["cpu"] - (bare.get("pacing", 0.0) if net_of_pacing else 0.0)
     return (own / row["records"] - baseline / bare["records"]) * 1e6
 
 
