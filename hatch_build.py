@@ -32,10 +32,20 @@ def compile_command(source: Path, target: Path) -> list[str]:
             "-Wall", "-Wextra", "-Werror", "-std=c99", f"-I{include}", str(source), "-lm", "-o", str(target)]
 
 
+def required(environ: dict[str, str]) -> bool:
+    """Whether ``REQUIRE`` asks for the accelerator: "1" yes, "0" or unset no; anything else is refused
+    (a "true" or "yes" read as "no" would build a slow wheel while its builder thinks otherwise)."""
+    value = environ.get(REQUIRE, "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"{REQUIRE}={value!r}: set it to 1 (the C accelerator must build) or 0 (it may not)")
+    return value == "1"
+
+
 class SpeedupsBuildHook(BuildHookInterface):
     def initialize(self, version: str, build_data: dict) -> None:
         if self.target_name != "wheel":
             return  # the sdist carries the C source; its wheel build compiles it
+        must_build = required(dict(os.environ))  # before any work: a bad value is refused whatever happens next
         root = Path(self.root)
         name = "_speedups" + sysconfig.get_config_var("EXT_SUFFIX")
         if version == "editable":
@@ -49,7 +59,7 @@ class SpeedupsBuildHook(BuildHookInterface):
         except OSError as exc:  # no compiler at all
             failure = f"{shlex.join(command)} could not run: {exc}"
         if failure is not None:
-            if os.environ.get(REQUIRE) == "1":
+            if must_build:
                 raise RuntimeError(
                     f"the client's C accelerator ({SOURCE}) did not build, and {REQUIRE}=1 asks for it: install "
                     f"a C compiler and this Python's headers (Debian: apt install gcc python3-dev), or build "

@@ -113,6 +113,16 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+def test_a_build_refuses_a_require_speedups_value_other_than_0_or_1(tmp_path):
+    # "true" read as "no" would give a pure-Python wheel to a builder who asked for the C accelerator.
+    for value in ("true", "1\n", ""):
+        proc = _run([UV, "build", "--wheel", "--offline", "--python", "python3.11", "-o", tmp_path, ROOT],
+                    env={**_uv_env(), "TELEMETRY_SHUNT_REQUIRE_SPEEDUPS": value})  # (not --quiet: the hook's words)
+        assert proc.returncode != 0 and f"TELEMETRY_SHUNT_REQUIRE_SPEEDUPS={value!r}: set it to 1" in proc.stderr, (
+            value, proc.stderr[-2000:])
+        assert not list(tmp_path.glob("*.whl"))
+
+
 @pytest.fixture(scope="module")
 def venvs(wheel, tmp_path_factory) -> dict[str, Venv]:
     root = tmp_path_factory.mktemp("wheel-venvs")
