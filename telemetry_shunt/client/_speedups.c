@@ -8,7 +8,8 @@
  * value appended to it and is freed at once (its slot in ``items`` set to None), while it is still in the
  * cache: one pass over each record, which the worker reads long after a caller on another core wrote it. The
  * loop stops at the first record whose group does not exist (the caller decides whether it may open one: the
- * cardinality guard, attribute orders) or whose key cannot be hashed.
+ * cardinality guard, attribute orders) or whose key cannot be hashed. A record made of the same objects as
+ * one already looked up finds its group in a small identity cache (see identity_cache).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -59,6 +60,315 @@ PyDoc_STRVAR(group_records_doc,
 "value_key object itself (by identity) is not found, or whose last other entry's key is not one of the\n"
 "name_keys objects. Every record must be a dict.");
 
+/* A record's names and values in the caller's order (borrowed from the record), when it has at most
+ * MAX_FIELDS entries besides its value; a bigger record builds its key tuple straight from the dict. */
+#define MAX_FIELDS 16
+
+/* The identity cache: within one call, a record whose names and values are the *same objects* as those of a
+ * key already looked up (the common case: the caller's interned keyword names, and attribute values it keeps
+ * in constants or reuses) finds that key's group without building a tuple, hashing it and comparing it
+ * (about half of the loop's instructions). Only keys of plain values are cached (see all_plain). An entry
+ * holds its key tuple, so none of those objects can be freed and its address reused while the entry lives;
+ * and it is trusted only while ``groups`` is unchanged (its version tag, CPython 3.11's; on other versions
+ * there is no cache). A record that misses takes the dict lookup, which alone decides equality (equal but
+ * distinct objects, a __eq__, a hash that fails); identical objects are equal there too (a dict compares by
+ * identity first, and so does a tuple, item by item). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define IDENTITY_CACHE 1
+#else
+#define IDENTITY_CACHE 0
+#endif
+/* The cache is set up once a call has grouped this many records (a short call never pays for it), with
+ * twice as many slots as groups (a power of two, at most MAX_SLOTS) and filled to half of them at most. */
+#define CACHE_AFTER 16
+#define MIN_SLOTS 64
+#define MAX_SLOTS 16384
+
+typedef struct {
+    Py_uhash_t hash;
+    PyObject *key;    /* the key tuple (a strong reference), NULL for an empty slot */
+    PyObject *group;  /* its group (a strong reference) */
+} cached_group;
+
+typedef struct {
+    cached_group *slots;  /* NULL: no cache (yet) */
+    size_t mask;
+    Py_ssize_t used, limit;
+    uint64_t version;     /* groups' version tag when the entries were found */
+} identity_cache;
+
+static Py_uhash_t
+identity_hash(PyObject *const *objects, Py_ssize_t n)
+{
+    Py_uhash_t h = (Py_uhash_t)n;
+    for (Py_ssize_t e = 0; e < n; e++) {
+        h = (h ^ ((Py_uhash_t)(uintptr_t)objects[e] >> 4)) * (Py_uhash_t)0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
+static void
+cache_clear(identity_cache *cache)
+{
+    if (cache->slots == NULL)
+        return;
+    for (size_t s = 0; s <= cache->mask && cache->used > 0; s++) {
+        if (cache->slots[s].key != NULL) {
+            Py_CLEAR(cache->slots[s].key);
+            Py_CLEAR(cache->slots[s].group);
+            cache->used--;
+        }
+    }
+    cache->used = 0;
+}
+
+static void
+cache_free(identity_cache *cache)
+{
+    cache_clear(cache);
+    PyMem_Free(cache->slots);
+    cache->slots = NULL;
+}
+
+#if IDENTITY_CACHE
+static uint64_t
+groups_version(PyObject *groups)
+{
+    return ((PyDictObject *)groups)->ma_version_tag;
+}
+#endif
+
+/* The cache set up for ``groups`` (sized by its length); 0, or -1 with MemoryError. */
+static int
+cache_start(identity_cache *cache, PyObject *groups)
+{
+#if IDENTITY_CACHE
+    size_t slots = MIN_SLOTS;
+    while (slots < MAX_SLOTS && slots < 2 * (size_t)PyDict_GET_SIZE(groups))
+        slots <<= 1;
+    cache->slots = PyMem_Calloc(slots, sizeof(cached_group));
+    if (cache->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cache->mask = slots - 1;
+    cache->used = 0;
+    cache->limit = (Py_ssize_t)(slots / 2);
+    cache->version = groups_version(groups);
+#else
+    (void)cache;
+    (void)groups;
+#endif
+    return 0;
+}
+
+/* The cached group (borrowed) of a record whose key would be ``objects`` (names then values), or NULL. */
+static PyObject *
+cache_find(identity_cache *cache, PyObject *const *objects, Py_ssize_t n, Py_uhash_t hash)
+{
+    for (size_t s = hash & cache->mask;; s = (s + 1) & cache->mask) {
+        cached_group *slot = &cache->slots[s];
+        if (slot->key == NULL)
+            return NULL;
+        if (slot->hash != hash || PyTuple_GET_SIZE(slot->key) != n)
+            continue;
+        PyObject *const *cached = ((PyTupleObject *)slot->key)->ob_item;
+        Py_ssize_t e = 0;
+        while (e < n && cached[e] == objects[e])
+            e++;
+        if (e == n)
+            return slot->group;
+    }
+}
+
+/* Remember ``key`` (whose items are ``objects``) -> ``group``, while there is room (takes new references). */
+static void
+cache_add(identity_cache *cache, Py_uhash_t hash, PyObject *key, PyObject *group)
+{
+    if (cache->used >= cache->limit)
+        return;
+    size_t s = hash & cache->mask;
+    while (cache->slots[s].key != NULL)
+        s = (s + 1) & cache->mask;
+    cache->slots[s].hash = hash;
+    Py_INCREF(key);
+    cache->slots[s].key = key;
+    Py_INCREF(group);
+    cache->slots[s].group = group;
+    cache->used++;
+}
+
+/* Whether every one of ``objects`` is a str, int, float, bool or None (their exact types): a key made of
+ * these is cached, since freeing it (when the call ends) and comparing it run no Python code. */
+static int
+all_plain(PyObject *const *objects, Py_ssize_t n)
+{
+    for (Py_ssize_t e = 0; e < n; e++) {
+        PyTypeObject *type = Py_TYPE(objects[e]);
+        if (type != &PyUnicode_Type && type != &PyLong_Type && type != &PyFloat_Type && type != &PyBool_Type
+                && objects[e] != Py_None)
+            return 0;
+    }
+    return 1;
+}
+
+/* A new tuple of ``n`` borrowed objects. */
+static PyObject *
+tuple_of(PyObject *const *objects, Py_ssize_t n)
+{
+    PyObject *tuple = PyTuple_New(n);
+    if (tuple == NULL)
+        return NULL;
+    for (Py_ssize_t e = 0; e < n; e++) {
+        Py_INCREF(objects[e]);
+        PyTuple_SET_ITEM(tuple, e, objects[e]);
+    }
+    return tuple;
+}
+
+/* A record's key objects, ``(*names, *values)`` in ``objects`` (borrowed; at most 2 * MAX_FIELDS) or, for a
+ * bigger record, as a new tuple in ``*tuple``; and its value (borrowed). 1 when the record is well formed
+ * (value_key is there, by identity, and the last other entry's key is one of name_keys, by identity), 0
+ * when not, -1 with an exception. Runs no Python code. */
+static int
+record_key(PyObject *record, PyObject *value_key, PyObject *name_keys, PyObject **objects, PyObject **tuple,
+           PyObject **value)
+{
+    Py_ssize_t fields = PyDict_GET_SIZE(record) - 1, position = 0, j = 0;
+    PyObject *name, *field;
+    *tuple = NULL;
+    *value = NULL;
+    if (fields < 0)
+        return 0;
+    PyObject **names = objects, **values = objects + fields;
+    if (fields > MAX_FIELDS) {
+        *tuple = PyTuple_New(2 * fields);
+        if (*tuple == NULL)
+            return -1;
+        names = values = ((PyTupleObject *)*tuple)->ob_item;  /* (filled below, with new references) */
+        values += fields;
+    }
+    while (PyDict_Next(record, &position, &name, &field)) {
+        if (name == value_key && *value == NULL) {
+            *value = field;
+            continue;
+        }
+        if (j == fields)  /* no value among the entries */
+            break;
+        if (*tuple != NULL) {
+            Py_INCREF(name);
+            Py_INCREF(field);
+        }
+        names[j] = name;
+        values[j] = field;
+        j++;
+    }
+    /* The last entry's key (the name, stored last) is one of the client's, by identity. */
+    int own_name = 0;
+    if (j == fields && fields > 0) {
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(name_keys) && !own_name; k++)
+            own_name = names[fields - 1] == PyTuple_GET_ITEM(name_keys, k);
+    }
+    if (*value == NULL || j != fields || !own_name) {
+        Py_CLEAR(*tuple);  /* (never hand out a half-filled tuple) */
+        *value = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+group_loop(PyObject *items, PyObject *groups, Py_ssize_t i, PyObject *value_key, PyObject *name_keys,
+           identity_cache *cache)
+{
+    PyObject *objects[2 * MAX_FIELDS];
+    Py_ssize_t grouped = 0;
+    /* The list's size is read again on every record: a key's __hash__ or __eq__ (an attribute value's), or
+     * a freed record's values, run Python code, and nothing here may trust what it read before. */
+    for (; i < PyList_GET_SIZE(items); i++) {
+        prefetch_ahead(items, i);
+        PyObject *record = PyList_GET_ITEM(items, i);
+        if (!PyDict_CheckExact(record)) {
+            PyErr_Format(PyExc_TypeError, "group_records(): a record must be a dict, not %.100s",
+                         Py_TYPE(record)->tp_name);
+            return NULL;
+        }
+        PyObject *key, *value;
+        int formed = record_key(record, value_key, name_keys, objects, &key, &value);
+        if (formed < 0)
+            return NULL;
+        if (formed == 0) {
+            /* The client's own value key is not there, or the last entry's key is not its name key (by
+             * identity): a caller passed an attribute of that name with **, which kept its own key object
+             * (an equal string, so its key would be equal to an honest record's). The caller drops the
+             * record (key False). */
+            return stopped_at(i, Py_False, Py_None);
+        }
+        Py_ssize_t n = 2 * (PyDict_GET_SIZE(record) - 1);
+        PyObject *group = NULL;  /* borrowed (from groups, or from the cache) */
+        Py_uhash_t hash = 0;
+        int cacheable = IDENTITY_CACHE && key == NULL && all_plain(objects, n);
+#if IDENTITY_CACHE
+        if (cacheable && cache->slots == NULL && grouped >= CACHE_AFTER && cache_start(cache, groups) < 0)
+            return NULL;
+        if (cacheable && cache->slots != NULL) {
+            uint64_t version = groups_version(groups);
+            if (version != cache->version) {  /* groups changed: (Python code ran) what was found may be gone */
+                cache_clear(cache);
+                cache->version = version;
+            }
+            hash = identity_hash(objects, n);
+            group = cache_find(cache, objects, n, hash);
+        }
+#endif
+        Py_INCREF(value);  /* (the record may be freed below) */
+        if (group == NULL) {
+            if (key == NULL && (key = tuple_of(objects, n)) == NULL) {
+                Py_DECREF(value);
+                return NULL;
+            }
+            /* Nothing from the record's read to here ran Python code; the lookup may (a __hash__, a __eq__). */
+            group = PyDict_GetItemWithError(groups, key);  /* borrowed */
+            if (group == NULL) {
+                PyObject *out;
+                if (!PyErr_Occurred()) {
+                    out = stopped_at(i, key, value);
+                } else {
+                    Py_DECREF(key);
+                    if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+                        Py_DECREF(value);
+                        return NULL;
+                    }
+                    PyErr_Clear();  /* an unhashable attribute value: the caller keys it by its text */
+                    out = stopped_at(i, Py_None, value);
+                }
+                Py_DECREF(value);
+                return out;
+            }
+            if (cacheable && cache->slots != NULL && PyList_CheckExact(group))
+                cache_add(cache, hash, key, group);
+            Py_DECREF(key);
+        }
+        if (!PyList_CheckExact(group)) {
+            Py_DECREF(value);
+            PyErr_SetString(PyExc_TypeError, "group_records(): a group must be a list");
+            return NULL;
+        }
+        int appended = PyList_Append(group, value);
+        Py_DECREF(value);
+        if (appended < 0)
+            return NULL;
+        grouped++;
+        /* Free the record now, while it is in the cache (the list's slot keeps it alive until here). */
+        if (i < PyList_GET_SIZE(items)) {
+            Py_INCREF(Py_None);
+            PyList_SetItem(items, i, Py_None);
+        }
+    }
+    return stopped_at(PyList_GET_SIZE(items), Py_None, Py_None);  /* (start may be past the end) */
+}
+
 static PyObject *
 group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -78,87 +388,14 @@ group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_ValueError, "group_records(): start must be >= 0");
         return NULL;
     }
-    /* The list's size is read again on every record: a key's __hash__ or __eq__ (an attribute value's), or
-     * a freed record's values, run Python code, and nothing here may trust what it read before. */
-    for (; i < PyList_GET_SIZE(items); i++) {
-        prefetch_ahead(items, i);
-        PyObject *record = PyList_GET_ITEM(items, i);
-        if (!PyDict_CheckExact(record)) {
-            PyErr_Format(PyExc_TypeError, "group_records(): a record must be a dict, not %.100s",
-                         Py_TYPE(record)->tp_name);
-            return NULL;
-        }
-        Py_ssize_t fields = PyDict_GET_SIZE(record) - 1, position = 0, j = 0;
-        if (fields < 0)  /* no value: see below */
-            return stopped_at(i, Py_False, Py_None);
-        PyObject *key = PyTuple_New(2 * fields), *name, *field, *value = NULL;
-        if (key == NULL)
-            return NULL;
-        /* Nothing from here to the lookup runs Python code. The value's key is the client's own int object
-         * (_records.VALUE), so it is found by identity. */
-        while (PyDict_Next(record, &position, &name, &field)) {
-            if (name == value_key && value == NULL) {
-                value = field;
-                continue;
-            }
-            if (j == fields)  /* no value among the entries: reported below */
-                break;
-            Py_INCREF(name);
-            PyTuple_SET_ITEM(key, j, name);
-            Py_INCREF(field);
-            PyTuple_SET_ITEM(key, fields + j, field);
-            j++;
-        }
-        /* The last entry's key (the name, stored last) is one of the client's, by identity. */
-        int own_name = 0;
-        if (j == fields && fields > 0) {
-            PyObject *name_key = PyTuple_GET_ITEM(key, fields - 1);
-            for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(name_keys) && !own_name; k++)
-                own_name = name_key == PyTuple_GET_ITEM(name_keys, k);
-        }
-        if (value == NULL || j != fields || !own_name) {
-            /* The client's own value key is not there, or the last entry's key is not its name key (by
-             * identity): a caller passed an attribute of that name with **, which kept its own key object
-             * (an equal string, so its key would be equal to an honest record's). The caller drops the
-             * record (key False). */
-            Py_DECREF(key);  /* (never hand out a half-filled tuple) */
-            return stopped_at(i, Py_False, Py_None);
-        }
-        Py_INCREF(value);  /* (the record may be freed below) */
-        PyObject *group = PyDict_GetItemWithError(groups, key);  /* borrowed */
-        if (group == NULL) {
-            PyObject *out;
-            if (!PyErr_Occurred()) {
-                out = stopped_at(i, key, value);
-            } else {
-                Py_DECREF(key);
-                if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
-                    Py_DECREF(value);
-                    return NULL;
-                }
-                PyErr_Clear();  /* an unhashable attribute value: the caller keys it by its text */
-                out = stopped_at(i, Py_None, value);
-            }
-            Py_DECREF(value);
-            return out;
-        }
-        Py_DECREF(key);
-        if (!PyList_CheckExact(group)) {
-            Py_DECREF(value);
-            PyErr_SetString(PyExc_TypeError, "group_records(): a group must be a list");
-            return NULL;
-        }
-        int appended = PyList_Append(group, value);
-        Py_DECREF(value);
-        if (appended < 0)
-            return NULL;
-        /* Free the record now, while it is in the cache (the list's slot keeps it alive until here). */
-        if (i < PyList_GET_SIZE(items)) {
-            Py_INCREF(Py_None);
-            PyList_SetItem(items, i, Py_None);
-        }
-    }
-    return stopped_at(PyList_GET_SIZE(items), Py_None, Py_None);  /* (start may be past the end) */
+    identity_cache cache = {NULL, 0, 0, 0, 0};
+    PyObject *result = group_loop(items, groups, i, value_key, name_keys, &cache);
+    /* (Freeing the entries may run Python code, a key's last reference gone: keep any exception set.) */
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    cache_free(&cache);
+    PyErr_Restore(type, exc, tb);
+    return result;
 }
 
 PyDoc_STRVAR(bucket_counts_doc,

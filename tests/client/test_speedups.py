@@ -95,6 +95,95 @@ def test_the_c_loop_groups_as_the_python_reference_does(drawn, data):
         assert (key, value) == (None, None)
 
 
+def fresh(text: str) -> str:
+    """An equal str that is another object, when it has two characters or more (a record's key then differs
+    from another's only by identity)."""
+    return "".join(list(text))
+
+
+# Attribute values the C loop's identity cache takes (str, int, float, bool, None), equal ones among them
+# (1, 1.0 and True are one key to a dict), and one it leaves to the dict lookup (a tuple).
+plain_values = st.sampled_from(["/pay", "/pay", "200", "eu-west-1", "", None, True, 1, 1.0, 0, -0.0, 2.5, (1,)])
+long_pool = st.lists(st.dictionaries(st.sampled_from(["route", "code", "region", "zone"]), plain_values, max_size=4),
+                     min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(long_pool, st.lists(st.tuples(st.integers(0, 4), st.booleans(), st.sampled_from(NAME_KEYS),
+                                    st.sampled_from(["requests", "latency", "x"])), min_size=20, max_size=200),
+       st.data())
+def test_long_runs_group_as_the_python_reference_does(pool, picks, data):
+    """Past its first records the C loop looks records up in its identity cache (records made of the same
+    objects as a key already found); the same groups, results and freed records as the reference, whether a
+    record repeats another's objects or only equals them (``fresh``), and whatever groups exist."""
+    items = []
+    for i, (which, distinct, name_key, name) in enumerate(picks):
+        fields = pool[which % len(pool)]
+        if distinct:  # an equal record of other objects: the cache misses, the dict finds the group
+            fields = {fresh(k): fresh(v) if isinstance(v, str) else v for k, v in fields.items()}
+            name = fresh(name)
+        record = record_of(fields, float(i), len(fields), name_key)
+        record[name_key] = name
+        items.append(record)
+    known = list(dict.fromkeys(key_of(record) for record in items))
+    # Most keys have a group (long runs, where the cache works), a few may not (where the loop stops).
+    missing = data.draw(st.lists(st.sampled_from(known), max_size=2, unique=True) if known else st.just([]))
+    groups = {key: [-1.0] for key in known if key not in missing}
+    reference_items, reference_groups = list(map(dict, items)), {k: list(v) for k, v in groups.items()}
+    expected = reference(reference_items, reference_groups, 0, VALUE, NAME_KEYS)
+    got = accelerated()(items, groups, 0, VALUE, NAME_KEYS)
+    assert got == expected and groups == reference_groups
+    assert [i for i, r in enumerate(items) if r is None] == [i for i, r in enumerate(reference_items) if r is None]
+
+
+def test_many_fields_and_a_full_identity_cache_group_as_the_reference_does():
+    # 20 attributes: more than the C loop keeps on its stack (it builds the key tuple straight away).
+    wide = {f"a{k}": f"v{k}" for k in range(20)}
+    # 40 groups, each reached by 6 records of distinct (equal) objects: more keys than the cache holds.
+    narrow = [{"route": f"/r{k}", "code": "200"} for k in range(40)]
+    def stream():
+        records = [record_of(wide, float(i), 20, 0) for i in range(40)]
+        for i in range(240):
+            fields = {k: fresh(v) for k, v in narrow[i % 40].items()}
+            records.append(record_of(fields, float(i), 2, 2))
+        return records
+    keys = {key_of(record) for record in stream()}
+    assert len(keys) == 41
+    c_groups, reference_groups = {k: [] for k in keys}, {k: [] for k in keys}
+    assert accelerated()(stream(), c_groups, 0, VALUE, NAME_KEYS) == (280, None, None)
+    assert reference(stream(), reference_groups, 0, VALUE, NAME_KEYS) == (280, None, None)
+    assert c_groups == reference_groups and sum(map(len, c_groups.values())) == 280
+
+
+class Dying(str):
+    """An attribute value that, when freed, takes a group out of ``groups`` (Python code run inside the loop)."""
+    groups: dict = {}
+    victim: tuple = ()
+
+    def __del__(self):
+        Dying.groups.pop(Dying.victim, None)
+
+
+@pytest.mark.parametrize("group_records", [reference, "c"], ids=["python", "c"])
+def test_a_group_taken_out_while_the_loop_runs_is_not_appended_to(group_records):
+    """Freeing a record may run Python code (an attribute value's __del__) that changes ``groups``: a record
+    seen after it must not join a group that is gone, though the C loop found that group for the same objects
+    just before (its cache is checked against the dict's version)."""
+    group_records = accelerated() if group_records == "c" else group_records
+    hit = {"route": "/pay", "code": "200"}
+    victim = key_of(record_of(hit, 0.0, 2, 0))
+    other = ("route", 0, "/other", "a")
+    groups = {victim: [], other: []}
+    Dying.groups, Dying.victim = groups, victim
+    items = [record_of(hit, float(i), 2, 0) for i in range(30)]
+    items.append({"route": Dying("/other"), VALUE: 30.0, 0: "a"})
+    items += [record_of(hit, float(i), 2, 0) for i in range(31, 40)]
+    stop, key, value = group_records(items, groups, 0, VALUE, NAME_KEYS)
+    assert (stop, key, value) == (31, victim, 31.0)
+    assert groups == {other: [30.0]}  # the victim's 30 values went with it, as the __del__ meant
+    assert items[31] is not None and all(record is None for record in items[:31])
+
+
 class Unhashable:
     __hash__ = None
 
@@ -165,6 +254,17 @@ def test_the_c_loop_leaks_no_reference():
         del items, key, got
         groups[("route", 0, attribute, "a")].clear()
     assert (sys.getrefcount(value), sys.getrefcount(attribute)) == before
+    # Long runs of plain attribute values go through the identity cache, which lets go of them at the end.
+    plain = float("1.25")
+    groups = {("route", 0, plain, "a"): []}
+    before = sys.getrefcount(value), sys.getrefcount(plain)
+    for _ in range(100):
+        items = [{"route": plain, VALUE: value, 0: "a"} for _ in range(50)] + [{"route": plain, VALUE: value, 0: "b"}]
+        stop, key, got = group_records(items, groups, 0, VALUE, NAME_KEYS)
+        assert (stop, got) == (50, value) and key == ("route", 0, plain, "b")
+        del items, key, got
+        groups[("route", 0, plain, "a")].clear()
+    assert (sys.getrefcount(value), sys.getrefcount(plain)) == before
 
 
 def python_bucket_counts(magnitudes: list[float], scale: int, buckets: dict[int, int]) -> None:
