@@ -46,8 +46,9 @@ except ImportError:  # pragma: no cover - another Python: the same loop in Pytho
 try:  # the bulk folding below in C, when the client's accelerator was built (see hatch_build.py)
     from telemetry_shunt.client._speedups import bucket_counts as _bucket_counts
     from telemetry_shunt.client._speedups import fold_values as _fold_values
+    from telemetry_shunt.client._speedups import sum_values as _sum_values
 except ImportError:
-    _bucket_counts = _fold_values = None
+    _bucket_counts = _fold_values = _sum_values = None
 
 
 def bucket_index(value: float, scale: int) -> int:
@@ -464,14 +465,11 @@ class Aggregator:
                 rejected += len(values) - folded_invalid
                 continue
             elif kind is SUM:  # the common case inline: every value a number >= 0, the total finite
-                try:
-                    total = sum(values, state[0])
-                    if total - total == 0.0 and min(values) >= 0:
-                        state[0] = total if total.__class__ is float else float(total)
-                        state[1] += len(values)
-                        continue
-                except (TypeError, ValueError, OverflowError):
-                    pass
+                total = sum_of(values, state[0], True)
+                if total is not None:
+                    state[0] = total
+                    state[1] += len(values)
+                    continue
             elif _fold_group(kind, state, values):
                 continue
             # A value that is not a finite number, a negative count, a bad name: one record at a time (the
@@ -540,18 +538,40 @@ def _fold_group(kind: str, state: Any, values: list) -> bool:
     ``fold_each``'s per-record checks."""
     if kind is HISTOGRAM:
         return state.record_all(values)
-    try:
-        total = float(sum(values, state[0])) if kind is SUM else float(sum(values, 0.0))
-        if total - total != 0.0 or (kind is SUM and min(values) < 0):
+    if kind is SUM:
+        total = sum_of(values, state[0], True)
+        if total is None:
             return False
-        if kind is GAUGE:
+        state[0] = total
+    else:  # a gauge: its last value, once every value is a finite number
+        if sum_of(values, 0.0, False) is None:
+            return False
+        try:
             state[0] = float(values[-1])
-        else:
-            state[0] = total
-    except (TypeError, ValueError, OverflowError):
-        return False
+        except (TypeError, ValueError, OverflowError):
+            return False
     state[1] += len(values)
     return True
+
+
+def sum_of(values: list, start: float, nonnegative: bool) -> float | None:
+    """``sum(values, start)`` as a float, when every value is a number (>= 0 if ``nonnegative``) and the total
+    is finite; else None (the values then go one by one through ``fold_each``). The C accelerator's
+    ``sum_values`` answers the common case (floats and ints) in one pass; where it cannot (another kind of
+    number, or a value this refuses too), this decides. None for no values (a group never has none)."""
+    if not values:
+        return None
+    if _sum_values is not None:
+        total = _sum_values(values, start, nonnegative)
+        if total is not None:
+            return total
+    try:
+        total = float(sum(values, start))
+        if total - total != 0.0 or (nonnegative and min(values) < 0):
+            return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return total
 
 
 def fold_each(items: Iterable[tuple[str, Any, Any, dict[str, Any]]], series: dict[tuple, Any],
