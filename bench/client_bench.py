@@ -27,7 +27,7 @@ held to its 1 s deadline, a backlog waiting): min, median and max against the po
 
 Aggregation: each (client, rate) runs in its own process against a healthy fake gateway (another process for
 the shunt; OTLP/HTTP to the same fake for OpenTelemetry; UDP to a closed port for DogStatsD, which never waits
-for an answer). Emits are paced in 1 ms ticks at the rate for ``--seconds``; 20 names x 5 attribute sets of 3
+for an answer). Emits are paced in 10 ms ticks at the rate for ``--seconds``; 20 names x 5 attribute sets of 3
 attributes (100 series). CPU per record is the process's total CPU (every thread, the client's shutdown
 included) minus that of a bare append (``deque.append((name, value, attributes))``) paced the same way in the
 same run, divided by the records. Clients: the shunt's ``emit`` (raw points), ``count`` and ``distribution``
@@ -333,6 +333,10 @@ def _killswitch_flips(mode: str, flips: int, rng, poll: float) -> tuple[list[flo
 AGG_CLIENTS = ("bare", "shunt-emit", "shunt-count", "shunt-distribution", "otel-counter", "otel-histogram",
                "datadog-count", "datadog-histogram")
 AGG_RATES = (10_000, 100_000)
+# The emits are paced in ticks of 10 ms (100 records a tick at 10k rec/s): each timed sleep costs about 80 µs
+# of CPU on a VM, so 1,000 ticks a second cost 8 µs a record at 10k rec/s, eight times what is measured, and
+# their jitter (taken out, but only as well as thread_time sees it) moved a 10k cell by ±0.4 µs.
+AGG_TICKS_PER_SECOND = 100
 SWEEP_RATES = (10_000, 50_000, 100_000, 150_000, 200_000)
 
 
@@ -430,7 +434,7 @@ def _attribute_sets(series: int) -> tuple[list[str], list[dict]]:
 def agg_child(client: str, rate: int, seconds: float, series: int, url: str) -> None:
     names, sets = _attribute_sets(series)
     call, close = _agg_build(client, url)
-    per_tick = max(1, rate // 1000)
+    per_tick = max(1, rate // AGG_TICKS_PER_SECOND)
     n_sets = len(sets)
     gc.collect()
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -445,10 +449,10 @@ def agg_child(client: str, rate: int, seconds: float, series: int, url: str) -> 
         now = time.perf_counter()
         if now - wall0 >= seconds:
             break
-        target = wall0 + tick / 1000
+        target = wall0 + tick / AGG_TICKS_PER_SECOND
         if target > now:
-            # The pacing's own CPU (a timed sleep costs tens of µs of CPU on a VM, 1,000 a second): the
-            # harness's, not the client's, and its jitter swamps a 10k rec/s cell; measured to take it out.
+            # The pacing's own CPU (a timed sleep costs tens of µs of CPU on a VM): the harness's, not the
+            # client's; measured to take it out.
             slept = time.thread_time()
             time.sleep(target - now)
             pacing += time.thread_time() - slept
@@ -587,8 +591,8 @@ def caller_cost_child() -> None:
 
 def extra_cpu_per_record(row: dict, bare: dict, *, net_of_pacing: bool = True) -> float:
     """µs of CPU a record above the bare append's; by default each net of its harness's pacing (the main
-    thread's CPU in its 1 ms sleeps: the harness's cost, about 80 µs a sleep on a VM, and the noisiest part
-    of a 10k rec/s cell; it also holds the main thread's share of a GIL hand-over that a sleep's wake-up
+    thread's CPU in its sleeps between ticks: the harness's cost, about 80 µs a sleep on a VM, and the
+    noisiest part of a 10k rec/s cell; it also holds the main thread's share of a GIL hand-over that a sleep's wake-up
     meets, which the client causes: a small bias in the client's favour, hence the raw figure beside it)."""
     own = row["cpu"] - (row.get("pacing", 0.0) if net_of_pacing else 0.0)
     baseline = bare["cpu"] - (bare.get("pacing", 0.0) if net_of_pacing else 0.0)
