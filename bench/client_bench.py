@@ -356,9 +356,11 @@ def _agg_build(client: str, url: str, **options):
 
         return bare, lambda: None
     if client.startswith("shunt-"):
+        import botocore.exceptions  # noqa: F401 - botocore's imports (the worker's), before the CPU clock starts
+        import botocore.session  # noqa: F401
         from botocore.credentials import Credentials
 
-        import telemetry_shunt.client._signing  # noqa: F401 - botocore's import, before the CPU clock starts
+        import telemetry_shunt.client._signing  # noqa: F401
         from telemetry_shunt.client import TelemetryClient
 
         shunt = TelemetryClient(url, region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "secret"),

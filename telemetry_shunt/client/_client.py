@@ -438,6 +438,9 @@ class TelemetryClient:
         try:
             # Off the caller's thread, before the first batch is due: botocore's import here, the
             # credential chain (which may query instance metadata) once the kill switch says "on".
+            import botocore.exceptions  # noqa: F401
+            import botocore.session  # noqa: F401
+
             from telemetry_shunt.client import _signing  # noqa: F401
         except Exception:
             logger.exception("telemetry-shunt client could not load botocore")

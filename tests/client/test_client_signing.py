@@ -21,6 +21,8 @@ from client_fakes import (
     verify_sigv4,
     wait_until,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetry_shunt.client._signing import sign_headers
 from telemetry_shunt.core.contract import METRICS_MAX_RECORD_BYTES
@@ -60,6 +62,55 @@ def test_signature_has_lattice_signing_name_and_a_signed_unsigned_payload_header
     signed = headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
     assert "x-amz-content-sha256" in signed and "host" in signed
     assert "x-amz-security-token" not in headers
+
+
+def botocore_sign_headers(credentials, region: str, url: str, host_header: str, headers: dict[str, str],
+                          now: float) -> dict[str, str]:
+    """The same request signed by botocore's SigV4Auth at ``now``: the reference ``sign_headers`` is held to."""
+    import datetime
+
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+
+    class UnsignedPayload(botocore.auth.SigV4Auth):
+        def payload(self, request):  # (botocore hashes the body of a plain-http request otherwise)
+            return "UNSIGNED-PAYLOAD"
+
+    request = AWSRequest(method="POST", url=url, headers={"Host": host_header, **headers})
+    request.context["payload_signing_enabled"] = False
+    at = datetime.datetime.fromtimestamp(now, datetime.UTC).replace(tzinfo=None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.auth, "get_current_datetime", lambda: at)
+        UnsignedPayload(credentials, "vpc-lattice-svcs", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+header_names = st.sampled_from(["Content-Type", "X-Shunt-Batch-Id", "Content-Encoding", "X-Other", "accept"])
+header_values = st.text(st.sampled_from("ab /:;=,\t0-9"), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(header_names, header_values, max_size=4),
+       st.sampled_from(["us-east-1", "eu-west-1", "ap-southeast-2"]),
+       st.sampled_from(["https://gw.example/metrics", "http://127.0.0.1:8080/metrics", "https://h.example/a~b/m"]),
+       st.sampled_from([None, "token/with+chars=="]),
+       st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40),
+       st.floats(min_value=0, max_value=4102444800))
+def test_the_signature_is_botocores_header_for_header(headers, region, url, token, secret, now):
+    """The client signs with the project's own signer (the forwarder's), not botocore's request machinery;
+    botocore's SigV4Auth, given the same request and time, writes the same headers."""
+    credentials = fake_credentials(secret=secret, token=token).get_frozen_credentials()
+    host = url.split("/")[2]
+    assert sign_headers(credentials, region, url, host, headers, now=now) == \
+        botocore_sign_headers(credentials, region, url, host, headers, now)
+
+
+def test_a_url_it_cannot_sign_is_refused_by_name():
+    credentials = fake_credentials().get_frozen_credentials()
+    for url in ("https://gw.example/a/../metrics", "https://gw.example/metrics?x=1", "https://gw.example/a b"):
+        with pytest.raises(ValueError, match="plain path, no query, no dot segment") as refused:
+            sign_headers(credentials, REGION, url, "gw.example", {})
+        assert repr(url) in str(refused.value)
 
 
 def assert_whole_batch_duplicates_only(gateway, emitted_values: list[float]) -> None:
