@@ -601,7 +601,10 @@ def extra_cpu_per_record(row: dict, bare: dict, *, net_of_pacing: bool = True) -
     return (own / row["records"] - baseline / bare["records"]) * 1e6
 
 
-def aggregation_bench(seconds: float) -> str:
+def aggregation_bench(seconds: float, rounds: int = 3) -> str:
+    """Issue 14's tables. The CPU table runs every (client, rate) cell ``rounds`` times, the clients in turn
+    within a round (the order reversed every other round), each paired with its round's bare cell: a cell's
+    figure is the median of its rounds, with their range (a busy VM moves one 6 s cell by tenths of a µs)."""
     load = [os.getloadavg()[0]]
 
     def run(client: str, rate: int, series: int) -> dict:
@@ -616,19 +619,27 @@ def aggregation_bench(seconds: float) -> str:
         return agg
 
     lines = []
-    cpu = {(c, r): run(c, r, 100) for r in AGG_RATES for c in AGG_CLIENTS}
-    lines += ["CPU per record (all threads, shutdown included) above a bare append paced the same way, with the pacing's "
-              "own sleeps taken out of both (in brackets: with them in); 100 series.", "",
-              "| client | " + " | ".join(f"{r // 1000}k rec/s: extra CPU µs/record (raw) | achieved rate" for r in AGG_RATES)
+    cpu: dict[tuple[str, int], list[dict]] = {}
+    for n in range(rounds):
+        for rate in AGG_RATES:
+            for client in AGG_CLIENTS[::-1] if n % 2 else AGG_CLIENTS:
+                cpu.setdefault((client, rate), []).append(run(client, rate, 100))
+    lines += [f"CPU per record (all threads, shutdown included) above a bare append paced the same way, with the "
+              f"pacing's own sleeps taken out of both; 100 series. Median of {rounds} rounds, each paired with its "
+              "round's bare cell [range]; in brackets: with the pacing left in.", "",
+              "| client | " + " | ".join(f"{r // 1000}k rec/s: extra CPU µs/record [range] (raw) | achieved rate"
+                                        for r in AGG_RATES)
               + " | loss |", "|---|" + "---:|---:|" * len(AGG_RATES) + "---|"]
     for client in AGG_CLIENTS[1:]:
         cells = []
         for rate in AGG_RATES:
-            row, bare = cpu[client, rate], cpu["bare", rate]
-            extra = extra_cpu_per_record(row, bare)
-            raw = extra_cpu_per_record(row, bare, net_of_pacing=False)
-            cells.append(f"{extra:.2f} ({raw:.2f}) | {row['achieved_rate'] / 1000:.0f}k")
-        loss = cpu[client, AGG_RATES[-1]].get("loss")
+            pairs = list(zip(cpu[client, rate], cpu["bare", rate], strict=True))
+            extra = sorted(extra_cpu_per_record(row, bare) for row, bare in pairs)
+            raw = statistics.median(extra_cpu_per_record(row, bare, net_of_pacing=False) for row, bare in pairs)
+            achieved = statistics.median(row["achieved_rate"] for row, _ in pairs)
+            cells.append(f"{statistics.median(extra):.2f} [{extra[0]:.2f}, {extra[-1]:.2f}] ({raw:.2f}) | "
+                         f"{achieved / 1000:.0f}k")
+        loss = cpu[client, AGG_RATES[-1]][-1].get("loss")
         shown = f"{loss['dropped']} of {loss['emitted']}" if loss else "n/a"
         lines.append(f"| {client} | " + " | ".join(cells) + f" | {shown} |")
     lines += ["", "Loss vs rate, 10,000 series (20 names x 500 attribute sets):", "",
@@ -674,6 +685,7 @@ def main() -> None:
     parser.add_argument("--flips", type=int, default=20, help="kill-switch flips per gateway (at least 20)")
     parser.add_argument("--aggregation", action="store_true", help="only issue 14's aggregation harness")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of paced emits per aggregation cell")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the aggregation CPU table (median shown)")
     parser.add_argument("--agg-child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--caller-cost-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--instructions", type=int, nargs="?", const=50_000, metavar="RECORDS",
@@ -693,7 +705,9 @@ def main() -> None:
         print(killswitch_bench(args.flips))
         return None
     if args.aggregation:
-        print(aggregation_bench(args.seconds))
+        if args.rounds < 1:
+            parser.error(f"--rounds must be at least 1, got {args.rounds}")
+        print(aggregation_bench(args.seconds, args.rounds))
         return None
     if args.agg_child:
         client, rate, seconds, series, url = args.agg_child
