@@ -33,6 +33,23 @@ stopped_at(Py_ssize_t index, PyObject *key, PyObject *value)  /* steals key (unl
     return Py_BuildValue("(nNO)", index, key, value);
 }
 
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+/* CPython 3.11's PyDictKeysObject header (Include/internal/pycore_dict.h), read only to find where a record's
+ * value object is, two records ahead, for a prefetch. */
+typedef struct {
+    Py_ssize_t dk_refcnt;
+    uint8_t dk_log2_size;
+    uint8_t dk_log2_index_bytes;
+    uint8_t dk_kind;
+    uint32_t dk_version;
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[];
+} keys_header_311;
+#define DICT_KEYS_UNICODE_311 1
+#define AHEAD_VALUE 2
+#endif
+
 static void
 prefetch_ahead(PyObject *items, Py_ssize_t i)
 {
@@ -49,6 +66,22 @@ prefetch_ahead(PyObject *items, Py_ssize_t i)
             PREFETCH(table + 192);
         }
     }
+#ifdef AHEAD_VALUE
+    /* The value object (the caller's float, on no line of the record's own) of the record two ahead, whose
+     * table has arrived by now: a combined string-keyed table (a kwargs dict), its value stored second to
+     * last (count/gauge/distribution store the value, then the name). */
+    if (i + AHEAD_VALUE < size) {
+        PyObject *ahead = PyList_GET_ITEM(items, i + AHEAD_VALUE);
+        if (PyDict_CheckExact(ahead) && ((PyDictObject *)ahead)->ma_values == NULL) {
+            const keys_header_311 *keys = (const keys_header_311 *)((PyDictObject *)ahead)->ma_keys;
+            Py_ssize_t n = keys->dk_nentries;
+            if (keys->dk_kind == DICT_KEYS_UNICODE_311 && n >= 2 && n <= ((Py_ssize_t)1 << keys->dk_log2_size)) {
+                PyObject *const *entries = (PyObject *const *)(keys->dk_indices + ((size_t)1 << keys->dk_log2_index_bytes));
+                PREFETCH(entries[2 * (n - 2) + 1]);  /* (key, value) pairs */
+            }
+        }
+    }
+#endif
 }
 
 PyDoc_STRVAR(group_records_doc,

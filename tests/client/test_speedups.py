@@ -380,3 +380,31 @@ def test_the_c_sum_refuses_what_it_was_not_made_for():
     with pytest.raises(TypeError, match="values must be a list"):
         sum_values((1.0,), 0.0, True)
     assert sum_values([], 2.5, True) is None and sum_values([-1], 0.0, True) is None
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the C loop reads CPython 3.11's dict layout")
+def test_the_value_prefetch_reads_where_a_calls_value_is():
+    """``prefetch_ahead`` finds a record's value object two records ahead through CPython 3.11's dict layout
+    (a hint: a wrong address could not fault, only waste the prefetch). The same arithmetic, done here with
+    ctypes on records made as the client's calls make them, lands on the value."""
+    import ctypes
+
+    from telemetry_shunt.client import TelemetryClient
+
+    made = []
+
+    class Recording(TelemetryClient):
+        def __init__(self):  # only the caller's side: no worker
+            self._sink = (iter(range(1, 10**6)).__next__, made.append, made.append, -1)
+
+    client = Recording()
+    for attributes in ({"route": "/pay", "code": "200", "region": "eu-west-1"}, {}, {f"a{k}": k for k in range(9)}):
+        value = float("3.25")
+        client.count("requests", value, **attributes)
+        client.distribution("latency", value, **attributes)
+        for record in made[-2:]:
+            keys = ctypes.c_void_p.from_address(id(record) + 32).value  # PyDictObject.ma_keys
+            assert ctypes.c_uint8.from_address(keys + 10).value == 1  # dk_kind: DICT_KEYS_UNICODE
+            entries = keys + 32 + (1 << ctypes.c_uint8.from_address(keys + 9).value)  # past dk_indices
+            n = ctypes.c_ssize_t.from_address(keys + 24).value  # dk_nentries
+            assert ctypes.c_void_p.from_address(entries + 16 * (n - 2) + 8).value == id(value)
