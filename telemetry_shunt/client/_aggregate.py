@@ -181,6 +181,10 @@ class ExpHistogram:
 
     def fitted(self, max_buckets: int = MAX_BUCKETS) -> ExpHistogram:
         """This histogram at the highest scale where each side spans at most ``max_buckets`` buckets."""
+        positive, negative = self.positive, self.negative
+        if ((not positive or max(positive) - min(positive) < max_buckets)
+                and (not negative or max(negative) - min(negative) < max_buckets)):  # (most: at once)
+            return self
         scale = self.scale
         while scale > -10 and any(b and (max(b) >> (self.scale - scale)) - (min(b) >> (self.scale - scale)) >= max_buckets
                                   for b in (self.positive, self.negative)):
