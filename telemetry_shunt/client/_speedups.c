@@ -128,7 +128,14 @@ typedef struct {
     size_t mask;
     Py_ssize_t used, limit;
     uint64_t version;     /* groups' version tag when the entries were found */
+    Py_ssize_t hits, misses, groups;  /* (groups: how many there were when the cache was set up) */
+    int off;              /* given up for this call: records of new objects every time (see GIVE_UP_AFTER) */
 } identity_cache;
+
+/* Each group's key misses once (then it is cached); records whose attribute values are new objects on every
+ * call (an f-string) miss every time. Past GIVE_UP_AFTER misses more than there are groups, and more misses
+ * than hits, the call stops hashing and probing for nothing. */
+#define GIVE_UP_AFTER 64
 
 static Py_uhash_t
 identity_hash(PyObject *const *objects, Py_ssize_t n)
@@ -189,6 +196,7 @@ cache_start(identity_cache *cache, PyObject *groups)
     cache->used = 0;
     cache->limit = (Py_ssize_t)(slots / 2);
     cache->version = groups_version(groups);
+    cache->groups = PyDict_GET_SIZE(groups);
 #else
     (void)cache;
     (void)groups;
@@ -341,7 +349,7 @@ group_loop(PyObject *items, PyObject *groups, Py_ssize_t i, PyObject *value_key,
         Py_ssize_t n = 2 * (PyDict_GET_SIZE(record) - 1);
         PyObject *group = NULL;  /* borrowed (from groups, or from the cache) */
         Py_uhash_t hash = 0;
-        int cacheable = IDENTITY_CACHE && key == NULL && all_plain(objects, n);
+        int cacheable = IDENTITY_CACHE && key == NULL && !cache->off && all_plain(objects, n);
 #if IDENTITY_CACHE
         if (cacheable && cache->slots == NULL && grouped >= CACHE_AFTER && cache_start(cache, groups) < 0)
             return NULL;
@@ -353,6 +361,12 @@ group_loop(PyObject *items, PyObject *groups, Py_ssize_t i, PyObject *value_key,
             }
             hash = identity_hash(objects, n);
             group = cache_find(cache, objects, n, hash);
+            if (group != NULL) {
+                cache->hits++;
+            } else if (++cache->misses > cache->groups + GIVE_UP_AFTER && cache->misses > cache->hits) {
+                cache->off = 1;
+                cacheable = 0;
+            }
         }
 #endif
         Py_INCREF(value);  /* (the record may be freed below) */
@@ -421,7 +435,7 @@ group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_ValueError, "group_records(): start must be >= 0");
         return NULL;
     }
-    identity_cache cache = {NULL, 0, 0, 0, 0};
+    identity_cache cache = {NULL, 0, 0, 0, 0, 0, 0, 0, 0};
     PyObject *result = group_loop(items, groups, i, value_key, name_keys, &cache);
     /* (Freeing the entries may run Python code, a key's last reference gone: keep any exception set.) */
     PyObject *type, *exc, *tb;
