@@ -25,6 +25,16 @@
 #define AHEAD_DICT 8
 #define AHEAD_TABLE 4
 
+/* 1 when ``function`` got ``expected`` arguments; else 0, with a TypeError that names it. */
+static int
+takes(const char *function, Py_ssize_t nargs, Py_ssize_t expected)
+{
+    if (nargs == expected)
+        return 1;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", function, expected, nargs);
+    return 0;
+}
+
 static PyObject *
 stopped_at(Py_ssize_t index, PyObject *key, PyObject *value)  /* steals key (unless None or False) */
 {
@@ -419,10 +429,8 @@ group_loop(PyObject *items, PyObject *groups, Py_ssize_t i, PyObject *value_key,
 static PyObject *
 group_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "group_records() takes 5 arguments (%zd given)", nargs);
+    if (!takes("group_records", nargs, 5))
         return NULL;
-    }
     PyObject *items = args[0], *groups = args[1], *value_key = args[3], *name_keys = args[4];
     if (!PyList_CheckExact(items) || !PyDict_CheckExact(groups) || !PyTuple_CheckExact(name_keys)) {
         PyErr_SetString(PyExc_TypeError, "group_records(): items must be a list, groups a dict, name_keys a tuple");
@@ -532,10 +540,8 @@ count_magnitudes(PyObject *buckets, const double *magnitudes, Py_ssize_t m, doub
 static PyObject *
 bucket_counts(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "bucket_counts() takes 3 arguments (%zd given)", nargs);
+    if (!takes("bucket_counts", nargs, 3))
         return NULL;
-    }
     PyObject *magnitudes = args[0], *buckets = args[2];
     if (!PyList_CheckExact(magnitudes) || !PyDict_CheckExact(buckets)) {
         PyErr_SetString(PyExc_TypeError, "bucket_counts(): magnitudes must be a list, buckets a dict");
@@ -587,10 +593,8 @@ PyDoc_STRVAR(fold_values_doc,
 static PyObject *
 fold_values(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_Format(PyExc_TypeError, "fold_values() takes 5 arguments (%zd given)", nargs);
+    if (!takes("fold_values", nargs, 5))
         return NULL;
-    }
     PyObject *values = args[0], *positive = args[3], *negative = args[4];
     if (!PyList_CheckExact(values) || !PyDict_CheckExact(positive) || !PyDict_CheckExact(negative)) {
         PyErr_SetString(PyExc_TypeError, "fold_values(): values must be a list, positive and negative dicts");
@@ -689,10 +693,8 @@ PyDoc_STRVAR(sum_values_doc,
 static PyObject *
 sum_values(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "sum_values() takes 3 arguments (%zd given)", nargs);
+    if (!takes("sum_values", nargs, 3))
         return NULL;
-    }
     PyObject *values = args[0];
     if (!PyList_CheckExact(values) || !PyFloat_CheckExact(args[1])) {
         PyErr_SetString(PyExc_TypeError, "sum_values(): values must be a list, start a float");
