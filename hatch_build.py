@@ -1,9 +1,9 @@
 """Build the client's optional C accelerator, ``telemetry_shunt/client/_speedups.c``, into the wheel.
 
-It is one function, the worker's per-record grouping loop (see ``client/_aggregate.py``), compiled with the
-C compiler and flags of the Python that builds the wheel. An editable install (``make install``) compiles it
+It holds the worker's per-record grouping loop and its bulk folds (see ``client/_aggregate.py``), compiled with
+the C compiler and flags of the Python that builds the wheel. An editable install (``make install``) compiles it
 in place, next to its source (git ignores it). Without a C compiler the build warns and the wheel stays
-pure Python: the client then runs the same loop in Python, with the same results, slower.
+pure Python: the client then runs the same loops in Python, with the same results, slower.
 """
 
 from __future__ import annotations

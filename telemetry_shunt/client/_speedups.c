@@ -43,7 +43,15 @@ stopped_at(Py_ssize_t index, PyObject *key, PyObject *value)  /* steals key (unl
     return Py_BuildValue("(nNO)", index, key, value);
 }
 
+/* Where CPython 3.11's dict internals are read (its layout and version tag: the value prefetch and the
+ * identity cache below); on other versions the loop goes without both. */
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define CPYTHON_311 1
+#else
+#define CPYTHON_311 0
+#endif
+
+#if CPYTHON_311
 /* CPython 3.11's PyDictKeysObject header (Include/internal/pycore_dict.h), read only to find where a record's
  * value object is, two records ahead, for a prefetch. */
 typedef struct {
@@ -116,11 +124,7 @@ PyDoc_STRVAR(group_records_doc,
  * there is no cache). A record that misses takes the dict lookup, which alone decides equality (equal but
  * distinct objects, a __eq__, a hash that fails); identical objects are equal there too (a dict compares by
  * identity first, and so does a tuple, item by item). */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
-#define IDENTITY_CACHE 1
-#else
-#define IDENTITY_CACHE 0
-#endif
+#define IDENTITY_CACHE CPYTHON_311
 /* The cache is set up once a call has grouped this many records (a short call never pays for it), with
  * twice as many slots as groups (a power of two, at most MAX_SLOTS) and filled to half of them at most. */
 #define CACHE_AFTER 16
@@ -147,17 +151,6 @@ typedef struct {
  * than hits, the call stops hashing and probing for nothing. */
 #define GIVE_UP_AFTER 64
 
-static Py_uhash_t
-identity_hash(PyObject *const *objects, Py_ssize_t n)
-{
-    Py_uhash_t h = (Py_uhash_t)n;
-    for (Py_ssize_t e = 0; e < n; e++) {
-        h = (h ^ ((Py_uhash_t)(uintptr_t)objects[e] >> 4)) * (Py_uhash_t)0x9E3779B97F4A7C15ULL;
-        h ^= h >> 29;
-    }
-    return h;
-}
-
 static void
 cache_clear(identity_cache *cache)
 {
@@ -170,7 +163,6 @@ cache_clear(identity_cache *cache)
             cache->used--;
         }
     }
-    cache->used = 0;
 }
 
 static void
@@ -182,18 +174,27 @@ cache_free(identity_cache *cache)
 }
 
 #if IDENTITY_CACHE
+static Py_uhash_t
+identity_hash(PyObject *const *objects, Py_ssize_t n)
+{
+    Py_uhash_t h = (Py_uhash_t)n;
+    for (Py_ssize_t e = 0; e < n; e++) {
+        h = (h ^ ((Py_uhash_t)(uintptr_t)objects[e] >> 4)) * (Py_uhash_t)0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 static uint64_t
 groups_version(PyObject *groups)
 {
     return ((PyDictObject *)groups)->ma_version_tag;
 }
-#endif
 
 /* The cache set up for ``groups`` (sized by its length); 0, or -1 with MemoryError. */
 static int
 cache_start(identity_cache *cache, PyObject *groups)
 {
-#if IDENTITY_CACHE
     size_t slots = MIN_SLOTS;
     while (slots < MAX_SLOTS && slots < 2 * (size_t)PyDict_GET_SIZE(groups))
         slots <<= 1;
@@ -207,10 +208,6 @@ cache_start(identity_cache *cache, PyObject *groups)
     cache->limit = (Py_ssize_t)(slots / 2);
     cache->version = groups_version(groups);
     cache->groups = PyDict_GET_SIZE(groups);
-#else
-    (void)cache;
-    (void)groups;
-#endif
     return 0;
 }
 
@@ -232,6 +229,7 @@ cache_find(identity_cache *cache, PyObject *const *objects, Py_ssize_t n, Py_uha
             return slot->group;
     }
 }
+#endif
 
 /* Remember ``key`` (whose items are ``objects``) -> ``group``, while there is room (takes new references). */
 static void
