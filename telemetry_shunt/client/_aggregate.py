@@ -181,10 +181,6 @@ class ExpHistogram:
 
     def fitted(self, max_buckets: int = MAX_BUCKETS) -> ExpHistogram:
         """This histogram at the highest scale where each side spans at most ``max_buckets`` buckets."""
-        positive, negative = self.positive, self.negative
-        if ((not positive or max(positive) - min(positive) < max_buckets)
-                and (not negative or max(negative) - min(negative) < max_buckets)):  # (most: at once)
-            return self
         scale = self.scale
         while scale > -10 and any(b and (max(b) >> (self.scale - scale)) - (min(b) >> (self.scale - scale)) >= max_buckets
                                   for b in (self.positive, self.negative)):
@@ -468,12 +464,6 @@ class Aggregator:
                 invalid += folded_invalid
                 rejected += len(values) - folded_invalid
                 continue
-            elif kind is SUM:  # the common case inline: every value a number >= 0, the total finite
-                total = sum_of(values, state[0], True)
-                if total is not None:
-                    state[0] = total
-                    state[1] += len(values)
-                    continue
             elif _fold_group(kind, state, values):
                 continue
             # A value that is not a finite number, a negative count, a bad name: one record at a time (the
