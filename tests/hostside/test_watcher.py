@@ -201,3 +201,29 @@ def test_the_gate_lets_the_agent_start_only_once_the_kill_switch_decided_on(tmp_
         assert once.stdout.strip() == "on" and host.state() == "active" and gate().returncode == 0
     finally:
         host.close()
+
+
+def test_concurrent_checks_never_trip_over_each_others_state_files(tmp_path: Path) -> None:
+    """The install step runs ``--once`` while the service it just restarted polls: writers of the same state
+    files at the same moment. Each goes through a temporary file of its own, so none fails to rename, none
+    leaves a half-written or foreign file behind, and every run decides."""
+    import subprocess
+
+    host = WatcherHost(tmp_path)
+    try:
+        host.agent.flags = ON
+        for _ in range(3):
+            runs = [subprocess.Popen(["bash", str(host.script), "--once"], env=host.env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True) for _ in range(12)]
+            results = [(run.communicate(timeout=120), run.returncode) for run in runs]
+            for (out, err), code in results:
+                assert code == 0 and out.strip() == "on", err
+                assert "mv:" not in err and "No such file" not in err, err
+        assert host.decision() == "on"
+        assert (host.root / "state" / "availability-zone").read_text() == "us-east-1a\n"
+        decision, at = (host.root / "state" / "last-known-good").read_text().split()
+        assert decision == "on" and at.isdigit()
+        leftovers = [p.name for p in host.root.rglob("*.tmp*")]
+        assert leftovers == []
+    finally:
+        host.close()

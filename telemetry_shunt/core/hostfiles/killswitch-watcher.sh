@@ -41,6 +41,18 @@ fail() { echo "${ERR}telemetry-shunt-killswitch: reason=$1 ${*:2}" >&2; }
 
 now_ms() { date +%s%3N; }
 
+# Write the line $2 to file $1 atomically: through a temporary file of this process's own, renamed into place,
+# so a reader never sees it half-written and a concurrent writer (the service and a --once run) never moves or
+# truncates this one's temporary file. Returns non-zero (and leaves nothing behind) if it could not.
+put() {
+  local tmp="$1.tmp.$BASHPID"
+  if printf '%s\n' "$2" > "$tmp" && mv -f "$tmp" "$1"; then
+    return 0
+  fi
+  rm -f "$tmp"
+  return 1
+}
+
 @IMDS_FUNCTIONS@
 # The host's AZ: the one learned earlier, else instance metadata (kept once read). Empty if neither.
 zone() {
@@ -55,8 +67,7 @@ zone() {
   fi
   az=$(imds placement/availability-zone)
   if [[ "$az" =~ $ZONE_RE ]]; then
-    printf '%s\n' "$az" > "$STATE_DIR/availability-zone.tmp" \
-      && mv -f "$STATE_DIR/availability-zone.tmp" "$STATE_DIR/availability-zone"
+    put "$STATE_DIR/availability-zone" "$az"
     log "availability zone $az learned from instance metadata"
     echo "$az"
   fi
@@ -147,8 +158,7 @@ check_once() {
     fail imds-unavailable "availability zone unknown (instance metadata unreachable and none learned yet): not deciding on the global flag alone"
   elif decision=$(read_flags "$az") && [ -n "$decision" ]; then
     date +%s > "$RUN_DIR/last-read"
-    printf '%s %s\n' "$decision" "$(date +%s)" > "$STATE_DIR/last-known-good.tmp" \
-      && mv -f "$STATE_DIR/last-known-good.tmp" "$STATE_DIR/last-known-good"
+    put "$STATE_DIR/last-known-good" "$decision $(date +%s)"
   else
     decision=""
   fi
@@ -165,7 +175,7 @@ check_once() {
   fi
   # Recorded before it is applied: the agent's ExecCondition (--gate) reads it when the watcher starts the agent.
   # Renamed into place, so a reader (the gate, on a start the package's script asks for) never sees it empty.
-  echo "$decision" > "$RUN_DIR/decision.tmp" && mv -f "$RUN_DIR/decision.tmp" "$RUN_DIR/decision"
+  put "$RUN_DIR/decision" "$decision"
   apply "$decision"
   echo "$decision"
 }
