@@ -360,9 +360,13 @@ class Sandbox:
             time.sleep(0.2)
         failed = [inv["InstanceId"] for inv in invocations if inv["Status"] != "Success"]
         if failed:
-            detail = self.fleet.hosts[failed[0]] if self.fleet else None
-            raise ShuntError(f"the install document failed on {len(failed)} sandbox host(s), e.g. {failed[0]} "
-                             f"(its files: {detail.root if detail else '?'})")
+            first = ssm.get_command_invocation(CommandId=command["CommandId"], InstanceId=failed[0])
+            said = [line for line in first.get("StandardErrorContent", "").splitlines() if line.strip()][-3:]
+            steps = self.fleet.hosts[failed[0]].orchestration_dir(command["CommandId"]) if self.fleet else "?"
+            raise ShuntError(
+                f"the install document failed on {len(failed)} sandbox host(s), e.g. {failed[0]} (exit "
+                f"{first.get('ResponseCode')}: {' | '.join(said) or 'no error output'}); each step's script and "
+                f"output on that host: {steps}")
         while True:
             beating = {d["Value"] for m in cloudwatch.list_metrics(
                 Namespace=HEARTBEAT_NAMESPACE, MetricName=HEARTBEAT_METRIC,

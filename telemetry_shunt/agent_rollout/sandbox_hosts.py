@@ -214,8 +214,13 @@ class SimulatedHost:
                 out[pid_file.name[: -len(".pid")]] = int(text)
         return out
 
+    def orchestration_dir(self, command_id: str) -> Path:
+        """Where the SSM agent keeps a command's steps: ``<step>/_script.sh``, ``<step>/stdout``, ``<step>/stderr``."""
+        return self.path(f"/var/lib/amazon/ssm/{self.instance_id}/document/orchestration/{command_id}")
+
     def run_step(self, name: str, script: str, *, timeout: float, work_dir: Path) -> StepResult:
-        """A runShellScript step as the SSM agent runs it: ``sh -c <dir>/_script.sh``."""
+        """A runShellScript step as the SSM agent runs it: ``sh -c <dir>/_script.sh``, its whole output kept
+        beside it in ``stdout`` and ``stderr``."""
         work_dir.mkdir(parents=True, exist_ok=True)
         path = work_dir / "_script.sh"
         path.write_text(under_root(script, self.root), encoding="utf-8")
@@ -223,9 +228,13 @@ class SimulatedHost:
         try:
             done = subprocess.run(["sh", "-c", str(path)], env=self.env, cwd=self.root, capture_output=True,
                                   text=True, timeout=timeout, process_group=0)
+            result = StepResult(name, done.returncode, done.stdout, done.stderr)
         except subprocess.TimeoutExpired as exc:
-            return StepResult(name, 124, _text(exc.stdout), _text(exc.stderr) + f"\nstep timed out after {timeout:g} s")
-        return StepResult(name, done.returncode, done.stdout, done.stderr)
+            result = StepResult(name, 124, _text(exc.stdout),
+                                _text(exc.stderr) + f"\nstep timed out after {timeout:g} s")
+        (work_dir / "stdout").write_text(result.stdout, encoding="utf-8")
+        (work_dir / "stderr").write_text(result.stderr, encoding="utf-8")
+        return result
 
     def configure_package(self, inputs: Mapping[str, Any], store: ArtifactStore) -> StepResult:
         """``aws:configurePackage`` Install from the artifact store: the agent program and its unit file."""
@@ -394,8 +403,7 @@ class HostFleet:
                 if step["action"] == "aws:runShellScript":
                     script = substitute("\n".join(inputs.get("runCommand", [])) + "\n")
                     timeout = min(float(inputs.get("timeoutSeconds", 3600)), STEP_TIMEOUT_CAP_SECONDS)
-                    work = host.path(f"/var/lib/amazon/ssm/{host.instance_id}/document/orchestration/"
-                                     f"{command_id}/{step['name']}")
+                    work = host.orchestration_dir(command_id) / step["name"]
                     result = host.run_step(step["name"], script, timeout=timeout, work_dir=work)
                 elif step["action"] == "aws:configurePackage":
                     result = host.configure_package({k: substitute(str(v)) for k, v in inputs.items()}, self.store)

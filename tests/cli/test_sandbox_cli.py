@@ -39,10 +39,13 @@ def test_sandbox_process_then_plan_start_status_kill(tmp_path):
     )
     try:
         env = clean_env()
-        deadline = time.time() + 600  # a hang guard: a loaded machine may take minutes to start moto
+        # No deadline of our own: a loaded machine may take minutes to start moto, and the sandbox bounds its
+        # own bootstrap (it exits with an error if its hosts do not come up).
         while "SHUNT_HEARTBEAT_PERIOD_SECONDS" not in env:
             line = proc.stdout.readline()
-            assert line or time.time() < deadline, proc.stderr.read()
+            if not line:  # it ended before printing its environment: fail now, with why, not after a wait
+                pytest.fail(f"shunt sandbox start exited {proc.wait(timeout=300)} before it was ready:\n"
+                            f"{proc.stderr.read()}")
             if line.startswith("export "):
                 key, _, value = line[len("export "):].strip().partition("=")
                 env[key] = value.strip("'")
@@ -96,6 +99,39 @@ def test_broken_version_halts_with_exit_2_against_an_in_process_server(tmp_path)
         env_out = shunt("sandbox", "env", "--state-dir", str(tmp_path / "sb"), "--output", "json",
                         env=clean_env(), cwd=tmp_path)
         assert json.loads(env_out.stdout)["AWS_ENDPOINT_URL"] == box.endpoint_url
+
+
+def test_a_host_whose_install_fails_is_a_one_line_error_that_says_why(tmp_path, monkeypatch):
+    """A sandbox whose bootstrap fails on one host says which host, the step's exit code and its last error
+    lines, and where that host keeps each step's script and output; it leaves no process behind."""
+    from telemetry_shunt.agent_rollout.sandbox_hosts import SimulatedHost
+    from telemetry_shunt.errors import ShuntError
+
+    real_run_step = SimulatedHost.run_step
+    victims: list[SimulatedHost] = []
+    hosts: dict[str, SimulatedHost] = {}
+
+    def run_step(self, name, script, *, timeout, work_dir):
+        hosts[self.instance_id] = self
+        if name == "InstallKillSwitchAndHeartbeat" and self.az == "us-east-1b":
+            victims.append(self)
+            script = "echo 'writing the watcher' >&2\necho 'disk full' >&2\nexit 3\n"
+        return real_run_step(self, name, script, timeout=timeout, work_dir=work_dir)
+
+    monkeypatch.setattr(SimulatedHost, "run_step", run_step)
+    box = Sandbox(tmp_path / "sb", instances_per_az=1, heartbeat_seconds=1)
+    with pytest.raises(ShuntError) as raised:
+        box.start()
+    [host] = victims
+    message = str(raised.value)
+    assert message.startswith(f"the install document failed on 1 sandbox host(s), e.g. {host.instance_id} "
+                              "(exit 3: writing the watcher | disk full); each step's script and output on that host: ")
+    steps = Path(message.rsplit(": ", 1)[1])
+    assert (steps / "InstallKillSwitchAndHeartbeat" / "stderr").read_text() == "writing the watcher\ndisk full\n"
+    assert (steps / "GateAgentOnKillSwitch" / "_script.sh").is_file()
+    assert len(hosts) == 3 and box.fleet is None
+    assert all(not h.unit_pids() for h in hosts.values())  # stopped: every host's processes too
+    assert not (tmp_path / "sb" / "sandbox.json").exists()
 
 
 def test_a_busy_port_is_a_one_line_error(tmp_path):
