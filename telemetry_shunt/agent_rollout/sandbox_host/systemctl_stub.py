@@ -6,8 +6,9 @@ Units are read from ``$SANDBOX_HOST_ROOT/etc/systemd/system`` (with ``<unit>.d/*
 first. A started ``Type=simple`` service runs under a small supervisor in its own process group (``Restart=``
 honoured; the supervisor ends its service if the sandbox process goes away); ``Type=oneshot`` runs to
 completion; a timer runs its service every ``OnUnitActiveSec`` (``SANDBOX_TIMER_SECONDS`` overrides it, so the
-sandbox's heartbeats come every few seconds). State lives in ``run/sim-systemd``; service output goes to
-``var/log/<unit>.log`` (the journal); every call but ``is-active`` is appended to ``var/log/systemctl.calls``.
+sandbox's heartbeats come every few seconds). State lives in ``run/sim-systemd``, with a lock per unit: one
+job (start, stop, restart) at a time per unit, as under systemd. Service output goes to ``var/log/<unit>.log``
+(the journal); every call but ``is-active`` is appended to ``var/log/systemctl.calls``.
 
 Verbs: daemon-reload, start, stop, restart, enable, disable [--now], is-active [--quiet], is-enabled.
 Exit codes and messages follow systemctl's (5: unit not found, 3: is-active and not active).
@@ -133,7 +134,9 @@ def read(path):
 
 
 def write(path, text):
-    tmp = path + ".tmp"
+    """Atomically, through a temporary file of this process's own: a unit's supervisor and a systemctl call
+    may write the same state file at once, and neither may move or truncate the other's temporary file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text + "\n")
     os.replace(tmp, path)
@@ -148,6 +151,17 @@ def alive(pid):
         return True
     # a zombie (exited, not yet reaped by its parent) is not running
     return read(f"/proc/{pid}/stat").split(")")[-1].split()[:1] != ["Z"]
+
+
+def job_lock(name):
+    """systemd runs one job at a time per unit: a start, stop or restart of a unit waits for the one in progress
+    (the install step's restart of the agent and the kill-switch watcher's start of it come at the same moment).
+    Held until the returned descriptor is closed; a crash releases it."""
+    import fcntl
+
+    fd = os.open(state_file(name, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def active_state(name):
@@ -412,6 +426,7 @@ def main(argv):
         return 0 if all(s == "enabled" for s in states) else 1
     status = 0
     for u in units:
+        lock = job_lock(u)
         try:
             if verb in ("enable", "disable"):
                 if load_unit(u) is None:
@@ -445,6 +460,8 @@ def main(argv):
         except BadUnit as exc:
             print(f"Failed to {verb} {u}: Unit {u} has a bad unit file setting ({exc}).", file=sys.stderr)
             status = 1
+        finally:
+            os.close(lock)
     return status
 
 
