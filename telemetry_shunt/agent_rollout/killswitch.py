@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -111,14 +112,36 @@ class FileKillSwitchFlags:
 
     def set_telemetry(self, az: str | None, enabled: bool, *, dry_run: bool = False,
                       description: str = "") -> FlipResult:
+        import fcntl
+
         key = flag_key(az)
-        flags = self.read_flags()
-        changed = flags.get(key, {}).get("enabled") is not enabled
-        if changed and not dry_run:
-            flags[key] = {"enabled": enabled}
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(flags, indent=2, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, self.path)
+        # Read, change and write under a lock beside the file: two operators flipping different zones at once
+        # both land (without it, the later write put back the flag the earlier one had just flipped). The new
+        # file goes through a temporary file of this writer's own, renamed over it: readers see old or new.
+        self.read_flags()  # a missing or foreign file is its own error, before any lock file is made beside it
+        try:
+            lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise ShuntError(f"cannot lock kill-switch file {self.path}: {exc.strerror}: fix its directory's "
+                             "permissions") from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            flags = self.read_flags()
+            changed = flags.get(key, {}).get("enabled") is not enabled
+            if changed and not dry_run:
+                flags[key] = {"enabled": enabled}
+                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+                try:
+                    tmp.write_text(json.dumps(flags, indent=2, sort_keys=True), encoding="utf-8")
+                    os.replace(tmp, self.path)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
+        except OSError as exc:
+            raise ShuntError(f"cannot write kill-switch file {self.path}: {exc.strerror}: fix the path or its "
+                             "permissions") from None
+        finally:
+            os.close(lock)
         return FlipResult(key, enabled, changed, dry_run=dry_run)
 
 

@@ -156,6 +156,28 @@ def test_file_kill_switch_round_trip(tmp_path):
         FileKillSwitchFlags(tmp_path / "missing.json").read_flags()
 
 
+def test_concurrent_flips_of_the_file_kill_switch_all_land(tmp_path):
+    """Six writers (processes, as six ``shunt kill`` calls) flip their own zone 40 times each, ending off: every
+    zone ends off and the global flag is untouched. A lost update would leave one of them on."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "kill.json"
+    path.write_text('{"telemetry": {"enabled": true}}')
+    zones = [f"us-east-1{letter}" for letter in "abcdef"]
+    flipper = ("import sys\nfrom telemetry_shunt.agent_rollout.killswitch import FileKillSwitchFlags\n"
+               "switch = FileKillSwitchFlags(sys.argv[1])\n"
+               "for n in range(40):\n    switch.set_telemetry(sys.argv[2], n % 2 == 0)\n")
+    runs = [subprocess.Popen([sys.executable, "-c", flipper, str(path), az], stderr=subprocess.PIPE, text=True)
+            for az in zones]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    assert json.loads(path.read_text()) == {"telemetry": {"enabled": True},
+                                            **{f"telemetry-{az}": {"enabled": False} for az in zones}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kill.json", "kill.json.lock"]  # no temporary left
+
+
 def test_flag_keys_follow_the_appconfig_rule():
     assert flag_key(None) == "telemetry"
     assert flag_key("eu-west-3c") == "telemetry-eu-west-3c"
