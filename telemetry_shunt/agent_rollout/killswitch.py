@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from telemetry_shunt.agent_rollout.state import FileSystem, atomic_write
 from telemetry_shunt.core.contract import (
     APPCONFIG_APPLICATION,
     APPCONFIG_ENVIRONMENT,
@@ -116,8 +116,8 @@ class FileKillSwitchFlags:
 
         key = flag_key(az)
         # Read, change and write under a lock beside the file: two operators flipping different zones at once
-        # both land (without it, the later write put back the flag the earlier one had just flipped). The new
-        # file goes through a temporary file of this writer's own, renamed over it: readers see old or new.
+        # both land (without it, the later write put back the flag the earlier one had just flipped). The write
+        # is the state store's (a temporary file of its own, synced and renamed): readers see old or new.
         self.read_flags()  # a missing or foreign file is its own error, before any lock file is made beside it
         try:
             lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -130,13 +130,7 @@ class FileKillSwitchFlags:
             changed = flags.get(key, {}).get("enabled") is not enabled
             if changed and not dry_run:
                 flags[key] = {"enabled": enabled}
-                tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-                try:
-                    tmp.write_text(json.dumps(flags, indent=2, sort_keys=True), encoding="utf-8")
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
+                atomic_write(FileSystem(), self.path, json.dumps(flags, indent=2, sort_keys=True))
         except OSError as exc:
             raise ShuntError(f"cannot write kill-switch file {self.path}: {exc.strerror}: fix the path or its "
                              "permissions") from None

@@ -227,7 +227,7 @@ class FileSystem:
         return created
 
 
-def _atomic_write(fs: FileSystem, path: Path, data: str) -> None:
+def atomic_write(fs: FileSystem, path: Path, data: str) -> None:
     """Write a temp file, fsync it, rename it over ``path`` and fsync the directory: after a power loss
     the file is either the old or the new version, and once this returns it is the new one (without the
     directory fsync the rename can be lost and an old state come back, so a command could be sent twice)."""
@@ -307,7 +307,7 @@ class LocalStateStore:
         if path.exists():
             raise RolloutExists(f"rollout {state.rollout_id!r} already exists: pick another --rollout-id")
         state.meta["seq"] = 1
-        _atomic_write(self.fs, path, json.dumps(state.to_record()))
+        atomic_write(self.fs, path, json.dumps(state.to_record()))
         state.dirty.clear()
 
     def load(self, rollout_id: str) -> RolloutState:
@@ -322,7 +322,7 @@ class LocalStateStore:
             )
         state.meta["seq"] += 1
         try:
-            _atomic_write(self.fs, self._path(state.rollout_id), json.dumps(state.to_record()))
+            atomic_write(self.fs, self._path(state.rollout_id), json.dumps(state.to_record()))
         except BaseException:
             state.meta["seq"] -= 1
             raise
@@ -390,7 +390,7 @@ class LocalStateStore:
         if held is None or held.owner != lease.owner:
             raise lease_held_error(held) if held else LeaseHeld(f"lost the lease on fleet {lease.fleet!r}")
         renewed = Lease(lease.fleet, lease.owner, now + ttl, lease.rollout_id)
-        _atomic_write(self.fs, self._lock_path(lease.fleet), json.dumps(
+        atomic_write(self.fs, self._lock_path(lease.fleet), json.dumps(
             {"owner": renewed.owner, "expires_at": renewed.expires_at, "rollout_id": renewed.rollout_id}))
         return renewed
 
@@ -407,7 +407,7 @@ class LocalStateStore:
     def request_abort(self, rollout_id: str, by: str, now: float) -> None:
         self._read(rollout_id)
         self._subdir("control")
-        _atomic_write(self.fs, self._abort_path(rollout_id), json.dumps({"by": by, "at": now}))
+        atomic_write(self.fs, self._abort_path(rollout_id), json.dumps({"by": by, "at": now}))
 
     def abort_requested(self, rollout_id: str) -> dict[str, Any] | None:
         try:
