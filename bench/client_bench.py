@@ -356,12 +356,12 @@ def _agg_build(client: str, url: str, **options):
 
         return bare, lambda: None
     if client.startswith("shunt-"):
-        import botocore.exceptions  # noqa: F401 - botocore's imports (the worker's), before the CPU clock starts
-        import botocore.session  # noqa: F401
         from botocore.credentials import Credentials
 
-        import telemetry_shunt.client._signing  # noqa: F401
         from telemetry_shunt.client import TelemetryClient
+        from telemetry_shunt.client._client import load_worker_modules
+
+        load_worker_modules()  # the worker's imports, before the CPU clock starts
 
         shunt = TelemetryClient(url, region="us-east-1", credentials=Credentials("AKIDEXAMPLE", "secret"),
                                 kill_switch=None, **options)

@@ -154,6 +154,15 @@ class ClientStats:
         object.__setattr__(self, "dropped_total", sum(self.dropped.values()))
 
 
+def load_worker_modules() -> None:
+    """Import what the worker needs to send (botocore's session and exceptions, the signer). The worker calls
+    this when it starts, off the caller's thread; the bench calls it before its CPU clock starts."""
+    import botocore.exceptions  # noqa: F401
+    import botocore.session  # noqa: F401
+
+    from telemetry_shunt.client import _signing  # noqa: F401
+
+
 class TelemetryClient:
     """Sends metrics to the telemetry gateway without ever slowing down or failing its host.
 
@@ -438,10 +447,7 @@ class TelemetryClient:
         try:
             # Off the caller's thread, before the first batch is due: botocore's import here, the
             # credential chain (which may query instance metadata) once the kill switch says "on".
-            import botocore.exceptions  # noqa: F401
-            import botocore.session  # noqa: F401
-
-            from telemetry_shunt.client import _signing  # noqa: F401
+            load_worker_modules()
         except Exception:
             logger.exception("telemetry-shunt client could not load botocore")
         next_flush = _monotonic() + self._flush_interval
