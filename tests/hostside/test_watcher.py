@@ -210,10 +210,14 @@ def test_concurrent_checks_never_trip_over_each_others_state_files(tmp_path: Pat
     import subprocess
 
     host = WatcherHost(tmp_path)
+    # Twelve checks at once on a busy machine may take longer than the fakes' usual 0.5-1 s bounds, and a check
+    # that timed out would decide off for a reason this test is not about: here the bounds only guard a hang.
+    env = {**host.env(), "TELEMETRY_SHUNT_AGENT_TIMEOUT": "60", "TELEMETRY_SHUNT_IMDS_TIMEOUT": "60",
+           "TELEMETRY_SHUNT_SYSTEMCTL_TIMEOUT": "60"}
     try:
         host.agent.flags = ON
         for _ in range(3):
-            runs = [subprocess.Popen(["bash", str(host.script), "--once"], env=host.env(), stdout=subprocess.PIPE,
+            runs = [subprocess.Popen(["bash", str(host.script), "--once"], env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True) for _ in range(12)]
             results = [(run.communicate(timeout=120), run.returncode) for run in runs]
             for (out, err), code in results:
